@@ -1,0 +1,62 @@
+// Package wal is Ferry's write-ahead log: every sample Ferry acknowledges is
+// appended here first, and every consumer (one sender per endpoint, the
+// compactor) reads it back from its own persisted position.
+//
+// # On-disk format
+//
+// The log is a directory of numbered segment files (00000000, 00000001, …)
+// in the format of Prometheus' tsdb/wlog: 32 KiB pages holding records cut
+// into fragments, each fragment with a 7-byte header (type, length,
+// CRC32-Castagnoli). A record never spans two segments. Record payloads are
+// tsdb/record encodings:
+//
+//	Series  (type 1)  ref → labels, written once per series, before any sample
+//	                  record that uses the ref
+//	Samples (type 2)  (ref, timestamp, value) triples, delta-encoded
+//
+// Other tsdb/record types (histograms, exemplars, metadata) are reserved for
+// Remote-Write 2.0 and are skipped by readers that do not know them.
+//
+// A checkpoint directory checkpoint.NNNNNNNN holds, in the same segment
+// format, the Series records of every series still referenced by segments
+// after NNNNNNNN. Segments up to and including NNNNNNNN are deleted once the
+// checkpoint is durable (written to checkpoint.NNNNNNNN.tmp, fsynced,
+// renamed, directory fsynced).
+//
+// A Position is (segment, byte offset just past a record). Consumers persist
+// positions themselves; the log only needs to be told, through
+// Reader.Commit, which position a consumer has durably stored.
+//
+// # Durability
+//
+// Append writes the records to the segment file with write(2) before it
+// returns, so an acknowledged append survives the process being killed.
+// With SyncAlways, Append also returns only after fdatasync of the segment:
+// the data survives power loss. Concurrent appends share one fsync (group
+// commit). With SyncInterval the segment is fsynced on a timer: a power loss
+// can lose up to one interval of acknowledged data; a process crash loses
+// nothing. Segment rotation fsyncs the sealed segment and the directory.
+//
+// # Crash recovery
+//
+// Open reads the newest checkpoint and every segment to rebuild the series
+// table. A record that fails its checksum or ends early (a torn write) ends
+// its segment: the file is truncated just after the last intact record, and
+// the cut bytes are logged and counted. Later segments are kept. Open always
+// starts a new segment for writing, so a repaired segment is never appended
+// to.
+//
+// # Truncation and the disk cap
+//
+// Segments every registered consumer has committed past are deleted, after a
+// checkpoint carries the live series forward. When the log exceeds its
+// MaxSize, WhenFull decides: DropOldest deletes the oldest segments even if
+// consumers have not read them, moves those consumers forward, and reports
+// the number of samples each consumer lost; Backpressure makes Append return
+// ErrFull, so nothing is acknowledged that was not written. The cap is
+// enforced at segment granularity.
+//
+// If a write fails (disk full, I/O error), the current segment is sealed and
+// a new one begun before the next append is accepted, so a half-written
+// record can only ever be the torn tail of a sealed segment.
+package wal

@@ -1,0 +1,259 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/prometheus/prometheus/tsdb/wlog"
+	"go.uber.org/zap"
+)
+
+// checkpointSegmentSize bounds the segment files of a checkpoint.
+const checkpointSegmentSize = 64 << 20
+
+// maintain deletes the segments every consumer has committed past and
+// enforces the disk cap.
+func (w *WAL) maintain() {
+	if err := w.truncateConsumed(); err != nil {
+		w.m.truncationErrors.Inc()
+		w.logger.Error("WAL truncation failed", zap.Error(err))
+	}
+	if w.opts.MaxSize > 0 && w.opts.WhenFull == DropOldest && w.Size() > w.opts.MaxSize {
+		if err := w.dropOldest(); err != nil {
+			w.m.truncationErrors.Inc()
+			w.logger.Error("WAL disk cap: dropping old segments failed", zap.Error(err))
+		}
+	}
+}
+
+// truncateConsumed deletes segments before the lowest committed position.
+// With no consumer registered nothing is deleted: the data waits for one
+// (or for the disk cap).
+func (w *WAL) truncateConsumed() error {
+	w.truncMu.Lock()
+	defer w.truncMu.Unlock()
+	w.readersMu.Lock()
+	low, n := Position{Segment: int(w.headSg.Load())}, len(w.readers)
+	for _, r := range w.readers {
+		low = minPosition(low, *r.committed.Load())
+	}
+	w.readersMu.Unlock()
+	first, _ := w.segmentRange()
+	if n == 0 || low.Segment <= first {
+		return nil
+	}
+	return w.truncate(low.Segment)
+}
+
+// dropOldest deletes the oldest sealed segments until the log fits its cap,
+// moving readers that had not finished them and reporting their losses.
+func (w *WAL) dropOldest() error {
+	w.truncMu.Lock()
+	defer w.truncMu.Unlock()
+	w.mu.Lock()
+	upTo, excess := w.first, w.total.Load()-w.opts.MaxSize
+	var bytes int64
+	for upTo < w.head.Segment && excess > 0 {
+		excess -= w.sizes[upTo]
+		bytes += w.sizes[upTo]
+		upTo++
+	}
+	first := w.first
+	w.mu.Unlock()
+	if upTo == first {
+		return nil
+	}
+	to := Position{Segment: upTo}
+	var affected []string
+	w.readersMu.Lock()
+	readers := make([]*Reader, 0, len(w.readers))
+	for _, r := range w.readers {
+		readers = append(readers, r)
+	}
+	w.readersMu.Unlock()
+	for _, r := range readers {
+		r.mu.Lock()
+		from := r.pos
+		if r.jump != nil {
+			from = *r.jump
+		}
+		if !from.Less(to) {
+			r.mu.Unlock()
+			continue
+		}
+		n, err := w.countSamples(from, upTo)
+		if err != nil {
+			w.logger.Error("Counting the samples a consumer loses to the disk cap failed; the count is a lower bound",
+				zap.String("consumer", r.name), zap.Error(err))
+		}
+		r.jump = &to
+		r.mu.Unlock()
+		affected = append(affected, fmt.Sprintf("%s (%d samples)", r.name, n))
+		if r.onDrop != nil {
+			r.onDrop(n, from, to)
+		}
+	}
+	if err := w.truncate(upTo); err != nil {
+		return err
+	}
+	w.m.droppedSegments.Add(float64(upTo - first))
+	w.m.droppedBytes.Add(float64(bytes))
+	slices.Sort(affected)
+	w.logger.Error("WAL reached its disk cap: dropped the oldest segments before every endpoint read them",
+		zap.Int("first_segment", first), zap.Int("last_segment", upTo-1), zap.Int64("bytes", bytes),
+		zap.Int64("max_size", w.opts.MaxSize), zap.String("endpoints_losing_samples", strings.Join(affected, ", ")))
+	return nil
+}
+
+// countSamples counts the samples from p to the end of segment upTo-1.
+func (w *WAL) countSamples(p Position, upTo int) (int, error) {
+	dec := record.NewDecoder(nil, w.slog)
+	var buf []record.RefSample
+	n := 0
+	for seg := p.Segment; seg < upTo; seg++ {
+		from := int64(0)
+		if seg == p.Segment {
+			from = p.Offset
+		}
+		_, err := w.replaySegmentReadOnly(seg, func(rec []byte, end int64) {
+			if end <= from {
+				return
+			}
+			if t := dec.Type(rec); t == record.Samples || t == record.SamplesV2 {
+				var err error
+				if buf, err = dec.Samples(rec, buf[:0]); err == nil {
+					n += len(buf)
+				}
+			}
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// replaySegmentReadOnly calls fn with every intact record of seg and the
+// offset just past it.
+func (w *WAL) replaySegmentReadOnly(seg int, fn func(rec []byte, end int64)) (int64, error) {
+	f, err := os.Open(wlog.SegmentName(w.dir, seg))
+	if err != nil {
+		return 0, fmt.Errorf("open segment %d: %w", seg, err)
+	}
+	defer f.Close()
+	r := wlog.NewLiveReader(w.slog, w.liveMetrics, f)
+	for r.Next() {
+		fn(r.Record(), r.Offset())
+	}
+	return r.Offset(), nil
+}
+
+// truncate forgets series no segment from upTo on references, writes a
+// checkpoint with the others, and deletes the segments before upTo. w.truncMu
+// is held.
+func (w *WAL) truncate(upTo int) error {
+	start := time.Now()
+	// Forget series atomically with respect to appends: an append either
+	// finished before (and set lastSeg) or looks the series up after and
+	// creates it anew.
+	w.gcMu.Lock()
+	w.series.mu.Lock()
+	live := make([]record.RefSeries, 0, len(w.series.byRef))
+	removed := 0
+	for _, s := range w.series.byRef {
+		if s.lastSeg.Load() >= int64(upTo) {
+			live = append(live, record.RefSeries{Ref: s.ref, Labels: s.labels})
+		} else {
+			w.series.remove(s)
+			removed++
+		}
+	}
+	w.series.mu.Unlock()
+	w.gcMu.Unlock()
+	w.m.seriesRemoved.Add(float64(removed))
+	slices.SortFunc(live, func(a, b record.RefSeries) int { return int(a.Ref) - int(b.Ref) })
+
+	cp := upTo - 1
+	size, err := w.writeCheckpoint(cp, live)
+	if err != nil {
+		return fmt.Errorf("wal: write checkpoint %d: %w", cp, err)
+	}
+	w.mu.Lock()
+	first := w.first
+	w.first = upTo
+	for s := first; s < upTo; s++ {
+		delete(w.sizes, s)
+	}
+	w.cpSize = size
+	w.publishHead()
+	w.mu.Unlock()
+
+	var errs []error
+	for s := first; s < upTo; s++ {
+		if err := os.Remove(wlog.SegmentName(w.dir, s)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove segment %d: %w", s, err))
+		}
+	}
+	if _, err := w.lastCheckpoint(); err != nil {
+		errs = append(errs, err)
+	}
+	w.m.truncations.Inc()
+	w.m.checkpointSeconds.Observe(time.Since(start).Seconds())
+	w.logger.Debug("WAL truncated", zap.Int("first_segment", upTo), zap.Int("live_series", len(live)),
+		zap.Int("removed_series", removed), zap.Duration("took", time.Since(start)))
+	return errors.Join(errs...)
+}
+
+// writeCheckpoint writes the series to checkpoint.cp durably and returns its
+// size.
+func (w *WAL) writeCheckpoint(cp int, live []record.RefSeries) (int64, error) {
+	final := checkpointName(w.dir, cp)
+	tmp := final + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return 0, err
+	}
+	cw, err := wlog.NewSize(w.slog, nil, tmp, checkpointSegmentSize, w.opts.Compression)
+	if err != nil {
+		return 0, err
+	}
+	var enc record.Encoder
+	var buf []byte
+	for rest := live; len(rest) > 0; {
+		n := min(len(rest), 1000)
+		buf = enc.Series(rest[:n], buf[:0])
+		if err := cw.Log(buf); err != nil {
+			return 0, errors.Join(err, cw.Close(), os.RemoveAll(tmp))
+		}
+		rest = rest[n:]
+	}
+	if err := cw.Close(); err != nil {
+		return 0, errors.Join(err, os.RemoveAll(tmp))
+	}
+	if err := syncDir(tmp); err != nil {
+		return 0, errors.Join(err, os.RemoveAll(tmp))
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return 0, errors.Join(err, os.RemoveAll(tmp))
+	}
+	if err := syncDir(w.dir); err != nil {
+		return 0, err
+	}
+	segs, err := listSegments(final)
+	if err != nil {
+		return 0, err
+	}
+	var size int64
+	for _, s := range segs {
+		fi, err := os.Stat(wlog.SegmentName(final, s))
+		if err != nil {
+			return 0, err
+		}
+		size += fi.Size()
+	}
+	return size, nil
+}

@@ -1,0 +1,298 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/prometheus/prometheus/tsdb/wlog"
+	"go.uber.org/zap"
+)
+
+// Entry is one Samples record as a reader returns it: the samples with the
+// labels of their series, and the record's place in the log.
+type Entry struct {
+	// Start is the position just before the record, End just past it.
+	Start, End Position
+	Samples    []record.RefSample
+	// Labels[i] are the labels of Samples[i]'s series. They are shared with
+	// the log and must not be modified.
+	Labels []labels.Labels
+	// Unknown counts samples whose series is unknown (their Series record
+	// was lost to damage); their Labels are empty.
+	Unknown int
+}
+
+// DropFunc is told that a consumer lost samples: the disk cap deleted
+// segments between from and to before the consumer read them.
+type DropFunc func(samples int, from, to Position)
+
+// Reader reads the log for one consumer, from a position the consumer
+// persisted, and follows the head as it grows. A Reader is used by one
+// goroutine; Commit and Position may be called from others.
+type Reader struct {
+	w      *WAL
+	name   string
+	onDrop DropFunc
+
+	mu        sync.Mutex // held while reading a record; the disk cap takes it to move the reader
+	pos       Position   // just past the last record read
+	jump      *Position  // set by the disk cap: continue here
+	f         *os.File
+	lr        *wlog.LiveReader
+	sealedEOF bool // EOF seen once after the segment was sealed
+	dec       record.Decoder
+	entry     Entry
+
+	readPos   atomic.Pointer[Position]
+	committed atomic.Pointer[Position]
+}
+
+// NewReader registers a consumer called name that starts reading at from.
+// A position before the oldest retained segment, or past the head (a log
+// that was wiped), is moved to the oldest retained record and logged.
+// Until the reader is closed, truncation keeps every segment at or after
+// the position last given to Commit (initially from). onDrop may be nil.
+func (w *WAL) NewReader(name string, from Position, onDrop DropFunc) (*Reader, error) {
+	w.truncMu.Lock()
+	defer w.truncMu.Unlock()
+	w.readersMu.Lock()
+	defer w.readersMu.Unlock()
+	if w.isClosed.Load() {
+		return nil, ErrClosed
+	}
+	if _, ok := w.readers[name]; ok {
+		return nil, fmt.Errorf("wal: reader %q already exists", name)
+	}
+	first, head := w.segmentRange()
+	switch {
+	case from.Segment < first:
+		w.logger.Error("Consumer position is in a segment the WAL no longer has; samples between were lost to the disk cap or damage",
+			zap.String("consumer", name), zap.Stringer("position", from), zap.Int("oldest_segment", first))
+		from = Position{Segment: first}
+	case from.Segment > head:
+		w.logger.Error("Consumer position is past the end of the WAL (was the WAL directory replaced?); reading from the oldest record",
+			zap.String("consumer", name), zap.Stringer("position", from), zap.Int("head_segment", head))
+		from = Position{Segment: first}
+	}
+	r := &Reader{w: w, name: name, onDrop: onDrop, pos: from, dec: record.NewDecoder(nil, w.slog)}
+	r.readPos.Store(&from)
+	r.committed.Store(&from)
+	w.readers[name] = r
+	return r, nil
+}
+
+// Oldest returns the position of the oldest retained record.
+func (w *WAL) Oldest() Position {
+	first, _ := w.segmentRange()
+	return Position{Segment: first}
+}
+
+// Name returns the consumer's name.
+func (r *Reader) Name() string { return r.name }
+
+// Position returns the position just past the last record read.
+func (r *Reader) Position() Position { return *r.readPos.Load() }
+
+// Commit tells the log that the consumer has durably stored p: segments
+// before p's segment may be deleted.
+func (r *Reader) Commit(p Position) {
+	r.committed.Store(&p)
+	if r.w.opts.MaxSize > 0 && r.w.Size() >= r.w.opts.MaxSize {
+		r.w.kickMaintenance()
+	}
+}
+
+// BytesBehind returns how far the reader is behind the head, in bytes.
+func (r *Reader) BytesBehind() int64 { return r.w.BytesBehind(r.Position()) }
+
+// Close unregisters the consumer: it no longer holds back truncation.
+func (r *Reader) Close() error {
+	r.w.readersMu.Lock()
+	if r.w.readers[r.name] == r {
+		delete(r.w.readers, r.name)
+	}
+	r.w.readersMu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closeSegment()
+}
+
+func (r *Reader) closeSegment() error {
+	r.lr = nil
+	r.sealedEOF = false
+	if r.f == nil {
+		return nil
+	}
+	err := r.f.Close()
+	r.f = nil
+	return err
+}
+
+// Next returns the next Samples record, waiting for one to be written. The
+// Entry is valid until the next call. It returns ctx.Err() when ctx ends and
+// ErrClosed when the log closes.
+func (r *Reader) Next(ctx context.Context) (*Entry, error) {
+	for {
+		waitc := r.w.waitc()
+		if r.w.isClosed.Load() {
+			return nil, ErrClosed
+		}
+		e, err := r.tryNext()
+		if e != nil || err != nil {
+			return e, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-waitc:
+		}
+	}
+}
+
+// tryNext returns the next Samples record if one is on disk, or nil.
+func (r *Reader) tryNext() (*Entry, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		if r.jump != nil {
+			if err := r.closeSegment(); err != nil {
+				return nil, fmt.Errorf("wal: reader %s: close segment: %w", r.name, err)
+			}
+			r.setPos(*r.jump)
+			r.jump = nil
+		}
+		if r.lr == nil {
+			ok, err := r.openSegment()
+			if err != nil || !ok {
+				return nil, err
+			}
+			continue
+		}
+		if r.lr.Next() {
+			start := r.pos
+			r.setPos(Position{Segment: r.pos.Segment, Offset: r.lr.Offset()})
+			r.sealedEOF = false
+			rec := r.lr.Record()
+			switch r.dec.Type(rec) {
+			case record.Samples, record.SamplesV2:
+				if err := r.decode(rec, start); err != nil {
+					r.w.m.corruptions.Inc()
+					r.w.logger.Error("Skipping undecodable WAL record", zap.String("consumer", r.name),
+						zap.Stringer("position", start), zap.Error(err))
+					continue
+				}
+				return &r.entry, nil
+			}
+			continue
+		}
+		sealed := int64(r.pos.Segment) < r.w.headSg.Load()
+		if err := r.lr.Err(); err != nil && !errors.Is(err, io.EOF) {
+			if !sealed {
+				return nil, nil // a failed write in the head; it is sealed before the next one
+			}
+			r.w.m.corruptions.Inc()
+			r.w.logger.Error("WAL segment damaged; skipping the rest of it", zap.String("consumer", r.name),
+				zap.Stringer("position", r.pos), zap.Error(err))
+			r.nextSegment()
+			continue
+		}
+		if !sealed {
+			return nil, nil
+		}
+		if !r.sealedEOF {
+			// The segment was sealed after the read above began: everything
+			// in it is on disk now, so one more pass finds the rest.
+			r.sealedEOF = true
+			continue
+		}
+		r.nextSegment()
+	}
+}
+
+func (r *Reader) setPos(p Position) {
+	r.pos = p
+	r.readPos.Store(&p)
+}
+
+func (r *Reader) nextSegment() {
+	if r.lr != nil {
+		if fi, err := r.f.Stat(); err == nil && fi.Size() > r.lr.Offset() {
+			r.w.m.corruptions.Inc()
+			r.w.logger.Warn("WAL segment ends in an incomplete record; skipping it",
+				zap.String("consumer", r.name), zap.Stringer("position", r.pos), zap.Int64("bytes", fi.Size()-r.lr.Offset()))
+		}
+	}
+	_ = r.closeSegment()
+	r.setPos(Position{Segment: r.pos.Segment + 1})
+}
+
+// openSegment opens the reader's segment and skips to its offset. It
+// returns false if the segment does not exist yet.
+func (r *Reader) openSegment() (bool, error) {
+	first, head := r.w.segmentRange()
+	if r.pos.Segment < first {
+		r.setPos(Position{Segment: first})
+	}
+	if r.pos.Segment > head {
+		return false, nil
+	}
+	f, err := os.Open(wlog.SegmentName(r.w.dir, r.pos.Segment))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && r.pos.Segment < head {
+			r.w.logger.Error("WAL segment missing; skipping it", zap.String("consumer", r.name), zap.Int("segment", r.pos.Segment))
+			r.setPos(Position{Segment: r.pos.Segment + 1})
+			return true, nil
+		}
+		return false, fmt.Errorf("wal: reader %s: open segment %d: %w", r.name, r.pos.Segment, err)
+	}
+	r.f = f
+	r.lr = wlog.NewLiveReader(r.w.slog, r.w.liveMetrics, f)
+	target := r.pos.Offset
+	for r.lr.Offset() < target {
+		if !r.lr.Next() {
+			// The segment is shorter than the position: it was cut by a
+			// repair. Continue with the next one.
+			r.w.logger.Warn("Consumer position is past the end of its segment (cut by a repair); continuing with the next segment",
+				zap.String("consumer", r.name), zap.Stringer("position", r.pos), zap.Int64("segment_end", r.lr.Offset()))
+			r.nextSegment()
+			return true, nil
+		}
+	}
+	r.pos.Offset = r.lr.Offset()
+	r.setPos(r.pos)
+	return true, nil
+}
+
+// decode fills r.entry from a Samples record.
+func (r *Reader) decode(rec []byte, start Position) error {
+	e := &r.entry
+	var err error
+	e.Samples, err = r.dec.Samples(rec, e.Samples[:0])
+	if err != nil {
+		return err
+	}
+	e.Start, e.End, e.Unknown = start, r.pos, 0
+	if cap(e.Labels) < len(e.Samples) {
+		e.Labels = make([]labels.Labels, len(e.Samples), 2*len(e.Samples))
+	}
+	e.Labels = e.Labels[:len(e.Samples)]
+	t := r.w.series
+	t.mu.RLock()
+	for i, s := range e.Samples {
+		if ser := t.byRef[s.Ref]; ser != nil {
+			e.Labels[i] = ser.labels
+		} else {
+			e.Labels[i] = labels.EmptyLabels()
+			e.Unknown++
+		}
+	}
+	t.mu.RUnlock()
+	return nil
+}

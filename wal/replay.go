@@ -1,0 +1,281 @@
+package wal
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/prometheus/prometheus/tsdb/wlog"
+	"go.uber.org/zap"
+)
+
+// CorruptionError says where a segment is damaged.
+type CorruptionError struct {
+	Dir     string
+	Segment int
+	Offset  int64 // end of the last intact record
+	Err     error
+}
+
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("wal: segment %d in %s damaged after offset %d: %v", e.Segment, e.Dir, e.Offset, e.Err)
+}
+
+func (e *CorruptionError) Unwrap() error { return e.Err }
+
+// listSegments returns the indices of the segment files in dir, ascending.
+func listSegments(dir string) ([]int, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var segs []int
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		k, err := strconv.Atoi(e.Name())
+		if err != nil || len(e.Name()) != 8 {
+			continue
+		}
+		segs = append(segs, k)
+	}
+	sort.Ints(segs)
+	return segs, nil
+}
+
+// lastCheckpoint finds the newest complete checkpoint and removes leftovers
+// of interrupted ones. It returns -1 if there is none.
+func (w *WAL) lastCheckpoint() (int, error) {
+	entries, err := os.ReadDir(w.dir)
+	if err != nil {
+		return -1, fmt.Errorf("wal: read directory %s: %w", w.dir, err)
+	}
+	last := -1
+	var all []int
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || !strings.HasPrefix(name, "checkpoint.") {
+			continue
+		}
+		if strings.HasSuffix(name, ".tmp") {
+			if err := os.RemoveAll(filepath.Join(w.dir, name)); err != nil {
+				return -1, fmt.Errorf("wal: remove incomplete checkpoint %s: %w", name, err)
+			}
+			continue
+		}
+		k, err := strconv.Atoi(strings.TrimPrefix(name, "checkpoint."))
+		if err != nil {
+			continue
+		}
+		all = append(all, k)
+		last = max(last, k)
+	}
+	for _, k := range all {
+		if k < last {
+			if err := os.RemoveAll(checkpointName(w.dir, k)); err != nil {
+				return -1, fmt.Errorf("wal: remove old checkpoint %d: %w", k, err)
+			}
+		}
+	}
+	return last, nil
+}
+
+// replay rebuilds the series table from the checkpoint and the segments,
+// finishing an interrupted truncation and repairing damaged tails.
+func (w *WAL) replay() error {
+	cp, err := w.lastCheckpoint()
+	if err != nil {
+		return err
+	}
+	segs, err := listSegments(w.dir)
+	if err != nil {
+		return fmt.Errorf("wal: list segments in %s: %w", w.dir, err)
+	}
+	// Segments covered by the checkpoint were due for deletion.
+	for len(segs) > 0 && segs[0] <= cp {
+		if err := os.Remove(wlog.SegmentName(w.dir, segs[0])); err != nil {
+			return fmt.Errorf("wal: remove segment %d covered by checkpoint %d: %w", segs[0], cp, err)
+		}
+		segs = segs[1:]
+	}
+	if cp >= 0 {
+		n, size, err := w.loadCheckpoint(cp)
+		if err != nil {
+			return err
+		}
+		w.cpSize = size
+		w.logger.Info("Loaded WAL checkpoint", zap.Int("checkpoint", cp), zap.Int("series", n))
+	}
+	var dec record.Decoder = record.NewDecoder(nil, w.slog)
+	var samples []record.RefSample
+	var seriesBuf []record.RefSeries
+	var hashBuf []byte
+	orphans := 0
+	for i, seg := range segs {
+		if i == 0 {
+			w.first = seg
+		}
+		size, err := w.replaySegment(seg, func(rec []byte) error {
+			switch dec.Type(rec) {
+			case record.Series:
+				seriesBuf, err = dec.Series(rec, seriesBuf[:0])
+				if err != nil {
+					return err
+				}
+				for _, s := range seriesBuf {
+					if _, ok := w.series.byRef[s.Ref]; ok {
+						continue
+					}
+					var h uint64
+					h, hashBuf = hashLabels(s.Labels, hashBuf)
+					ser := &series{ref: s.Ref, hash: h, labels: s.Labels.Copy()}
+					ser.lastSeg.Store(int64(seg))
+					w.series.insert(ser)
+				}
+			case record.Samples, record.SamplesV2:
+				samples, err = dec.Samples(rec, samples[:0])
+				if err != nil {
+					return err
+				}
+				for _, s := range samples {
+					ser := w.series.byRef[s.Ref]
+					if ser == nil {
+						orphans++
+						continue
+					}
+					ser.lastSeg.Store(int64(seg))
+					if s.T > w.highestTs.Load() {
+						w.highestTs.Store(s.T)
+					}
+				}
+				w.m.replayedSamples.Add(float64(len(samples)))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		w.sizes[seg] = size
+	}
+	if orphans > 0 {
+		w.logger.Warn("WAL samples reference series whose record is lost; they cannot be forwarded", zap.Int("samples", orphans))
+	}
+	if cp >= 0 && len(segs) == 0 {
+		w.first = cp + 1
+	}
+	if w.highestTs.Load() == math.MinInt64 {
+		w.highestTs.Store(math.MinInt64)
+	}
+	return nil
+}
+
+// replaySegment calls fn for every record of segment seg. A damaged record
+// ends the segment: the file is cut after the last intact record. It
+// returns the segment's size after any repair.
+func (w *WAL) replaySegment(seg int, fn func(rec []byte) error) (int64, error) {
+	name := wlog.SegmentName(w.dir, seg)
+	f, err := os.Open(name)
+	if err != nil {
+		return 0, fmt.Errorf("wal: open segment %d: %w", seg, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("wal: stat segment %d: %w", seg, err)
+	}
+	r := wlog.NewReader(bufio.NewReaderSize(f, 1<<20))
+	var good int64
+	var damage error
+	for r.Next() {
+		if err := fn(r.Record()); err != nil {
+			damage = fmt.Errorf("decode record: %w", err)
+			break
+		}
+		good = r.Offset()
+	}
+	if damage == nil {
+		damage = r.Err()
+	}
+	if damage == nil {
+		return fi.Size(), nil
+	}
+	if errors.Is(damage, io.ErrUnexpectedEOF) || errors.Is(damage, io.EOF) {
+		damage = fmt.Errorf("torn record: %w", damage)
+	}
+	cut := fi.Size() - good
+	w.m.corruptions.Inc()
+	w.m.repairedBytes.Add(float64(cut))
+	w.logger.Warn("Repairing damaged WAL segment: keeping the records before the damage",
+		zap.Int("segment", seg), zap.Int64("offset", good), zap.Int64("cut_bytes", cut),
+		zap.Error(&CorruptionError{Dir: w.dir, Segment: seg, Offset: good, Err: damage}))
+	if err := os.Truncate(name, good); err != nil {
+		return 0, fmt.Errorf("wal: cut segment %d at %d: %w", seg, good, err)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("wal: fsync repaired segment %d: %w", seg, err)
+	}
+	return good, nil
+}
+
+// loadCheckpoint reads the series of checkpoint cp into the table.
+func (w *WAL) loadCheckpoint(cp int) (int, int64, error) {
+	dir := checkpointName(w.dir, cp)
+	segs, err := listSegments(dir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("wal: list checkpoint %d: %w", cp, err)
+	}
+	dec := record.NewDecoder(nil, w.slog)
+	var buf []record.RefSeries
+	var hashBuf []byte
+	var n int
+	var size int64
+	for _, seg := range segs {
+		f, err := os.Open(wlog.SegmentName(dir, seg))
+		if err != nil {
+			return 0, 0, fmt.Errorf("wal: open checkpoint %d segment %d: %w", cp, seg, err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return 0, 0, fmt.Errorf("wal: stat checkpoint %d: %w", cp, err)
+		}
+		size += fi.Size()
+		r := wlog.NewReader(bufio.NewReaderSize(f, 1<<20))
+		for r.Next() {
+			if dec.Type(r.Record()) != record.Series {
+				continue
+			}
+			buf, err = dec.Series(r.Record(), buf[:0])
+			if err != nil {
+				f.Close()
+				return 0, 0, fmt.Errorf("wal: decode checkpoint %d: %w", cp, err)
+			}
+			for _, s := range buf {
+				var h uint64
+				h, hashBuf = hashLabels(s.Labels, hashBuf)
+				ser := &series{ref: s.Ref, hash: h, labels: s.Labels.Copy()}
+				ser.lastSeg.Store(int64(cp + 1))
+				w.series.insert(ser)
+				n++
+			}
+		}
+		err = r.Err()
+		f.Close()
+		if err != nil {
+			// A checkpoint is written whole and fsynced before it is renamed
+			// into place: damage here is not a torn write, and the series it
+			// held are needed. Refuse to guess.
+			return 0, 0, fmt.Errorf("wal: checkpoint %d is damaged (move it away to start without it, losing the series it holds): %w", cp, err)
+		}
+	}
+	return n, size, nil
+}

@@ -1,0 +1,551 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/prometheus/prometheus/tsdb/wlog"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+)
+
+var (
+	// ErrFull is returned by Append when the log is at MaxSize under the
+	// Backpressure policy. Nothing of the batch was written.
+	ErrFull = errors.New("wal: full")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("wal: closed")
+)
+
+// maxSamplesPerRecord bounds a Samples record, so that readers decode and
+// checkpoint in steps of bounded size.
+const maxSamplesPerRecord = 4096
+
+// wlogSegmentSize is what the wlog writer is told: larger than any segment
+// this package lets grow, so that rotation happens only here, where the
+// position bookkeeping is.
+const wlogSegmentSize = 1 << 40
+
+// WAL is the write-ahead log. It is safe for concurrent use.
+type WAL struct {
+	dir    string
+	opts   Options
+	logger *zap.Logger
+	slog   *slog.Logger
+	now    func() time.Time
+	m      *metrics
+
+	series *seriesTable
+	// gcMu is held for reading by Append from the ref lookup until its
+	// records are written, and for writing by truncation while it forgets
+	// series, so that a sample is never written for a forgotten ref.
+	gcMu sync.RWMutex
+
+	// mu serialises writes, rotation and the bookkeeping of positions.
+	mu     sync.Mutex
+	wl     *wlog.WL
+	head   Position      // just past the last record written
+	first  int           // oldest segment on disk
+	sizes  map[int]int64 // sizes of sealed segments
+	cpSize int64         // bytes of the current checkpoint
+	broken error         // last write error; the segment must be sealed before the next write
+	closed bool
+	seq    atomic.Uint64 // count of successful writes
+	headSz atomic.Int64  // head.Offset, readable without mu
+	headSg atomic.Int64  // head.Segment, readable without mu
+	total  atomic.Int64  // Size(), readable without mu
+	notify atomic.Pointer[chan struct{}]
+
+	// segMu is held for writing while wlog switches its current segment and
+	// for reading around fsync, which reads that segment without a lock.
+	segMu sync.RWMutex
+
+	syncMu       sync.Mutex
+	synced       uint64 // writes up to this seq are fsynced
+	failedUpTo   uint64 // writes up to this seq may be lost: an fsync failed
+	lastSyncErr  error
+	highestTs    atomic.Int64
+	bufs         sync.Pool
+	truncMu      sync.Mutex // serialises truncation and reader registration
+	readersMu    sync.Mutex
+	readers      map[string]*Reader
+	maintainc    chan struct{}
+	started      atomic.Bool
+	isClosed     atomic.Bool
+	stopc, donec chan struct{}
+	liveMetrics  *wlog.LiveReaderMetrics
+}
+
+// Open opens the log in dir, creating it if needed, repairs damaged segment
+// tails, rebuilds the series table and starts a new segment for writing.
+// Background work (fsync timer, truncation) starts with Start.
+func Open(dir string, opts Options, logger *zap.Logger, reg prometheus.Registerer, now func() time.Time) (*WAL, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	if now == nil {
+		now = time.Now
+	}
+	w := &WAL{
+		dir:         dir,
+		opts:        opts,
+		logger:      logger,
+		slog:        slog.New(zapslog.NewHandler(logger.Core())),
+		now:         now,
+		series:      newSeriesTable(),
+		sizes:       map[int]int64{},
+		readers:     map[string]*Reader{},
+		maintainc:   make(chan struct{}, 1),
+		stopc:       make(chan struct{}),
+		donec:       make(chan struct{}),
+		liveMetrics: wlog.NewLiveReaderMetrics(nil),
+	}
+	w.highestTs.Store(math.MinInt64)
+	ch := make(chan struct{})
+	w.notify.Store(&ch)
+	w.m = newMetrics(w, reg)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("wal: create directory %s: %w", dir, err)
+	}
+	start := now()
+	if err := w.replay(); err != nil {
+		return nil, err
+	}
+	wl, err := wlog.NewSize(w.slog, nil, dir, wlogSegmentSize, opts.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("wal: open writer in %s: %w", dir, err)
+	}
+	w.wl = wl
+	_, last, err := wlog.Segments(dir)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("wal: list segments in %s: %w", dir, err), wl.Close())
+	}
+	if err := syncDir(dir); err != nil {
+		return nil, errors.Join(err, wl.Close())
+	}
+	w.head = Position{Segment: last}
+	if len(w.sizes) == 0 {
+		w.first = last
+	}
+	w.publishHead()
+	w.m.replayDuration.Set(now().Sub(start).Seconds())
+	return w, nil
+}
+
+// Start runs the background work: the fsync timer (SyncInterval) and the
+// maintenance loop that truncates consumed segments and enforces MaxSize.
+// Call it once all consumers known at start are registered.
+func (w *WAL) Start() {
+	if w.started.Swap(true) {
+		return
+	}
+	go w.run()
+}
+
+func (w *WAL) run() {
+	defer close(w.donec)
+	var syncTick <-chan time.Time
+	if w.opts.Sync == SyncInterval {
+		t := time.NewTicker(w.opts.SyncInterval)
+		defer t.Stop()
+		syncTick = t.C
+	}
+	maint := time.NewTicker(w.opts.MaintenanceInterval)
+	defer maint.Stop()
+	for {
+		select {
+		case <-w.stopc:
+			return
+		case <-syncTick:
+			if err := w.syncTo(w.seq.Load()); err != nil {
+				w.logger.Error("Periodic WAL fsync failed", zap.Error(err))
+			}
+		case <-maint.C:
+			w.maintain()
+		case <-w.maintainc:
+			w.maintain()
+		}
+	}
+}
+
+func (w *WAL) kickMaintenance() {
+	select {
+	case w.maintainc <- struct{}{}:
+	default:
+	}
+}
+
+// appendBuf holds the per-append scratch space.
+type appendBuf struct {
+	series  []*series
+	hashes  []uint64
+	hashBuf []byte
+	samples []record.RefSample
+	recs    [][]byte
+	enc     []byte
+	builder labels.ScratchBuilder
+}
+
+// Append writes the batch to the log. When it returns nil the batch is
+// durable as the sync policy promises; on error nothing of it may be
+// acknowledged (parts may still reach readers: delivery is at-least-once).
+func (w *WAL) Append(b *Batch) error {
+	if len(b.Series) == 0 {
+		return nil
+	}
+	if w.opts.MaxSize > 0 && w.opts.WhenFull == Backpressure && w.total.Load() >= w.opts.MaxSize {
+		w.m.fullRejections.Inc()
+		return ErrFull
+	}
+	buf, _ := w.bufs.Get().(*appendBuf)
+	if buf == nil {
+		buf = &appendBuf{builder: labels.NewScratchBuilder(16)}
+	}
+	defer w.bufs.Put(buf)
+
+	w.gcMu.RLock()
+	seq, err := w.appendLocked(b, buf)
+	w.gcMu.RUnlock()
+	if err != nil {
+		return err
+	}
+	w.wake()
+	if w.opts.MaxSize > 0 && w.opts.WhenFull == DropOldest && w.total.Load() > w.opts.MaxSize {
+		w.kickMaintenance()
+	}
+	if w.opts.Sync == SyncAlways {
+		return w.syncTo(seq)
+	}
+	return nil
+}
+
+func (w *WAL) appendLocked(b *Batch, buf *appendBuf) (uint64, error) {
+	buf.series = buf.series[:0]
+	buf.hashes = buf.hashes[:0]
+	missing := 0
+	w.series.mu.RLock()
+	for _, s := range b.Series {
+		pairs := b.Labels[s.LabelsStart:s.LabelsEnd]
+		var h uint64
+		h, buf.hashBuf = hashPairs(pairs, buf.hashBuf)
+		ser := w.series.lookup(h, pairs)
+		if ser == nil {
+			missing++
+		}
+		buf.series = append(buf.series, ser)
+		buf.hashes = append(buf.hashes, h)
+	}
+	w.series.mu.RUnlock()
+	if missing > 0 {
+		if err := w.createSeries(b, buf); err != nil {
+			return 0, err
+		}
+	}
+
+	buf.samples = buf.samples[:0]
+	maxTs := int64(math.MinInt64)
+	for i, s := range b.Series {
+		ref := buf.series[i].ref
+		for _, smp := range b.Samples[s.SamplesStart:s.SamplesEnd] {
+			buf.samples = append(buf.samples, record.RefSample{Ref: ref, T: smp.Timestamp, V: smp.Value})
+			maxTs = max(maxTs, smp.Timestamp)
+		}
+	}
+	if len(buf.samples) == 0 {
+		return w.seq.Load(), nil
+	}
+	var enc record.Encoder
+	buf.recs = buf.recs[:0]
+	buf.enc = buf.enc[:0]
+	for rest := buf.samples; len(rest) > 0; {
+		n := min(len(rest), maxSamplesPerRecord)
+		start := len(buf.enc)
+		buf.enc = enc.Samples(rest[:n], buf.enc)
+		buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
+		rest = rest[n:]
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seq, err := w.logLocked(buf.recs...)
+	if err != nil {
+		return 0, err
+	}
+	seg := int64(w.head.Segment)
+	for _, s := range buf.series {
+		if s.lastSeg.Load() != seg {
+			s.lastSeg.Store(seg)
+		}
+	}
+	for {
+		cur := w.highestTs.Load()
+		if maxTs <= cur || w.highestTs.CompareAndSwap(cur, maxTs) {
+			break
+		}
+	}
+	w.m.appendedSamples.Add(float64(len(buf.samples)))
+	w.m.appendedRequests.Inc()
+	return seq, nil
+}
+
+// createSeries assigns refs to the batch's unknown series and writes their
+// Series record before any sample that uses them.
+func (w *WAL) createSeries(b *Batch, buf *appendBuf) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.series.mu.Lock()
+	defer w.series.mu.Unlock()
+
+	var created []record.RefSeries
+	var fresh []*series
+	nextRef := w.series.nextRef
+	for i, s := range b.Series {
+		if buf.series[i] != nil {
+			continue
+		}
+		pairs := b.Labels[s.LabelsStart:s.LabelsEnd]
+		if ser := w.series.lookup(buf.hashes[i], pairs); ser != nil {
+			buf.series[i] = ser // created meanwhile by another append
+			continue
+		}
+		// The same series twice in one batch gets one ref.
+		dup := false
+		for _, f := range fresh {
+			if f.hash == buf.hashes[i] && equalPairs(f.labels, pairs) {
+				buf.series[i], dup = f, true
+				break
+			}
+		}
+		if dup {
+			continue
+		}
+		ser := &series{ref: nextRef, hash: buf.hashes[i], labels: labelsFromPairs(&buf.builder, pairs)}
+		nextRef++
+		fresh = append(fresh, ser)
+		created = append(created, record.RefSeries{Ref: ser.ref, Labels: ser.labels})
+		buf.series[i] = ser
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	var enc record.Encoder
+	if _, err := w.logLocked(enc.Series(created, nil)); err != nil {
+		for i := range buf.series {
+			for _, f := range fresh {
+				if buf.series[i] == f {
+					buf.series[i] = nil
+				}
+			}
+		}
+		return err
+	}
+	for _, f := range fresh {
+		f.lastSeg.Store(int64(w.head.Segment))
+		w.series.insert(f)
+	}
+	w.m.seriesCreated.Add(float64(len(fresh)))
+	return nil
+}
+
+// logLocked writes records; w.mu is held.
+func (w *WAL) logLocked(recs ...[]byte) (uint64, error) {
+	if w.closed {
+		return 0, ErrClosed
+	}
+	if w.broken != nil {
+		if err := w.rotateLocked(); err != nil {
+			return 0, fmt.Errorf("wal: seal segment %d after write error (%v): %w", w.head.Segment, w.broken, err)
+		}
+		w.logger.Info("WAL writes resumed in a new segment", zap.Int("segment", w.head.Segment), zap.NamedError("after", w.broken))
+		w.broken = nil
+	}
+	if w.head.Offset >= w.opts.SegmentSize {
+		if err := w.rotateLocked(); err != nil {
+			return 0, fmt.Errorf("wal: rotate segment %d: %w", w.head.Segment, err)
+		}
+	}
+	if err := w.wl.Log(recs...); err != nil {
+		w.broken = err
+		w.m.writeErrors.Inc()
+		return 0, fmt.Errorf("wal: write segment %d: %w", w.head.Segment, err)
+	}
+	fi, err := os.Stat(wlog.SegmentName(w.dir, w.head.Segment))
+	if err != nil {
+		w.broken = err
+		w.m.writeErrors.Inc()
+		return 0, fmt.Errorf("wal: stat segment %d: %w", w.head.Segment, err)
+	}
+	w.head.Offset = fi.Size()
+	w.publishHead()
+	return w.seq.Add(1), nil
+}
+
+// rotateLocked seals the head segment (wlog fsyncs it), starts the next one
+// and fsyncs the directory; w.mu is held.
+func (w *WAL) rotateLocked() error {
+	w.segMu.Lock()
+	next, err := w.wl.NextSegmentSync()
+	w.segMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := syncDir(w.dir); err != nil {
+		return err
+	}
+	old := w.head.Segment
+	fi, err := os.Stat(wlog.SegmentName(w.dir, old))
+	if err != nil {
+		return fmt.Errorf("stat sealed segment %d: %w", old, err)
+	}
+	w.sizes[old] = fi.Size()
+	w.head = Position{Segment: next}
+	w.publishHead()
+	// Everything written so far is fsynced by the rotation.
+	w.syncMu.Lock()
+	w.synced = max(w.synced, w.seq.Load())
+	w.syncMu.Unlock()
+	w.kickMaintenance()
+	return nil
+}
+
+// publishHead makes the head position and the size readable without w.mu.
+func (w *WAL) publishHead() {
+	w.headSg.Store(int64(w.head.Segment))
+	w.headSz.Store(w.head.Offset)
+	total := w.cpSize + w.head.Offset
+	for _, s := range w.sizes {
+		total += s
+	}
+	w.total.Store(total)
+}
+
+// wake tells readers waiting at the head that there is more to read.
+func (w *WAL) wake() {
+	ch := make(chan struct{})
+	old := w.notify.Swap(&ch)
+	close(*old)
+}
+
+func (w *WAL) waitc() <-chan struct{} { return *w.notify.Load() }
+
+// syncTo returns once every write up to seq is fsynced. Concurrent callers
+// share one fsync.
+func (w *WAL) syncTo(seq uint64) error {
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	if seq <= w.failedUpTo && seq > w.synced {
+		return fmt.Errorf("wal: fsync failed, write may be lost: %w", w.lastSyncErr)
+	}
+	if seq <= w.synced {
+		return nil
+	}
+	target := w.seq.Load()
+	start := time.Now()
+	w.segMu.RLock()
+	err := w.wl.Sync()
+	w.segMu.RUnlock()
+	w.m.fsyncs.Inc()
+	w.m.fsyncDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		w.m.fsyncErrors.Inc()
+		w.failedUpTo, w.lastSyncErr = target, err
+		w.mu.Lock()
+		if w.broken == nil {
+			w.broken = err
+		}
+		w.mu.Unlock()
+		return fmt.Errorf("wal: fsync segment: %w", err)
+	}
+	w.synced = target
+	return nil
+}
+
+// Head returns the position just past the last record written.
+func (w *WAL) Head() Position {
+	return Position{Segment: int(w.headSg.Load()), Offset: w.headSz.Load()}
+}
+
+// Size returns the bytes the log uses on disk.
+func (w *WAL) Size() int64 { return w.total.Load() }
+
+// HighestTimestamp returns the highest sample timestamp appended (ms), or
+// math.MinInt64 if none.
+func (w *WAL) HighestTimestamp() int64 { return w.highestTs.Load() }
+
+func (w *WAL) segmentRange() (first, head int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.first, w.head.Segment
+}
+
+// BytesBehind returns how many bytes of records lie between p and the head.
+func (w *WAL) BytesBehind(p Position) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p.Segment == w.head.Segment {
+		return max(0, w.head.Offset-p.Offset)
+	}
+	n := w.head.Offset - p.Offset
+	for s := max(p.Segment, w.first); s < w.head.Segment; s++ {
+		n += w.sizes[s]
+	}
+	return max(0, n)
+}
+
+// Close stops background work, fsyncs and closes the head segment. Readers
+// must be closed first or be abandoned.
+func (w *WAL) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	w.closed = true
+	w.isClosed.Store(true)
+	w.mu.Unlock()
+	select {
+	case <-w.stopc:
+	default:
+		close(w.stopc)
+	}
+	if w.started.Load() {
+		<-w.donec
+	}
+	w.segMu.Lock()
+	err := w.wl.Close()
+	w.segMu.Unlock()
+	w.wake()
+	if err != nil {
+		return fmt.Errorf("wal: close: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("wal: open directory %s for fsync: %w", dir, err)
+	}
+	if err := d.Sync(); err != nil {
+		_ = d.Close()
+		return fmt.Errorf("wal: fsync directory %s: %w", dir, err)
+	}
+	return d.Close()
+}
+
+func checkpointName(dir string, seg int) string {
+	return filepath.Join(dir, fmt.Sprintf("checkpoint.%08d", seg))
+}
