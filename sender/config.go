@@ -1,0 +1,174 @@
+package sender
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
+)
+
+// Config is one endpoint: a Prometheus remote_write entry plus Ferry's own
+// fields. Its YAML form is what prometheus.yml accepts, so an entry can be
+// pasted from there.
+type Config struct {
+	// Name keys the endpoint's checkpoint; it must be unique and stable.
+	Name          string            `yaml:"name"`
+	URL           *config.URL       `yaml:"url"`
+	RemoteTimeout model.Duration    `yaml:"remote_timeout,omitempty"`
+	Headers       map[string]string `yaml:"headers,omitempty"`
+
+	WriteRelabelConfigs []*relabel.Config `yaml:"write_relabel_configs,omitempty"`
+	QueueConfig         QueueConfig       `yaml:"queue_config,omitempty"`
+	// StartFrom is where a new endpoint (one without a checkpoint) starts
+	// reading: "oldest" retained sample or "now".
+	StartFrom string `yaml:"start_from,omitempty"`
+
+	HTTPClientConfig config.HTTPClientConfig `yaml:",inline"`
+}
+
+// QueueConfig tunes batching, sharding and retries, with Prometheus' names
+// and meanings.
+type QueueConfig struct {
+	// Capacity is the number of samples each shard buffers.
+	Capacity          int            `yaml:"capacity,omitempty"`
+	MinShards         int            `yaml:"min_shards,omitempty"`
+	MaxShards         int            `yaml:"max_shards,omitempty"`
+	MaxSamplesPerSend int            `yaml:"max_samples_per_send,omitempty"`
+	BatchSendDeadline model.Duration `yaml:"batch_send_deadline,omitempty"`
+	MinBackoff        model.Duration `yaml:"min_backoff,omitempty"`
+	MaxBackoff        model.Duration `yaml:"max_backoff,omitempty"`
+	// RetryOnRateLimit retries 429 answers; when false they drop the batch.
+	RetryOnRateLimit *bool `yaml:"retry_on_http_429,omitempty"`
+}
+
+// Start positions for a new endpoint.
+const (
+	StartOldest = "oldest"
+	StartNow    = "now"
+)
+
+// DefaultQueueConfig holds the defaults, which are Prometheus' except that
+// 429 is retried.
+var DefaultQueueConfig = QueueConfig{
+	Capacity:          10000,
+	MinShards:         1,
+	MaxShards:         50,
+	MaxSamplesPerSend: 2000,
+	BatchSendDeadline: model.Duration(5 * time.Second),
+	MinBackoff:        model.Duration(30 * time.Millisecond),
+	MaxBackoff:        model.Duration(5 * time.Second),
+}
+
+// ApplyDefaults fills unset fields.
+func (c *Config) ApplyDefaults() {
+	if c.RemoteTimeout == 0 {
+		c.RemoteTimeout = model.Duration(30 * time.Second)
+	}
+	if c.StartFrom == "" {
+		c.StartFrom = StartOldest
+	}
+	q, d := &c.QueueConfig, DefaultQueueConfig
+	if q.Capacity == 0 {
+		q.Capacity = d.Capacity
+	}
+	if q.MinShards == 0 {
+		q.MinShards = d.MinShards
+	}
+	if q.MaxShards == 0 {
+		q.MaxShards = max(d.MaxShards, q.MinShards)
+	}
+	if q.MaxSamplesPerSend == 0 {
+		q.MaxSamplesPerSend = d.MaxSamplesPerSend
+	}
+	if q.BatchSendDeadline == 0 {
+		q.BatchSendDeadline = d.BatchSendDeadline
+	}
+	if q.MinBackoff == 0 {
+		q.MinBackoff = d.MinBackoff
+	}
+	if q.MaxBackoff == 0 {
+		q.MaxBackoff = d.MaxBackoff
+	}
+	if q.RetryOnRateLimit == nil {
+		t := true
+		q.RetryOnRateLimit = &t
+	}
+}
+
+// UnmarshalYAML starts from the HTTP client's defaults, as Prometheus does.
+func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = Config{HTTPClientConfig: config.DefaultHTTPClientConfig}
+	type plain Config
+	return unmarshal((*plain)(c))
+}
+
+// Validate reports every problem with c, one error each.
+func (c *Config) Validate() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Name == "" {
+		add("name is required (it keys the endpoint's checkpoint)")
+	}
+	switch {
+	case c.URL == nil || c.URL.URL == nil:
+		add("url is required")
+	case c.URL.Scheme != "http" && c.URL.Scheme != "https":
+		add("url %q: scheme must be http or https", c.URL.String())
+	case c.URL.Host == "":
+		add("url %q: host is missing", c.URL.String())
+	}
+	if c.StartFrom != StartOldest && c.StartFrom != StartNow {
+		add("start_from %q: must be %q or %q", c.StartFrom, StartOldest, StartNow)
+	}
+	q := c.QueueConfig
+	if q.Capacity < 1 {
+		add("queue_config.capacity must be positive")
+	}
+	if q.MinShards < 1 {
+		add("queue_config.min_shards must be positive")
+	}
+	if q.MaxShards < q.MinShards {
+		add("queue_config.max_shards (%d) must be at least min_shards (%d)", q.MaxShards, q.MinShards)
+	}
+	if q.MaxSamplesPerSend < 1 {
+		add("queue_config.max_samples_per_send must be positive")
+	}
+	if q.MinBackoff <= 0 || q.MaxBackoff < q.MinBackoff {
+		add("queue_config: min_backoff (%s) must be positive and at most max_backoff (%s)", q.MinBackoff, q.MaxBackoff)
+	}
+	if c.RemoteTimeout <= 0 {
+		add("remote_timeout must be positive")
+	}
+	for i, rc := range c.WriteRelabelConfigs {
+		if rc == nil {
+			add("write_relabel_configs[%d] is empty", i)
+			continue
+		}
+		if err := rc.Validate(model.UTF8Validation); err != nil {
+			add("write_relabel_configs[%d]: %w", i, err)
+		}
+	}
+	if err := c.HTTPClientConfig.Validate(); err != nil {
+		add("%w", err)
+	}
+	for h := range c.Headers {
+		if h == "" {
+			add("headers: empty header name")
+		}
+	}
+	return errs
+}
+
+// errNoURL is returned by New for a config that was not validated.
+var errNoURL = errors.New("sender: endpoint has no url")
+
+func (c *Config) endpointURL() (*url.URL, error) {
+	if c.URL == nil || c.URL.URL == nil {
+		return nil, errNoURL
+	}
+	return c.URL.URL, nil
+}

@@ -1,0 +1,40 @@
+// Package sender forwards the WAL to remote-write endpoints, one Sender per
+// endpoint, each independent of the others and of ingest.
+//
+// # What a sender promises
+//
+// Every sample in the WAL reaches the endpoint at least once, unless the
+// endpoint refuses it for good (a 4xx other than 429), write_relabel_configs
+// drop it, or the WAL's disk cap deletes it before it was read; each of
+// those is counted in ferry_sender_samples_failed_total or
+// ferry_sender_samples_dropped_total and logged.
+//
+// Samples of one series are sent in WAL order: series are spread over shards
+// by their ref, and a shard has one request in flight at a time.
+//
+// # Retries
+//
+// A request that fails with a network error, a 5xx, or a 429 (unless
+// retry_on_http_429 is false) is sent again, without limit, after an
+// exponential backoff from min_backoff to max_backoff, or after the
+// endpoint's Retry-After (capped at 5 minutes). Any other 4xx drops the
+// batch; the endpoint's message is logged.
+//
+// # Checkpoints
+//
+// The checkpoint is the end of the longest run of WAL records whose every
+// sample was acknowledged (2xx) or deliberately dropped. It is persisted,
+// fsynced, every CheckpointInterval and at Stop, and only then reported to
+// the WAL, which may delete segments before it. A restarted sender resumes
+// from it, so samples acknowledged after the last persist are sent again:
+// delivery is at-least-once, never at-most-once.
+//
+// # Sharding
+//
+// A sender starts with min_shards shards and reconsiders every
+// ReshardInterval: it doubles them (up to max_shards) when they were busy
+// more than 70% of the time and the WAL is ahead of it, and halves them
+// (down to min_shards) when they were busy less than 20%. It does not
+// reshard while requests are failing. Resharding drains the old shards
+// first, which keeps per-series order.
+package sender

@@ -1,0 +1,92 @@
+package sender
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are shared by all senders, labelled by endpoint. Create them once
+// per registry and pass them to every New.
+type Metrics struct {
+	sent          *prometheus.CounterVec
+	sentBytes     *prometheus.CounterVec
+	retried       *prometheus.CounterVec
+	failed        *prometheus.CounterVec
+	dropped       *prometheus.CounterVec
+	inFlight      *prometheus.GaugeVec
+	shards        *prometheus.GaugeVec
+	lagSeconds    *prometheus.GaugeVec
+	lagBytes      *prometheus.GaugeVec
+	cpSegment     *prometheus.GaugeVec
+	cpOffset      *prometheus.GaugeVec
+	highestSent   *prometheus.GaugeVec
+	duration      *prometheus.HistogramVec
+	cpSaveErrors  *prometheus.CounterVec
+	lastSendError *prometheus.GaugeVec
+}
+
+// NewMetrics creates and registers the sender metrics.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	ep := []string{"endpoint"}
+	m := &Metrics{
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_samples_sent_total", Help: "Samples the endpoint acknowledged with a 2xx.",
+		}, ep),
+		sentBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_sent_bytes_total", Help: "Compressed request bytes the endpoint acknowledged.",
+		}, ep),
+		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_samples_retried_total", Help: "Samples sent again after a 5xx, a 429 or a network error.",
+		}, ep),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_samples_failed_total", Help: "Samples in batches the endpoint refused with a non-retryable 4xx; they are not sent again.",
+		}, ep),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_samples_dropped_total", Help: "Samples not sent: reason disk_cap (WAL cap deleted them unread), relabel (write_relabel_configs), unknown_series (series record lost to damage).",
+		}, []string{"endpoint", "reason"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_sender_batches_in_flight", Help: "Requests being sent or retried.",
+		}, ep),
+		shards: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_sender_shards", Help: "Parallel senders of the endpoint.",
+		}, ep),
+		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_sender_lag_seconds", Help: "Highest timestamp in the WAL minus the highest the endpoint acknowledged.",
+		}, ep),
+		lagBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_sender_lag_bytes", Help: "WAL bytes between the endpoint's checkpoint and the WAL head.",
+		}, ep),
+		cpSegment: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_sender_checkpoint_segment", Help: "WAL segment of the endpoint's persisted checkpoint.",
+		}, ep),
+		cpOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_sender_checkpoint_offset_bytes", Help: "Offset in that segment of the endpoint's persisted checkpoint.",
+		}, ep),
+		highestSent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_sender_highest_sent_timestamp_seconds", Help: "Highest sample timestamp the endpoint acknowledged.",
+		}, ep),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ferry_sender_request_duration_seconds", Help: "Duration of remote-write requests, by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
+		}, []string{"endpoint", "outcome"}),
+		cpSaveErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_checkpoint_save_errors_total", Help: "Failed checkpoint writes.",
+		}, ep),
+		lastSendError: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_sender_last_error_timestamp_seconds", Help: "When a request last failed.",
+		}, ep),
+	}
+	if reg != nil {
+		reg.MustRegister(m.sent, m.sentBytes, m.retried, m.failed, m.dropped, m.inFlight, m.shards,
+			m.lagSeconds, m.lagBytes, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors,
+			m.lastSendError)
+	}
+	return m
+}
+
+// forget removes an endpoint's series, when it is removed from the config.
+func (m *Metrics) forget(name string) {
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.sent, m.sentBytes, m.retried, m.failed, m.dropped, m.inFlight, m.shards, m.lagSeconds,
+		m.lagBytes, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors, m.lastSendError,
+	} {
+		v.DeletePartialMatch(prometheus.Labels{"endpoint": name})
+	}
+}

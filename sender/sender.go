@@ -1,0 +1,374 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferrymetrics/ferry/wal"
+	"github.com/prometheus/common/config"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
+	"go.uber.org/zap"
+)
+
+// Log is what a sender needs of the WAL.
+type Log interface {
+	NewReader(name string, from wal.Position, onDrop wal.DropFunc) (*wal.Reader, error)
+	Oldest() wal.Position
+	Head() wal.Position
+	HighestTimestamp() int64
+	BytesBehind(p wal.Position) int64
+}
+
+// Options are a sender's dependencies.
+type Options struct {
+	Logger      *zap.Logger
+	Metrics     *Metrics
+	Checkpoints Checkpoints
+	// UserAgent is sent with every request, e.g. "ferry/1.2.3".
+	UserAgent string
+	// CheckpointInterval is how often the acknowledged position is
+	// persisted; default 1s.
+	CheckpointInterval time.Duration
+	// ReshardInterval is how often the shard count is reconsidered;
+	// default 10s.
+	ReshardInterval time.Duration
+	Now             func() time.Time
+}
+
+// Sender forwards the WAL to one endpoint.
+type Sender struct {
+	cfg    Config
+	url    string
+	log    Log
+	o      Options
+	logger *zap.Logger
+	client *http.Client
+	reader *wal.Reader
+	track  *tracker
+
+	sent, retried, failed, sentBytes    prometheusCounter
+	droppedCap, droppedRelabel, unknown prometheusCounter
+	inFlight, shardsGauge               prometheusGauge
+
+	highestAcked atomic.Int64 // ms
+	lastErrLog   atomic.Int64 // unix ns of the last logged send error
+
+	readCtx    context.Context // ends: stop reading the WAL
+	stopRead   context.CancelFunc
+	sendCtx    context.Context // ends: abandon in-flight requests
+	stopSend   context.CancelFunc
+	readerDone chan struct{}
+	loopDone   chan struct{}
+	stopOnce   sync.Once
+
+	shardsMu   sync.Mutex
+	shardsView []*shard // the current shards, for the resharding decision
+
+	// Owned by the reading goroutine.
+	shards      []*shard
+	wantShards  atomic.Int32
+	relabelMemo map[uint64]relabelResult
+	lb          *labels.Builder
+	route       [][]item
+}
+
+type relabelResult struct {
+	labels labels.Labels
+	keep   bool
+}
+
+type prometheusCounter interface{ Add(float64) }
+type prometheusGauge interface {
+	Set(float64)
+	Add(float64)
+}
+
+// New opens the endpoint's WAL reader at its checkpoint (or per start_from
+// for a new endpoint). Run starts it.
+func New(cfg Config, log Log, o Options) (*Sender, error) {
+	cfg.ApplyDefaults()
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("endpoint %q: %w", cfg.Name, errors.Join(errs...))
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = time.Second
+	}
+	if o.ReshardInterval <= 0 {
+		o.ReshardInterval = 10 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = "ferry"
+	}
+	u, err := cfg.endpointURL()
+	if err != nil {
+		return nil, err
+	}
+	client, err := config.NewClientFromConfig(cfg.HTTPClientConfig, "remote_write_"+cfg.Name, config.WithUserAgent(o.UserAgent))
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %q: build HTTP client: %w", cfg.Name, err)
+	}
+	start, ok, err := o.Checkpoints.Load(cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	logger := o.Logger.With(zap.String("endpoint", cfg.Name))
+	if !ok {
+		start = log.Oldest()
+		if cfg.StartFrom == StartNow {
+			start = log.Head()
+		}
+		logger.Info("New endpoint: no checkpoint yet", zap.String("start_from", cfg.StartFrom), zap.Stringer("position", start))
+	}
+	m := o.Metrics
+	name := cfg.Name
+	s := &Sender{
+		cfg: cfg, url: u.String(), log: log, o: o, logger: logger, client: client,
+		sent: m.sent.WithLabelValues(name), retried: m.retried.WithLabelValues(name),
+		failed: m.failed.WithLabelValues(name), sentBytes: m.sentBytes.WithLabelValues(name),
+		droppedCap:     m.dropped.WithLabelValues(name, "disk_cap"),
+		droppedRelabel: m.dropped.WithLabelValues(name, "relabel"),
+		unknown:        m.dropped.WithLabelValues(name, "unknown_series"),
+		inFlight:       m.inFlight.WithLabelValues(name), shardsGauge: m.shards.WithLabelValues(name),
+		readerDone: make(chan struct{}), loopDone: make(chan struct{}),
+		lb: labels.NewBuilder(labels.EmptyLabels()),
+	}
+	s.highestAcked.Store(math.MinInt64)
+	s.wantShards.Store(int32(cfg.QueueConfig.MinShards))
+	if len(cfg.WriteRelabelConfigs) > 0 {
+		s.relabelMemo = map[uint64]relabelResult{}
+	}
+	r, err := log.NewReader(name, start, s.onDrop)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %q: open WAL reader: %w", name, err)
+	}
+	s.reader = r
+	s.track = newTracker(r.Position())
+	s.readCtx, s.stopRead = context.WithCancel(context.Background())
+	s.sendCtx, s.stopSend = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Name returns the endpoint's name.
+func (s *Sender) Name() string { return s.cfg.Name }
+
+// Config returns the endpoint's config, with defaults applied.
+func (s *Sender) Config() Config { return s.cfg }
+
+// Run starts reading and sending in the background.
+func (s *Sender) Run() {
+	go s.readLoop()
+	go s.checkpointLoop()
+}
+
+func (s *Sender) onDrop(n int, from, to wal.Position) {
+	s.droppedCap.Add(float64(n))
+	s.logger.Error("WAL disk cap dropped samples this endpoint had not sent",
+		zap.Int("samples", n), zap.Stringer("from", from), zap.Stringer("to", to))
+}
+
+// readLoop reads the WAL and hands samples to the shards.
+func (s *Sender) readLoop() {
+	defer close(s.readerDone)
+	s.startShards(int(s.wantShards.Load()))
+	defer s.stopShards()
+	for {
+		if want := int(s.wantShards.Load()); want != len(s.shards) {
+			if !s.reshard(want) {
+				return
+			}
+		}
+		e, err := s.reader.Next(s.readCtx)
+		if err != nil {
+			if s.readCtx.Err() != nil || errors.Is(err, wal.ErrClosed) {
+				return
+			}
+			s.logger.Error("Reading the WAL failed; retrying", zap.Error(err))
+			select {
+			case <-s.readCtx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if !s.dispatch(e) {
+			return
+		}
+	}
+}
+
+// dispatch routes one record's samples to the shards; false if stopping.
+func (s *Sender) dispatch(e *wal.Entry) bool {
+	n := len(s.shards)
+	if cap(s.route) < n {
+		s.route = make([][]item, n)
+	}
+	s.route = s.route[:n]
+	for i := range s.route {
+		s.route[i] = s.route[i][:0]
+	}
+	seq := s.track.next()
+	count, dropped := 0, 0
+	for i, smp := range e.Samples {
+		ls := e.Labels[i]
+		if ls.IsEmpty() {
+			continue // unknown series, counted below
+		}
+		if s.relabelMemo != nil {
+			var keep bool
+			if ls, keep = s.relabel(uint64(smp.Ref), ls); !keep {
+				dropped++
+				continue
+			}
+		}
+		k := shardOf(uint64(smp.Ref), n)
+		s.route[k] = append(s.route[k], item{labels: ls, ref: uint64(smp.Ref), t: smp.T, v: smp.V, rec: seq})
+		count++
+	}
+	if e.Unknown > 0 {
+		s.unknown.Add(float64(e.Unknown))
+	}
+	if dropped > 0 {
+		s.droppedRelabel.Add(float64(dropped))
+	}
+	s.track.add(e.End, count)
+	for k, items := range s.route {
+		if len(items) > 0 && !s.shards[k].enqueue(s.readCtx, items) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Sender) relabel(ref uint64, ls labels.Labels) (labels.Labels, bool) {
+	if r, ok := s.relabelMemo[ref]; ok {
+		return r.labels, r.keep
+	}
+	if len(s.relabelMemo) >= 1<<22 {
+		clear(s.relabelMemo) // refs of vanished series are never seen again
+	}
+	s.lb.Reset(ls)
+	keep := relabel.ProcessBuilder(s.lb, s.cfg.WriteRelabelConfigs...)
+	r := relabelResult{keep: keep}
+	if keep {
+		r.labels = s.lb.Labels()
+		r.keep = !r.labels.IsEmpty()
+	}
+	s.relabelMemo[ref] = r
+	return r.labels, r.keep
+}
+
+func shardOf(ref uint64, n int) int {
+	return int((ref * 0x9E3779B97F4A7C15 >> 32) % uint64(n))
+}
+
+// checkpointLoop persists the acknowledged position and updates the lag
+// metrics.
+func (s *Sender) checkpointLoop() {
+	defer close(s.loopDone)
+	t := time.NewTicker(s.o.CheckpointInterval)
+	defer t.Stop()
+	r := time.NewTicker(s.o.ReshardInterval)
+	defer r.Stop()
+	for {
+		select {
+		case <-s.readerDone:
+			return
+		case <-t.C:
+			s.saveCheckpoint()
+		case <-r.C:
+			s.considerResharding()
+		}
+	}
+}
+
+// saveCheckpoint persists the acknowledged position if it moved.
+func (s *Sender) saveCheckpoint() {
+	p, changed := s.track.position()
+	m, name := s.o.Metrics, s.cfg.Name
+	if changed {
+		if err := s.o.Checkpoints.Save(name, p); err != nil {
+			m.cpSaveErrors.WithLabelValues(name).Inc()
+			s.logger.Error("Persisting the checkpoint failed; it will be retried", zap.Error(err))
+			s.track.mu.Lock()
+			s.track.changed = true
+			s.track.mu.Unlock()
+		} else {
+			s.reader.Commit(p)
+			m.cpSegment.WithLabelValues(name).Set(float64(p.Segment))
+			m.cpOffset.WithLabelValues(name).Set(float64(p.Offset))
+		}
+	}
+	m.lagBytes.WithLabelValues(name).Set(float64(s.log.BytesBehind(p)))
+	lag := 0.0
+	hi, acked := s.log.HighestTimestamp(), s.highestAcked.Load()
+	caughtUp := s.track.pending() == 0 && s.reader.BytesBehind() == 0
+	if !caughtUp && hi != math.MinInt64 && acked != math.MinInt64 {
+		lag = max(0, float64(hi-acked)/1000)
+	}
+	m.lagSeconds.WithLabelValues(name).Set(lag)
+}
+
+// Stop stops reading, lets the shards send what they hold until ctx ends,
+// abandons what is still in flight, and persists the acknowledged position.
+// Unsent samples stay in the WAL for the next start.
+func (s *Sender) Stop(ctx context.Context) error {
+	var err error
+	s.stopOnce.Do(func() {
+		s.stopRead()
+		drained := make(chan struct{})
+		go func() {
+			<-s.readerDone
+			close(drained)
+		}()
+		select {
+		case <-drained:
+		case <-ctx.Done():
+			s.logger.Warn("Drain deadline reached; unsent samples stay in the WAL")
+			s.stopSend()
+			<-drained
+		}
+		s.stopSend()
+		<-s.loopDone
+		p, _ := s.track.position()
+		if err = s.o.Checkpoints.Save(s.cfg.Name, p); err == nil {
+			s.reader.Commit(p)
+		}
+		s.client.CloseIdleConnections()
+		err = errors.Join(err, s.reader.Close())
+		s.logger.Info("Endpoint stopped", zap.Stringer("checkpoint", p))
+	})
+	return err
+}
+
+// Remove stops the sender without draining and deletes its checkpoint and
+// metrics: the endpoint was removed from the configuration.
+func (s *Sender) Remove() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := s.Stop(ctx)
+	s.o.Metrics.forget(s.cfg.Name)
+	return errors.Join(err, s.o.Checkpoints.Delete(s.cfg.Name))
+}
+
+// Checkpoint returns the position up to which everything was acknowledged.
+func (s *Sender) Checkpoint() wal.Position {
+	s.track.mu.Lock()
+	defer s.track.mu.Unlock()
+	return s.track.done
+}

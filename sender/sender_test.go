@@ -1,0 +1,423 @@
+package sender
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/ferrymetrics/ferry/wal"
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/prompb"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/cockroachdb/pebble/v2.(*DB).maybeScheduleFlush"))
+}
+
+// receiver is a remote-write endpoint that records what it accepted and
+// answers with status(n) for the n-th request (0 = 204).
+type receiver struct {
+	t      testing.TB
+	srv    *httptest.Server
+	status func(n int) int
+	mu     sync.Mutex
+	n      int
+	got    map[string][]int64 // series id → timestamps accepted, in arrival order
+	total  int
+	cond   *sync.Cond
+	hdr    http.Header
+}
+
+func newReceiver(t testing.TB, status func(n int) int) *receiver {
+	r := &receiver{t: t, status: status, got: map[string][]int64{}}
+	r.cond = sync.NewCond(&r.mu)
+	r.srv = httptest.NewServer(r)
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.n
+	r.n++
+	r.hdr = req.Header.Clone()
+	if st := r.status(n); st != 0 {
+		w.WriteHeader(st)
+		fmt.Fprintf(w, "status %d for request %d", st, n)
+		return
+	}
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		r.t.Errorf("snappy: %v", err)
+		w.WriteHeader(400)
+		return
+	}
+	var wr prompb.WriteRequest
+	if err := wr.Unmarshal(raw); err != nil {
+		r.t.Errorf("protobuf: %v", err)
+		w.WriteHeader(400)
+		return
+	}
+	for _, ts := range wr.Timeseries {
+		id := ""
+		for _, l := range ts.Labels {
+			if l.Name == "id" {
+				id = l.Value
+			}
+		}
+		for _, s := range ts.Samples {
+			r.got[id] = append(r.got[id], s.Timestamp)
+			r.total++
+		}
+	}
+	r.cond.Broadcast()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// waitTotal waits until at least n samples were accepted.
+func (r *receiver) waitTotal(n int) {
+	r.t.Helper()
+	done := make(chan struct{})
+	timer := time.AfterFunc(20*time.Second, func() {
+		r.mu.Lock()
+		close(done)
+		r.cond.Broadcast()
+		r.mu.Unlock()
+	})
+	defer timer.Stop()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for r.total < n {
+		select {
+		case <-done:
+			r.t.Fatalf("timed out: %d of %d samples arrived", r.total, n)
+		default:
+		}
+		r.cond.Wait()
+	}
+}
+
+// checkComplete asserts every series has every timestamp 1..rounds, and
+// that each series' first arrivals are in order.
+func (r *receiver) checkComplete(series, rounds int) {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.got) != series {
+		r.t.Fatalf("got %d series, want %d", len(r.got), series)
+	}
+	for id, ts := range r.got {
+		seen := map[int64]bool{}
+		var last int64
+		for _, t := range ts {
+			if !seen[t] && t < last {
+				r.t.Fatalf("series %s: new sample %d after %d", id, t, last)
+			}
+			seen[t] = true
+			last = max(last, t)
+		}
+		for t := int64(1); t <= int64(rounds); t++ {
+			if !seen[t] {
+				r.t.Fatalf("series %s: sample %d missing", id, t)
+			}
+		}
+	}
+}
+
+type env struct {
+	t   *testing.T
+	dir string
+	w   *wal.WAL
+	db  *pebble.DB
+	m   *Metrics
+}
+
+func newEnv(t *testing.T) *env {
+	e := &env{t: t, dir: t.TempDir()}
+	e.open()
+	return e
+}
+
+func (e *env) open() {
+	var err error
+	opts := wal.DefaultOptions()
+	e.w, err = wal.Open(filepath.Join(e.dir, "wal"), opts, zaptest.NewLogger(e.t, zaptest.Level(zap.WarnLevel)), nil, time.Now)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.db, err = pebble.Open(filepath.Join(e.dir, "state"), &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.m = NewMetrics(nil)
+}
+
+func (e *env) close() {
+	if err := e.w.Close(); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.db.Close(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+func (e *env) sender(name, u string, mod func(*Config)) *Sender {
+	e.t.Helper()
+	pu, _ := url.Parse(u)
+	cfg := Config{Name: name, URL: &config.URL{URL: pu}}
+	cfg.QueueConfig.MaxSamplesPerSend = 100
+	cfg.QueueConfig.BatchSendDeadline = model.Duration(5 * time.Millisecond)
+	cfg.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
+	cfg.QueueConfig.MaxBackoff = model.Duration(20 * time.Millisecond)
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg, e.w, Options{
+		Logger: zaptest.NewLogger(e.t, zaptest.Level(zap.WarnLevel)), Metrics: e.m,
+		Checkpoints: PebbleCheckpoints{DB: e.db}, CheckpointInterval: 5 * time.Millisecond,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s.Run()
+	return s
+}
+
+func (e *env) append(series int, from, to int64) {
+	e.t.Helper()
+	for ts := from; ts <= to; ts++ {
+		b := &wal.Batch{}
+		for i := range series {
+			b.Series = append(b.Series, wal.BatchSeries{
+				LabelsStart: int32(len(b.Labels)), LabelsEnd: int32(len(b.Labels) + 2),
+				SamplesStart: int32(len(b.Samples)), SamplesEnd: int32(len(b.Samples) + 1),
+			})
+			b.Labels = append(b.Labels, wal.Label{Name: []byte("__name__"), Value: []byte("m")},
+				wal.Label{Name: []byte("id"), Value: []byte(fmt.Sprint(i))})
+			b.Samples = append(b.Samples, wal.Sample{Timestamp: ts, Value: float64(ts)})
+		}
+		if err := e.w.Append(b); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+func stop(t *testing.T, s *Sender) { stopWithin(t, s, 5*time.Second) }
+
+func stopWithin(t *testing.T, s *Sender, drain time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDeliversEverythingInOrderWithHeaders(t *testing.T) {
+	e := newEnv(t)
+	defer e.close()
+	r := newReceiver(t, func(int) int { return 0 })
+	s := e.sender("a", r.srv.URL, func(c *Config) { c.Headers = map[string]string{"X-Scope-OrgID": "edge"} })
+	e.append(50, 1, 20)
+	r.waitTotal(50 * 20)
+	stop(t, s)
+	r.checkComplete(50, 20)
+	for k, want := range map[string]string{
+		"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
+		"X-Prometheus-Remote-Write-Version": "0.1.0", "User-Agent": "ferry", "X-Scope-Orgid": "edge",
+	} {
+		if got := r.hdr.Get(k); got != want {
+			t.Errorf("header %s: %q, want %q", k, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(e.m.sent.WithLabelValues("a")); got != 1000 {
+		t.Fatalf("sent metric %v, want 1000", got)
+	}
+	// The checkpoint is persisted at the end of the WAL.
+	p, ok, err := PebbleCheckpoints{DB: e.db}.Load("a")
+	if err != nil || !ok || p != e.w.Head() {
+		t.Fatalf("checkpoint %v %v %v, want %v", p, ok, err, e.w.Head())
+	}
+}
+
+func TestRetries503And429ThenDeliversInOrder(t *testing.T) {
+	e := newEnv(t)
+	defer e.close()
+	r := newReceiver(t, func(n int) int {
+		switch {
+		case n < 5:
+			return http.StatusServiceUnavailable
+		case n < 8:
+			return http.StatusTooManyRequests
+		}
+		return 0
+	})
+	s := e.sender("a", r.srv.URL, nil)
+	e.append(30, 1, 10)
+	r.waitTotal(300)
+	stop(t, s)
+	r.checkComplete(30, 10)
+	if got := testutil.ToFloat64(e.m.retried.WithLabelValues("a")); got == 0 {
+		t.Fatal("no retries counted")
+	}
+	if got := testutil.ToFloat64(e.m.failed.WithLabelValues("a")); got != 0 {
+		t.Fatalf("%v samples counted failed", got)
+	}
+}
+
+func TestRefused400IsDroppedCountedAndStreamGoesOn(t *testing.T) {
+	e := newEnv(t)
+	defer e.close()
+	var refused atomic.Int32
+	r := newReceiver(t, func(n int) int {
+		if n == 0 {
+			refused.Add(1)
+			return http.StatusBadRequest
+		}
+		return 0
+	})
+	s := e.sender("a", r.srv.URL, nil)
+	e.append(100, 1, 1) // one batch of 100: refused
+	waitFor(t, func() bool { return testutil.ToFloat64(e.m.failed.WithLabelValues("a")) == 100 })
+	e.append(100, 2, 3)
+	r.waitTotal(200)
+	stop(t, s)
+	if p, _, _ := (PebbleCheckpoints{DB: e.db}).Load("a"); p != e.w.Head() {
+		t.Fatalf("checkpoint %v did not move past the refused batch to %v", p, e.w.Head())
+	}
+}
+
+func TestRestartDuringOutageLosesNothing(t *testing.T) {
+	e := newEnv(t)
+	var down atomic.Bool
+	down.Store(true)
+	r := newReceiver(t, func(int) int {
+		if down.Load() {
+			return http.StatusBadGateway
+		}
+		return 0
+	})
+	s := e.sender("a", r.srv.URL, nil)
+	e.append(20, 1, 10)
+	waitFor(t, func() bool { return testutil.ToFloat64(e.m.retried.WithLabelValues("a")) > 0 })
+	stopWithin(t, s, 50*time.Millisecond)
+	e.close()
+
+	e.open()
+	defer e.close()
+	down.Store(false)
+	s = e.sender("a", r.srv.URL, nil)
+	e.append(20, 11, 12)
+	r.waitTotal(20 * 12)
+	stop(t, s)
+	r.checkComplete(20, 12)
+}
+
+func TestDownEndpointDoesNotHoldBackAnother(t *testing.T) {
+	e := newEnv(t)
+	defer e.close()
+	var down atomic.Bool
+	down.Store(true)
+	bad := newReceiver(t, func(int) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	})
+	good := newReceiver(t, func(int) int { return 0 })
+	sb := e.sender("bad", bad.srv.URL, nil)
+	sg := e.sender("good", good.srv.URL, nil)
+	e.append(40, 1, 25)
+	good.waitTotal(40 * 25)
+	good.checkComplete(40, 25)
+	down.Store(false)
+	bad.waitTotal(40 * 25)
+	bad.checkComplete(40, 25)
+	stop(t, sb)
+	stop(t, sg)
+}
+
+func TestWriteRelabelDropsAreCounted(t *testing.T) {
+	e := newEnv(t)
+	defer e.close()
+	r := newReceiver(t, func(int) int { return 0 })
+	s := e.sender("a", r.srv.URL, func(c *Config) {
+		c.WriteRelabelConfigs = []*relabel.Config{{
+			SourceLabels: model.LabelNames{"id"}, Regex: relabel.MustNewRegexp("1.*"), Action: relabel.Drop,
+			Separator: ";", Replacement: "$1",
+		}}
+	})
+	e.append(20, 1, 3) // ids 1, 10..19 dropped: 11 series
+	r.waitTotal(9 * 3)
+	waitFor(t, func() bool { return testutil.ToFloat64(e.m.dropped.WithLabelValues("a", "relabel")) == 33 })
+	stop(t, s)
+	r.checkComplete(9, 3)
+}
+
+func TestStartFromNowSkipsHistory(t *testing.T) {
+	e := newEnv(t)
+	defer e.close()
+	e.append(5, 1, 3)
+	r := newReceiver(t, func(int) int { return 0 })
+	s := e.sender("a", r.srv.URL, func(c *Config) { c.StartFrom = StartNow })
+	e.append(5, 4, 4)
+	r.waitTotal(5)
+	stop(t, s)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.total != 5 || r.got["0"][0] != 4 {
+		t.Fatalf("got %d samples starting at %v; want only round 4", r.total, r.got["0"])
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		h    string
+		want time.Duration
+	}{
+		{"", 0}, {"3", 3 * time.Second}, {"-1", 0}, {"junk", 0}, {"100000", 5 * time.Minute},
+		{now.Add(7 * time.Second).Format(http.TimeFormat), 7 * time.Second},
+	} {
+		if got := retryAfter(tc.h, now); got != tc.want {
+			t.Errorf("retryAfter(%q) = %v, want %v", tc.h, got, tc.want)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 20s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

@@ -1,0 +1,80 @@
+package sender
+
+import (
+	"sync"
+
+	"github.com/ferrymetrics/ferry/wal"
+)
+
+// tracker finds the checkpoint: the end of the longest prefix of WAL records
+// whose every sample was acknowledged (or deliberately dropped). Records are
+// added in WAL order by the reading goroutine and acknowledged in any order
+// by the shards.
+type tracker struct {
+	mu      sync.Mutex
+	base    uint64 // sequence number of recs[head]
+	recs    []trackedRecord
+	head    int
+	done    wal.Position
+	changed bool
+}
+
+type trackedRecord struct {
+	end       wal.Position
+	remaining int
+}
+
+func newTracker(start wal.Position) *tracker { return &tracker{done: start} }
+
+// next returns the sequence number the next add will assign.
+func (t *tracker) next() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.base + uint64(len(t.recs)-t.head)
+}
+
+// add registers a record ending at end with n samples in flight.
+func (t *tracker) add(end wal.Position, n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.head > 0 && t.head >= len(t.recs)/2 {
+		k := copy(t.recs, t.recs[t.head:])
+		t.recs = t.recs[:k]
+		t.head = 0
+	}
+	t.recs = append(t.recs, trackedRecord{end: end, remaining: n})
+	t.advance()
+}
+
+// ack marks n samples of record seq as done.
+func (t *tracker) ack(seq uint64, n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.recs[t.head+int(seq-t.base)].remaining -= n
+	t.advance()
+}
+
+func (t *tracker) advance() {
+	for t.head < len(t.recs) && t.recs[t.head].remaining == 0 {
+		t.done = t.recs[t.head].end
+		t.changed = true
+		t.head++
+		t.base++
+	}
+}
+
+// position returns the checkpoint and whether it moved since the last call.
+func (t *tracker) position() (wal.Position, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.changed
+	t.changed = false
+	return t.done, c
+}
+
+// pending returns the number of records not fully acknowledged.
+func (t *tracker) pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.recs) - t.head
+}
