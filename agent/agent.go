@@ -1,0 +1,411 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/ferrymetrics/ferry/agent/receive"
+	"github.com/ferrymetrics/ferry/sender"
+	"github.com/ferrymetrics/ferry/wal"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/util/compression"
+	"go.uber.org/zap"
+)
+
+// Options are the agent's dependencies.
+type Options struct {
+	Logger   *zap.Logger
+	Registry *prometheus.Registry
+	Version  string
+	// Load re-reads the configuration on reload (SIGHUP, POST /-/reload).
+	Load func() (*Config, error)
+	// Notify, if set, is told of lifecycle changes: "ready", "reloading",
+	// "stopping", with a status line. It drives systemd's sd_notify.
+	Notify func(state, status string)
+	Now    func() time.Time
+}
+
+// Agent wires the receiver, the WAL and the senders.
+type Agent struct {
+	o      Options
+	logger *zap.Logger
+
+	mu      sync.Mutex // guards cfg and senders
+	cfg     *Config
+	senders map[string]*sender.Sender
+
+	limits atomic.Pointer[ReceiverConfig]
+	wal    atomic.Pointer[wal.WAL]
+	ready  atomic.Bool
+	db     *pebble.DB
+	sm     *sender.Metrics
+
+	reloadc chan chan error
+	addr    atomic.Pointer[string]
+}
+
+// New creates an agent for cfg. Run starts it.
+func New(cfg *Config, o Options) *Agent {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Notify == nil {
+		o.Notify = func(string, string) {}
+	}
+	a := &Agent{o: o, logger: o.Logger, cfg: cfg, senders: map[string]*sender.Sender{}, reloadc: make(chan chan error)}
+	lim := cfg.Receiver
+	a.limits.Store(&lim)
+	return a
+}
+
+// Addr returns the address the HTTP server listens on, once it does.
+func (a *Agent) Addr() string {
+	if p := a.addr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Reload asks the running agent to re-read its configuration and returns
+// the outcome.
+func (a *Agent) Reload(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case a.reloadc <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run serves until ctx ends, then shuts down: stops accepting writes,
+// drains the senders for up to shutdown_timeout, persists their
+// checkpoints and closes the WAL.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	ln, err := net.Listen("tcp", a.cfg.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.ListenAddress, err)
+	}
+	addr := ln.Addr().String()
+	a.addr.Store(&addr)
+	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
+	a.logger.Info("Listening", zap.String("address", addr))
+
+	defer func() {
+		a.ready.Store(false)
+		a.o.Notify("stopping", "Shutting down")
+		shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if serr := srv.Shutdown(shutCtx); serr != nil {
+			a.logger.Warn("HTTP server shutdown", zap.Error(serr))
+		}
+		err = errors.Join(err, a.shutdown())
+	}()
+
+	if err := a.open(); err != nil {
+		return err
+	}
+	a.ready.Store(true)
+	a.o.Notify("ready", a.status())
+	a.logger.Info("Ready", zap.String("status", a.status()))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-srvErr:
+			return fmt.Errorf("HTTP server: %w", err)
+		case reply := <-a.reloadc:
+			a.o.Notify("reloading", "Reloading configuration")
+			err := a.reload()
+			a.o.Notify("ready", a.status())
+			reply <- err
+		}
+	}
+}
+
+func (a *Agent) status() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := a.wal.Load()
+	if w == nil {
+		return "starting"
+	}
+	return fmt.Sprintf("Forwarding to %d endpoint(s); WAL %d MiB", len(a.senders), w.Size()>>20)
+}
+
+// open replays the WAL, opens the state database and starts the senders.
+func (a *Agent) open() error {
+	cfg := a.cfg
+	if err := os.MkdirAll(cfg.DataDirOrDefault(), 0o750); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	opts, err := walOptions(cfg.WAL)
+	if err != nil {
+		return err
+	}
+	start := a.o.Now()
+	w, err := wal.Open(cfg.WALDir(), opts, a.logger.Named("wal"), a.o.Registry, a.o.Now)
+	if err != nil {
+		return fmt.Errorf("open WAL: %w", err)
+	}
+	a.logger.Info("WAL replayed", zap.Duration("took", a.o.Now().Sub(start)), zap.Stringer("head", w.Head()))
+	db, err := pebble.Open(cfg.StateDir(), &pebble.Options{Logger: pebbleLogger{a.logger.Named("pebble").Sugar()}})
+	if err != nil {
+		return errors.Join(fmt.Errorf("open state database %s: %w", cfg.StateDir(), err), w.Close())
+	}
+	a.db = db
+	a.sm = sender.NewMetrics(a.o.Registry)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ep := range cfg.RemoteWrite {
+		s, err := a.newSender(ep, w)
+		if err != nil {
+			a.stopSendersLocked(context.Background())
+			return errors.Join(err, w.Close(), db.Close())
+		}
+		a.senders[ep.Name] = s
+	}
+	if err := a.forgetRemovedEndpoints(cfg); err != nil {
+		a.logger.Warn("Could not clean up checkpoints of removed endpoints", zap.Error(err))
+	}
+	if len(cfg.RemoteWrite) == 0 {
+		a.logger.Warn("No remote_write endpoints configured: samples are kept in the WAL until one is added or the disk cap drops them")
+	}
+	for _, s := range a.senders {
+		s.Run()
+	}
+	w.Start()
+	a.wal.Store(w)
+	return nil
+}
+
+func (a *Agent) newSender(ep sender.Config, w *wal.WAL) (*sender.Sender, error) {
+	return sender.New(ep, w, sender.Options{
+		Logger: a.logger.Named("sender"), Metrics: a.sm, Checkpoints: sender.PebbleCheckpoints{DB: a.db},
+		UserAgent: "ferry/" + a.o.Version, Now: a.o.Now,
+	})
+}
+
+// forgetRemovedEndpoints deletes checkpoints of endpoints no longer
+// configured, so that they stop holding back WAL truncation.
+func (a *Agent) forgetRemovedEndpoints(cfg *Config) error {
+	cps := sender.PebbleCheckpoints{DB: a.db}
+	names, err := cps.Names()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range names {
+		if _, ok := a.senders[n]; ok {
+			continue
+		}
+		a.logger.Info("Deleting the checkpoint of an endpoint that is no longer configured", zap.String("endpoint", n))
+		errs = append(errs, cps.Delete(n))
+	}
+	return errors.Join(errs...)
+}
+
+// reload applies a new configuration: receiver limits at once; endpoints
+// added, removed or changed without touching ingest. WAL and listener
+// changes need a restart. An invalid configuration changes nothing.
+func (a *Agent) reload() error {
+	cfg, err := a.o.Load()
+	if err != nil {
+		a.logger.Error("Reload: configuration rejected; keeping the running one", zap.Error(err))
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.cfg
+	if cfg.ListenAddress != old.ListenAddress || cfg.DataDirOrDefault() != old.DataDirOrDefault() || cfg.WAL != old.WAL {
+		a.logger.Warn("Reload: listen_address, data_dir and wal settings take effect at the next restart")
+	}
+	lim := cfg.Receiver
+	a.limits.Store(&lim)
+	w := a.wal.Load()
+	want := map[string]sender.Config{}
+	for _, ep := range cfg.RemoteWrite {
+		want[ep.Name] = ep
+	}
+	drain, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+	defer cancel()
+	var errs []error
+	for name, s := range a.senders {
+		ep, keep := want[name]
+		if keep && reflect.DeepEqual(withDefaults(ep), s.Config()) {
+			continue
+		}
+		if !keep {
+			a.logger.Info("Reload: removing endpoint", zap.String("endpoint", name))
+			errs = append(errs, s.Remove())
+		} else {
+			a.logger.Info("Reload: endpoint changed; restarting its sender from its checkpoint", zap.String("endpoint", name))
+			errs = append(errs, s.Stop(drain))
+		}
+		delete(a.senders, name)
+	}
+	for _, ep := range cfg.RemoteWrite {
+		if _, ok := a.senders[ep.Name]; ok {
+			continue
+		}
+		s, err := a.newSender(ep, w)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		a.senders[ep.Name] = s
+		s.Run()
+		a.logger.Info("Reload: endpoint running", zap.String("endpoint", ep.Name))
+	}
+	a.cfg = cfg
+	if err := errors.Join(errs...); err != nil {
+		a.logger.Error("Reload applied with errors", zap.Error(err))
+		return err
+	}
+	a.logger.Info("Configuration reloaded", zap.Int("endpoints", len(a.senders)))
+	return nil
+}
+
+func withDefaults(c sender.Config) sender.Config {
+	c.ApplyDefaults()
+	return c
+}
+
+func (a *Agent) shutdown() error {
+	drain, cancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.ShutdownTimeout))
+	defer cancel()
+	a.mu.Lock()
+	err := a.stopSendersLocked(drain)
+	a.mu.Unlock()
+	if w := a.wal.Load(); w != nil {
+		err = errors.Join(err, w.Close())
+	}
+	if a.db != nil {
+		err = errors.Join(err, a.db.Close())
+	}
+	if err != nil {
+		a.logger.Error("Shutdown finished with errors", zap.Error(err))
+	} else {
+		a.logger.Info("Shutdown complete")
+	}
+	return err
+}
+
+// stopSendersLocked drains all senders in parallel; a.mu is held.
+func (a *Agent) stopSendersLocked(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(a.senders))
+	for _, s := range a.senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.Stop(ctx)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for e := range errs {
+		all = append(all, e)
+	}
+	clear(a.senders)
+	return errors.Join(all...)
+}
+
+func walOptions(c WALConfig) (wal.Options, error) {
+	o := wal.DefaultOptions()
+	o.Sync = wal.SyncAlways
+	if c.Sync == "interval" {
+		o.Sync = wal.SyncInterval
+	}
+	o.SyncInterval = time.Duration(c.SyncInterval)
+	o.SegmentSize = int64(c.SegmentSize)
+	o.MaxSize = int64(c.MaxSize)
+	o.WhenFull = wal.DropOldest
+	if c.WhenFull == "backpressure" {
+		o.WhenFull = wal.Backpressure
+	}
+	switch c.Compression {
+	case "snappy":
+		o.Compression = compression.Snappy
+	case "zstd":
+		o.Compression = compression.Zstd
+	default:
+		o.Compression = compression.None
+	}
+	return o, nil
+}
+
+// routes builds the HTTP API.
+func (a *Agent) routes() http.Handler {
+	mux := http.NewServeMux()
+	wh := &writeHandler{
+		app: func() Appender {
+			if w := a.wal.Load(); w != nil && a.ready.Load() {
+				return w
+			}
+			return nil
+		},
+		limits: func() ReceiverConfig { return *a.limits.Load() },
+		logger: a.logger.Named("receiver"),
+		bodies: receive.NewBodyDecoder(),
+		m:      newReceiverMetrics(a.o.Registry),
+	}
+	mux.Handle("/api/v1/write", wh)
+	mux.Handle("/metrics", promhttp.HandlerFor(a.o.Registry, promhttp.HandlerOpts{Registry: a.o.Registry}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Ferry is healthy.")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "Ferry is not ready: WAL replay in progress.", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Ferry is ready.")
+	})
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			http.Error(w, "reload takes POST", http.StatusMethodNotAllowed)
+			return
+		}
+		if !a.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		if err := a.Reload(r.Context()); err != nil {
+			http.Error(w, "reload failed: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintln(w, "Configuration reloaded.")
+	})
+	return mux
+}
+
+type pebbleLogger struct{ s *zap.SugaredLogger }
+
+func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Debugf(format, args...) }
+func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
+func (l pebbleLogger) Fatalf(format string, args ...any) { l.s.Fatalf(format, args...) }

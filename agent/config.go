@@ -1,0 +1,329 @@
+package agent
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferrymetrics/ferry/sender"
+	"github.com/prometheus/common/model"
+	yamlv2 "go.yaml.in/yaml/v2"
+	yamlv3 "go.yaml.in/yaml/v3"
+)
+
+// DefaultConfigYAML is the configuration `ferry run` uses without --config:
+// listen on 127.0.0.1, keep data under ./data, forward to a Prometheus on
+// 127.0.0.1:9090.
+//
+//go:embed default.yml
+var DefaultConfigYAML []byte
+
+// Config is Ferry's configuration file.
+type Config struct {
+	ListenAddress string `yaml:"listen_address"`
+	// DataDir holds the WAL and the state database. Relative paths are
+	// relative to the working directory. Empty means $STATE_DIRECTORY
+	// (set by systemd) or ./data.
+	DataDir         string          `yaml:"data_dir"`
+	Receiver        ReceiverConfig  `yaml:"receiver"`
+	WAL             WALConfig       `yaml:"wal"`
+	ShutdownTimeout model.Duration  `yaml:"shutdown_timeout"`
+	RemoteWrite     []sender.Config `yaml:"remote_write"`
+}
+
+// ReceiverConfig limits what the remote-write receiver accepts.
+type ReceiverConfig struct {
+	// MaxRequestBytes caps the compressed request body (413 above).
+	MaxRequestBytes Bytes `yaml:"max_request_bytes"`
+	// MaxDecodedBytes caps the decompressed body (413 above), checked
+	// before decoding.
+	MaxDecodedBytes Bytes `yaml:"max_decoded_bytes"`
+	// NameValidation is "legacy" (the Remote-Write 1.0 character set) or
+	// "utf8".
+	NameValidation string `yaml:"name_validation"`
+}
+
+// WALConfig configures the write-ahead log.
+type WALConfig struct {
+	Sync         string         `yaml:"sync"` // always | interval
+	SyncInterval model.Duration `yaml:"sync_interval"`
+	SegmentSize  Bytes          `yaml:"segment_size"`
+	MaxSize      Bytes          `yaml:"max_size"`  // 0: no cap
+	WhenFull     string         `yaml:"when_full"` // drop_oldest | backpressure
+	Compression  string         `yaml:"compression"`
+}
+
+// Bytes is a size in bytes; YAML accepts plain integers and units
+// (B, KB, MB, GB, TB decimal; KiB, MiB, GiB, TiB binary).
+type Bytes int64
+
+var bytesRE = regexp.MustCompile(`^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B|B)?\s*$`)
+
+// ParseBytes parses a size such as "10GiB" or "512MB".
+func ParseBytes(s string) (Bytes, error) {
+	m := bytesRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("invalid size %q: want a number with an optional unit B, KB, MB, GB, TB, KiB, MiB, GiB or TiB", s)
+	}
+	f, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size %q: %w", s, err)
+	}
+	mult := map[string]float64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[m[2]]
+	return Bytes(f * mult), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (b *Bytes) UnmarshalYAML(unmarshal func(any) error) error {
+	var s string
+	if err := unmarshal(&s); err != nil {
+		return err
+	}
+	v, err := ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (b Bytes) MarshalYAML() (any, error) { return int64(b), nil }
+
+// DefaultConfig returns the defaults every loaded file starts from.
+func DefaultConfig() Config {
+	return Config{
+		ListenAddress: "127.0.0.1:9201",
+		Receiver: ReceiverConfig{
+			MaxRequestBytes: 32 << 20,
+			MaxDecodedBytes: 128 << 20,
+			NameValidation:  "legacy",
+		},
+		WAL: WALConfig{
+			Sync:         "always",
+			SyncInterval: model.Duration(time.Second),
+			SegmentSize:  64 << 20,
+			MaxSize:      10 << 30,
+			WhenFull:     "drop_oldest",
+			Compression:  "none",
+		},
+		ShutdownTimeout: model.Duration(30 * time.Second),
+	}
+}
+
+// ConfigError is one problem in a configuration file.
+type ConfigError struct {
+	File string
+	Line int // 0 if unknown
+	Msg  string
+}
+
+func (e ConfigError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// ConfigErrors lists every problem found in a file.
+type ConfigErrors []ConfigError
+
+func (es ConfigErrors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// LoadConfigFile reads and validates a configuration file.
+func LoadConfigFile(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, ConfigErrors{{File: path, Msg: fmt.Sprintf("read: %v", errors.Unwrap(err))}}
+	}
+	return ParseConfig(data, path)
+}
+
+var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// ParseConfig parses YAML strictly (unknown keys are errors), applies
+// defaults and validates. name is used in error messages. Every problem is
+// reported, each with its line where it can be found.
+func ParseConfig(data []byte, name string) (*Config, error) {
+	cfg := DefaultConfig()
+	if err := yamlv2.UnmarshalStrict(data, &cfg); err != nil {
+		var errs ConfigErrors
+		msgs := []string{err.Error()}
+		if te, ok := err.(*yamlv2.TypeError); ok {
+			msgs = te.Errors
+		}
+		for _, m := range msgs {
+			m = strings.TrimPrefix(m, "yaml: unmarshal errors:\n")
+			for _, l := range strings.Split(m, "\n") {
+				l = strings.TrimSpace(l)
+				if l == "" {
+					continue
+				}
+				e := ConfigError{File: name, Msg: l}
+				if sm := yamlLineRE.FindStringSubmatch(l); sm != nil {
+					e.Line, _ = strconv.Atoi(sm[1])
+					e.Msg = sm[2]
+				}
+				errs = append(errs, e)
+			}
+		}
+		return nil, errs
+	}
+	lines := yamlLines(data)
+	var errs ConfigErrors
+	for _, pe := range cfg.validate() {
+		errs = append(errs, ConfigError{File: name, Line: lines.find(pe.path), Msg: pe.Error()})
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return &cfg, nil
+}
+
+// pathError is a validation error at a YAML path such as
+// "remote_write.1.url", which locates its line.
+type pathError struct {
+	path string
+	msg  string
+}
+
+func (e pathError) Error() string { return e.msg }
+
+func (c *Config) validate() []pathError {
+	var errs []pathError
+	add := func(path string, format string, args ...any) {
+		errs = append(errs, pathError{path: path, msg: path + ": " + fmt.Sprintf(format, args...)})
+	}
+	if c.ListenAddress == "" {
+		add("listen_address", "must not be empty")
+	}
+	if c.Receiver.MaxRequestBytes <= 0 || c.Receiver.MaxDecodedBytes <= 0 {
+		add("receiver", "max_request_bytes and max_decoded_bytes must be positive")
+	}
+	if v := c.Receiver.NameValidation; v != "legacy" && v != "utf8" {
+		add("receiver.name_validation", "%q: must be legacy or utf8", v)
+	}
+	w := c.WAL
+	if w.Sync != "always" && w.Sync != "interval" {
+		add("wal.sync", "%q: must be always or interval", w.Sync)
+	}
+	if w.Sync == "interval" && w.SyncInterval <= 0 {
+		add("wal.sync_interval", "must be positive")
+	}
+	if w.SegmentSize < 1<<20 {
+		add("wal.segment_size", "%d bytes: must be at least 1MiB", w.SegmentSize)
+	}
+	if w.MaxSize < 0 || (w.MaxSize > 0 && w.MaxSize < 2*w.SegmentSize) {
+		add("wal.max_size", "%d bytes: must be 0 (no cap) or at least two segments (2 × %d bytes)", w.MaxSize, w.SegmentSize)
+	}
+	if w.WhenFull != "drop_oldest" && w.WhenFull != "backpressure" {
+		add("wal.when_full", "%q: must be drop_oldest or backpressure", w.WhenFull)
+	}
+	if w.Compression != "none" && w.Compression != "snappy" && w.Compression != "zstd" {
+		add("wal.compression", "%q: must be none, snappy or zstd", w.Compression)
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("shutdown_timeout", "must be positive")
+	}
+	seen := map[string]int{}
+	for i := range c.RemoteWrite {
+		rw := &c.RemoteWrite[i]
+		rw.ApplyDefaults()
+		path := fmt.Sprintf("remote_write.%d", i)
+		label := fmt.Sprintf("remote_write[%d]", i)
+		if rw.Name != "" {
+			label = fmt.Sprintf("remote_write[%d] (%s)", i, rw.Name)
+			if j, dup := seen[rw.Name]; dup {
+				errs = append(errs, pathError{path: path + ".name", msg: fmt.Sprintf(
+					"%s: name %q is already used by remote_write[%d]; names key checkpoints and must be unique", label, rw.Name, j)})
+			}
+			seen[rw.Name] = i
+		}
+		for _, err := range rw.Validate() {
+			field := ""
+			if f, _, ok := strings.Cut(err.Error(), " "); ok && !strings.ContainsAny(f, "%:\"") {
+				field = "." + strings.TrimSuffix(f, ":")
+			}
+			errs = append(errs, pathError{path: path + field, msg: fmt.Sprintf("%s: %v", label, err)})
+		}
+	}
+	return errs
+}
+
+// DataDirOrDefault resolves the data directory.
+func (c *Config) DataDirOrDefault() string {
+	if c.DataDir != "" {
+		return c.DataDir
+	}
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		return strings.Split(d, ":")[0]
+	}
+	return "data"
+}
+
+// WALDir and StateDir are the WAL and the state database under the data dir.
+func (c *Config) WALDir() string   { return filepath.Join(c.DataDirOrDefault(), "wal") }
+func (c *Config) StateDir() string { return filepath.Join(c.DataDirOrDefault(), "state") }
+
+// lineIndex maps dotted YAML paths to line numbers.
+type lineIndex map[string]int
+
+func yamlLines(data []byte) lineIndex {
+	idx := lineIndex{}
+	var root yamlv3.Node
+	if err := yamlv3.NewDecoder(bytes.NewReader(data)).Decode(&root); err != nil {
+		return idx
+	}
+	var walk func(n *yamlv3.Node, path string)
+	walk = func(n *yamlv3.Node, path string) {
+		switch n.Kind {
+		case yamlv3.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yamlv3.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := strings.TrimPrefix(path+"."+n.Content[i].Value, ".")
+				idx[p] = n.Content[i].Line
+				walk(n.Content[i+1], p)
+			}
+		case yamlv3.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s.%d", path, i)
+				idx[p] = c.Line
+				walk(c, p)
+			}
+		}
+	}
+	walk(&root, "")
+	return idx
+}
+
+// find returns the line of path or of its closest ancestor present.
+func (idx lineIndex) find(path string) int {
+	for path != "" {
+		if l, ok := idx[path]; ok {
+			return l
+		}
+		i := strings.LastIndexByte(path, '.')
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}

@@ -1,0 +1,182 @@
+// Command ferry is a durable forwarding agent for Prometheus remote write.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/ferrymetrics/ferry/agent"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+type cli struct {
+	Run     runCmd     `cmd:"" help:"Receive remote write, keep it in the WAL and forward it."`
+	Check   checkCmd   `cmd:"" help:"Check configuration."`
+	WAL     walCmd     `cmd:"" name:"wal" help:"Inspect the write-ahead log."`
+	Version versionCmd `cmd:"" help:"Print the version."`
+}
+
+type logFlags struct {
+	Level  string `name:"log.level" default:"info" enum:"debug,info,warn,error" help:"Log level (${enum})."`
+	Format string `name:"log.format" default:"" enum:",json,console" help:"Log format: json or console; default json under systemd (JOURNAL_STREAM set), console otherwise."`
+}
+
+type runCmd struct {
+	Config string `short:"c" type:"existingfile" help:"Configuration file (YAML). Without it, a built-in configuration is used: listen on 127.0.0.1:9201, data in ./data, forward to http://127.0.0.1:9090/api/v1/write."`
+	logFlags
+}
+
+type checkCmd struct {
+	Config checkConfigCmd `cmd:"" help:"Validate a configuration file; prints one line per problem and exits non-zero if there is any."`
+}
+
+type checkConfigCmd struct {
+	File string `arg:"" help:"Configuration file."`
+}
+
+type versionCmd struct{}
+
+func main() {
+	var c cli
+	ctx := kong.Parse(&c,
+		kong.Name("ferry"),
+		kong.Description("Ferry: a durable forwarding agent for Prometheus remote write."),
+		kong.UsageOnError(),
+		kong.Vars{"version": buildVersion()},
+	)
+	if err := ctx.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "ferry:", err)
+		os.Exit(1)
+	}
+}
+
+func (versionCmd) Run() error {
+	fmt.Println("ferry", buildVersion())
+	return nil
+}
+
+func (c *checkConfigCmd) Run() error {
+	if _, err := agent.LoadConfigFile(c.File); err != nil {
+		var ces agent.ConfigErrors
+		if errors.As(err, &ces) {
+			for _, e := range ces {
+				fmt.Fprintln(os.Stderr, e.Error())
+			}
+			os.Exit(1)
+		}
+		return err
+	}
+	fmt.Printf("%s: valid\n", c.File)
+	return nil
+}
+
+func newLogger(f logFlags, out io.Writer) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(f.Level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", f.Level, err)
+	}
+	format := f.Format
+	journald := os.Getenv("JOURNAL_STREAM") != ""
+	if format == "" {
+		format = "console"
+		if journald {
+			format = "json"
+		}
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec.EncodeDuration = zapcore.StringDurationEncoder
+	if journald {
+		ec.TimeKey = "" // journald stamps every line
+	}
+	var enc zapcore.Encoder
+	if format == "json" {
+		enc = zapcore.NewJSONEncoder(ec)
+	} else {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), lvl)), nil
+}
+
+func (c *runCmd) Run() error {
+	logger, err := newLogger(c.logFlags, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logger.Sync() }()
+	load := func() (*agent.Config, error) {
+		if c.Config == "" {
+			return agent.ParseConfig(agent.DefaultConfigYAML, "built-in configuration")
+		}
+		return agent.LoadConfigFile(c.Config)
+	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ferry_build_info", Help: "Ferry's version.", ConstLabels: prometheus.Labels{"version": buildVersion()},
+		}, func() float64 { return 1 }))
+	source := c.Config
+	if source == "" {
+		source = "built-in"
+	}
+	logger.Info("Starting Ferry", zap.String("version", buildVersion()), zap.String("config", source),
+		zap.String("data_dir", cfg.DataDirOrDefault()))
+	notify := newNotifier(logger)
+	a := agent.New(cfg, agent.Options{
+		Logger: logger, Registry: reg, Version: buildVersion(), Load: load, Notify: notify.notify,
+	})
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+				if err := a.Reload(rctx); err != nil {
+					logger.Error("Reload on SIGHUP failed", zap.Error(err))
+				}
+				cancel()
+			}
+		}
+	}()
+	if err := a.Run(ctx); err != nil {
+		logger.Error("Ferry stopped with an error", zap.Error(err))
+		return err
+	}
+	return nil
+}
