@@ -1,0 +1,442 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+)
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// runJSON runs the command with --json and decodes its output.
+func runJSON(t *testing.T, args ...string) (*result, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	args = append(args, "--json", "--progress", "0")
+	if code := run(testContext(t), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	var res result
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("decoding %q: %v", stdout.String(), err)
+	}
+	return &res, stderr.String()
+}
+
+func TestPushToOwnReceiverVerifies(t *testing.T) {
+	const series, rounds = 2000, 3
+	// 7 batches (the last one short) over 3 pushers.
+	res, summary := runJSON(t, "--target", "self", "--receiver.listen", "127.0.0.1:0",
+		"--series", "2000", "--batch", "300", "--concurrency", "3", "--rounds", "3",
+		"--verify", "--pid", "self", "--duration", "20s", "--ts-step", "15s")
+
+	want := int64(series * rounds)
+	if res.AckedSamples != want || res.RejectedSamples != 0 || res.AbandonedSamples != 0 {
+		t.Errorf("acked %d rejected %d abandoned %d, want %d acked", res.AckedSamples, res.RejectedSamples, res.AbandonedSamples, want)
+	}
+	if res.Rounds != rounds || res.Requests != 7*rounds || res.HTTPStatus["204"] != 7*rounds {
+		t.Errorf("rounds %d requests %d status %v", res.Rounds, res.Requests, res.HTTPStatus)
+	}
+	if *res.DeliveredSamples != want || *res.DeliveredRequests != 7*rounds || !*res.DrainComplete {
+		t.Errorf("delivered %d in %d requests, complete %v", *res.DeliveredSamples, *res.DeliveredRequests, *res.DrainComplete)
+	}
+	if *res.VerifyMissing != 0 || *res.VerifyOutOfOrder != 0 || *res.VerifyDuplicates != 0 ||
+		*res.VerifyForeign != 0 || *res.VerifyBadValue != 0 || *res.VerifyUniqueDeliv != want {
+		t.Errorf("verify: missing %d ooo %d dup %d foreign %d bad %d unique %d", *res.VerifyMissing,
+			*res.VerifyOutOfOrder, *res.VerifyDuplicates, *res.VerifyForeign, *res.VerifyBadValue, *res.VerifyUniqueDeliv)
+	}
+	if res.PID == nil || *res.CPUSeconds < 0 || *res.PeakRSSBytes <= 0 || *res.VmHWMBytes < *res.PeakRSSBytes/2 {
+		t.Errorf("process stats: %+v", res)
+	}
+	if !strings.Contains(summary, "verify       missing 0") {
+		t.Errorf("summary:\n%s", summary)
+	}
+}
+
+// TestVerifyDetectsLoss puts a proxy that acknowledges everything but
+// forwards only every other request between the pusher and the receiver.
+func TestVerifyDetectsLoss(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcvURL := "http://" + ln.Addr().String() + "/api/v1/write"
+	var n atomic.Int64
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if n.Add(1)%2 == 0 {
+			resp, err := http.Post(rcvURL, "application/x-protobuf", bytes.NewReader(body))
+			if err != nil {
+				http.Error(w, err.Error(), 502)
+				return
+			}
+			resp.Body.Close()
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer proxy.Close()
+
+	cfg, err := parseFlags([]string{"--target", proxy.URL, "--series", "100", "--batch", "10",
+		"--concurrency", "1", "--rounds", "2", "--verify", "--drain-timeout", "100ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.listener = ln
+	res, err := runLoad(testContext(t), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 20 requests of 10 samples; 10 forwarded.
+	if res.AckedSamples != 200 || *res.DeliveredSamples != 100 || *res.VerifyMissing != 100 || *res.DrainComplete {
+		t.Errorf("acked %d delivered %d missing %d complete %v", res.AckedSamples, *res.DeliveredSamples, *res.VerifyMissing, *res.DrainComplete)
+	}
+}
+
+func TestRetriesAndRejects(t *testing.T) {
+	var calls atomic.Int64
+	retrying := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch calls.Add(1) {
+		case 1:
+			w.Header().Set("Retry-After", "0.001")
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+		case 2:
+			http.Error(w, "oops", http.StatusServiceUnavailable)
+		default:
+			w.WriteHeader(http.StatusOK)
+		}
+	}))
+	defer retrying.Close()
+	rejecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "out of bounds", http.StatusBadRequest)
+	}))
+	defer rejecting.Close()
+
+	for _, tc := range []struct {
+		name                     string
+		url                      string
+		acked, rejected, retries int64
+		status                   map[string]int64
+	}{
+		{"retry", retrying.URL, 40, 0, 2, map[string]int64{"429": 1, "503": 1, "200": 4}},
+		{"reject", rejecting.URL, 0, 40, 0, map[string]int64{"400": 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseFlags([]string{"--target", tc.url, "--no-receiver", "--series", "20",
+				"--batch", "10", "--concurrency", "1", "--rounds", "2"}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.minBackoff = time.Millisecond
+			res, err := runLoad(testContext(t), cfg, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.AckedSamples != tc.acked || res.RejectedSamples != tc.rejected || res.Retries != tc.retries {
+				t.Errorf("acked %d rejected %d retries %d", res.AckedSamples, res.RejectedSamples, res.Retries)
+			}
+			if len(res.HTTPStatus) != len(tc.status) {
+				t.Errorf("status %v, want %v", res.HTTPStatus, tc.status)
+			}
+			for k, v := range tc.status {
+				if res.HTTPStatus[k] != v {
+					t.Errorf("status %v, want %v", res.HTTPStatus, tc.status)
+				}
+			}
+			if tc.rejected > 0 && res.FirstRejectReason != "HTTP 400: out of bounds" {
+				t.Errorf("reject reason %q", res.FirstRejectReason)
+			}
+			if res.DeliveredSamples != nil || res.VerifyMissing != nil {
+				t.Errorf("delivery fields set without receiver")
+			}
+		})
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	for h, want := range map[string]time.Duration{
+		"":                              0,
+		"2":                             2 * time.Second,
+		"0.25":                          250 * time.Millisecond,
+		"-1":                            0,
+		"soon":                          0,
+		"Thu, 02 Jan 2025 03:04:08 GMT": 3 * time.Second,
+		"Thu, 02 Jan 2025 03:04:00 GMT": 0,
+	} {
+		if got := parseRetryAfter(h, now); got != want {
+			t.Errorf("parseRetryAfter(%q) = %v, want %v", h, got, want)
+		}
+	}
+}
+
+func TestBadFlagsAndUnreachableTarget(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String() + "/api/v1/write"
+	ln.Close()
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"--target", "self", "--series", "0"}, 2, "--series"},
+		{[]string{"--target", "self", "--bogus"}, 2, "bogus"},
+		{[]string{"--target", "ftp://x"}, 2, "not an http"},
+		{[]string{"--series", "10"}, 2, "--target is required"},
+		{[]string{"--target", "self", "--pid", "abc"}, 2, "--pid"},
+		{[]string{"--target", "self", "--duration", "0"}, 2, "--samples or --rounds"},
+		{[]string{"--target", closed, "--no-receiver", "--series", "10"}, 1, "unreachable"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(testContext(t), tc.args, &stdout, &stderr)
+		lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
+		if code != tc.code || len(lines) != 1 || !strings.Contains(lines[0], tc.msg) || stdout.Len() != 0 {
+			t.Errorf("%v: exit %d stderr %q stdout %q; want exit %d, one line with %q",
+				tc.args, code, stderr.String(), stdout.String(), tc.code, tc.msg)
+		}
+	}
+}
+
+func TestParseProc(t *testing.T) {
+	// Command name with spaces and parentheses; utime=1234, stime=567.
+	stat := "4242 (ferry (x) y) S 1 4242 4242 0 -1 4194560 2755 0 0 0 1234 567 0 0 20 0 9 0 " +
+		"1234567 1583194112 12345 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+	u, s, err := parseStatCPU(stat)
+	if err != nil || u != 1234 || s != 567 {
+		t.Errorf("parseStatCPU = %d, %d, %v", u, s, err)
+	}
+	if _, _, err := parseStatCPU("4242 (x) S 1 2 3"); err == nil {
+		t.Error("short stat parsed")
+	}
+
+	status := "Name:\tferry\nVmPeak:\t 1000 kB\nVmHWM:\t   53248 kB\nVmRSS:\t   40960 kB\nThreads:\t9\n"
+	if n, err := parseStatusBytes(status, "VmRSS"); err != nil || n != 40960*1024 {
+		t.Errorf("VmRSS = %d, %v", n, err)
+	}
+	if n, err := parseStatusBytes(status, "VmHWM"); err != nil || n != 53248*1024 {
+		t.Errorf("VmHWM = %d, %v", n, err)
+	}
+	if _, err := parseStatusBytes(status, "VmSwap"); err == nil {
+		t.Error("missing key found")
+	}
+
+	auxv := make([]byte, 48)
+	copy(auxv, []byte{6, 0, 0, 0, 0, 0, 0, 0, 0, 16})        // AT_PAGESZ 4096
+	copy(auxv[16:], []byte{17, 0, 0, 0, 0, 0, 0, 0, 250, 0}) // AT_CLKTCK 250
+	if hz, ok := auxvClockTicks(auxv); !ok || hz != 250 {
+		t.Errorf("auxvClockTicks = %d, %v", hz, ok)
+	}
+	if hz := clockTicks(); hz <= 0 {
+		t.Errorf("clockTicks = %v", hz)
+	}
+}
+
+func TestVerifierBookkeeping(t *testing.T) {
+	const base, step = 1000, 10
+	v := newVerifier(3, base, step)
+	at := func(i, r int64) observation { return observation{i, base + r*step, seriesValue(int(i), r)} }
+	v.observe([]observation{at(0, 0), at(1, 0), at(2, 0)})
+	v.observe([]observation{at(0, 1), at(1, 2), at(2, 0)}) // series 1 skips ahead, series 2 repeats
+	v.skip(2, 3, 1)                                        // round 1 of series 2 not acknowledged
+	v.observe([]observation{at(0, 2), at(1, 1), at(2, 2)}) // series 1's round 1 arrives late
+	bad := at(0, 3)
+	bad.value++
+	v.observe([]observation{bad, at(2, 4)})
+	v.observe([]observation{{5, base, 0}, {0, base + 5, 0}, {0, base - step, 0}, {-1, base, 0}})
+
+	rounds := []int64{4, 3, 5} // series 2's round 3 never arrives
+	st := v.stats(func(i int) int64 { return rounds[i] })
+	want := verifyStats{missing: 1, outOfOrder: 1, duplicates: 1, foreign: 4, badValue: 1, unique: 10}
+	if st != want {
+		t.Errorf("stats = %+v, want %+v", st, want)
+	}
+	if len(v.pending) != 1 { // series 2 round 4 waits behind the gap
+		t.Errorf("pending = %v", v.pending)
+	}
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	set := newSeriesSet(1500)
+	raw := set.appendRequest(nil, 1000, 1500, 9, 1700000000000)
+	var got [][2]string
+	d := wrDecoder{collect: true, onLabel: func(n, v []byte) { got = append(got, [2]string{string(n), string(v)}) }}
+	if err := d.decode(raw); err != nil {
+		t.Fatal(err)
+	}
+	if d.series != 500 || d.samples != 500 || d.histograms != 0 || len(d.obs) != 500 {
+		t.Fatalf("series %d samples %d obs %d", d.series, d.samples, len(d.obs))
+	}
+	var want [][2]string
+	names := map[string]bool{}
+	for i := 1000; i < 1500; i++ {
+		l := seriesLabels(i)
+		want = append(want, l...)
+		names[l[0][1]] = true
+		for k := 1; k < len(l); k++ {
+			if l[k-1][0] >= l[k][0] {
+				t.Fatalf("labels of series %d not sorted: %v", i, l)
+			}
+		}
+		o := d.obs[i-1000]
+		if o.series != int64(i) || o.ts != 1700000000000 || o.value != seriesValue(i, 9) {
+			t.Fatalf("obs %d = %+v", i, o)
+		}
+	}
+	if len(names) != 100 {
+		t.Errorf("%d metric names", len(names))
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d labels, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("label %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+// golden is prompb.WriteRequest.Marshal() (Prometheus v0.315.0) of:
+//
+//	{__name__="up",id="42",job="x"}: samples (1.5,1000) (0,0) (-Inf,-5), one exemplar
+//	{__name__="h",id="x7"}: two histograms
+//	{""=""}: sample (2,1)
+//	metadata {COUNTER up "h" "u"}
+const golden = "0a690a0e0a085f5f6e616d655f5f120275700a080a026964120234320a080a036a6f62120178120c09000000000000f83f10e8071200121409000000000000f0ff10fbffffffffffffffff011a1d0a0f0a0874726163655f6964120361626311000000000000004018e7070a300a0d0a085f5f6e616d655f5f1201680a080a026964120278372210080319000000000000f03f200278d00f220378b8170a0f0a00120b09000000000000004010011a0c0801120275702201682a0175"
+
+func TestDecodePrompbGolden(t *testing.T) {
+	b, err := hex.DecodeString(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d wrDecoder
+	d.collect = true
+	if err := d.decode(b); err != nil {
+		t.Fatal(err)
+	}
+	want := []observation{{42, 1000, 1.5}, {42, 0, 0}, {42, -5, d.obs[2].value}, {-1, 1, 2}}
+	if d.series != 3 || d.samples != 4 || d.histograms != 2 || len(d.obs) != 4 {
+		t.Fatalf("series %d samples %d histograms %d obs %v", d.series, d.samples, d.histograms, d.obs)
+	}
+	for i := range want {
+		if d.obs[i] != want[i] {
+			t.Errorf("obs %d = %+v, want %+v", i, d.obs[i], want[i])
+		}
+	}
+	if v := d.obs[2].value; v > -1e308 {
+		t.Errorf("obs 2 value %v, want -Inf", v)
+	}
+	// Every truncation fails except at the boundaries between top-level
+	// fields, where prompb Unmarshal also succeeds (checked against it).
+	valid := map[int]bool{107: true, 157: true, 174: true}
+	for i := 1; i < len(b); i++ {
+		if err := d.decode(b[:i]); (err == nil) != valid[i] {
+			t.Errorf("prefix of %d bytes: err %v", i, err)
+		}
+	}
+}
+
+func TestReceiverHTTP(t *testing.T) {
+	rcv, err := startReceiver("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rcv.Close()
+	body := snappy.Encode(nil, newSeriesSet(10).appendRequest(nil, 0, 10, 0, 1))
+	base := "http://" + rcv.ln.Addr().String()
+	post := func(path, enc, ct string, b []byte) int {
+		req, _ := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(b))
+		req.Header.Set("Content-Encoding", enc)
+		req.Header.Set("Content-Type", ct)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		path, enc, ct string
+		body          []byte
+		code          int
+	}{
+		{"/api/v1/write", "snappy", "application/x-protobuf", body, 204},
+		{"/api/v1/push", "snappy", "application/x-protobuf", body, 204},
+		{"/", "", "application/x-protobuf", body, 204},
+		{"/api/v1/write", "zstd", "application/x-protobuf", body, 415},
+		{"/api/v1/write", "snappy", "application/x-protobuf;proto=io.prometheus.write.v2.Request", body, 415},
+		{"/api/v1/write", "snappy", "application/x-protobuf", []byte("not snappy"), 400},
+		{"/api/v1/write", "snappy", "application/x-protobuf", snappy.Encode(nil, []byte{0x0a, 0x05, 1}), 400},
+		{"/other", "snappy", "application/x-protobuf", body, 404},
+	} {
+		if code := post(tc.path, tc.enc, tc.ct, tc.body); code != tc.code {
+			t.Errorf("%s %s %s: %d, want %d", tc.path, tc.enc, tc.ct, code, tc.code)
+		}
+	}
+	if rcv.samples.Load() != 30 || rcv.requests.Load() != 3 || rcv.badRequests.Load() != 5 {
+		t.Errorf("samples %d requests %d bad %d", rcv.samples.Load(), rcv.requests.Load(), rcv.badRequests.Load())
+	}
+}
+
+func TestDecodeLabelForms(t *testing.T) {
+	long := strings.Repeat("v", 200)
+	enc := func(fields ...[]byte) []byte { return bytes.Join(fields, nil) }
+	str := func(tag byte, s string) []byte {
+		return append(append([]byte{tag}, byte(len(s))), s...)
+	}
+	for _, tc := range []struct {
+		in          []byte
+		name, value string
+		err         bool
+	}{
+		{enc(str(0x0a, "job"), str(0x12, "node")), "job", "node", false},
+		{enc(str(0x12, "node"), str(0x0a, "job")), "job", "node", false},
+		{enc(str(0x0a, "job"), str(0x12, "node"), []byte{0x18, 0x01}), "job", "node", false},
+		{enc(str(0x0a, "job"), []byte{0x12, 0xc8, 0x01}, []byte(long)), "job", long, false},
+		{enc(str(0x0a, "job")), "job", "", false},
+		{enc(str(0x0a, "job"), []byte{0x12, 0x05, 'n'}), "", "", true},
+		{[]byte{0x0a}, "", "", true},
+	} {
+		n, v, err := decodeLabel(tc.in)
+		if (err != nil) != tc.err || string(n) != tc.name || string(v) != tc.value {
+			t.Errorf("decodeLabel(%x) = %q, %q, %v", tc.in, n, v, err)
+		}
+	}
+}
+
+// TestDecodeCorruptNoPanic flips bytes of valid requests: decoding may fail
+// but must not panic, and must stay within the input.
+func TestDecodeCorruptNoPanic(t *testing.T) {
+	g, _ := hex.DecodeString(golden)
+	inputs := [][]byte{g, newSeriesSet(20).appendRequest(nil, 0, 20, 3, 1700000000000)}
+	seed := uint32(1)
+	rnd := func(n int) int { seed = seed*1664525 + 1013904223; return int(seed>>8) % n }
+	var d wrDecoder
+	d.collect = true
+	for _, in := range inputs {
+		for k := 0; k < 3000; k++ {
+			b := bytes.Clone(in)
+			for f := 0; f <= rnd(3); f++ {
+				b[rnd(len(b))] = byte(rnd(256))
+			}
+			_ = d.decode(b[:rnd(len(b)+1)])
+		}
+	}
+}

@@ -1,0 +1,442 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang/snappy"
+)
+
+// Series generation.
+//
+// Series i has 7 labels, sorted by name:
+//
+//	__name__  one of 100 metric names (i % 100)
+//	cpu       i/100 % 8
+//	env       prod, staging or dev (by host)
+//	id        i, which makes the series unique and lets the receiver map a
+//	          delivered series back to its index without a hash table
+//	instance  host-NNNNN:9100, 800 series per host
+//	job       one of 5 jobs (by host)
+//	region    one of 4 regions (by host)
+//
+// Round r of series i has timestamp base+r*step and value seriesValue(i, r).
+
+const idLabel = "id"
+
+var (
+	metricSubsystems = []string{
+		"node_cpu", "node_memory", "node_disk_io", "node_disk_read", "node_disk_write",
+		"node_network_receive", "node_network_transmit", "node_filesystem", "node_load", "node_context_switches",
+		"process_cpu", "process_resident_memory", "process_open_fds", "go_gc_duration", "go_memstats_heap",
+		"http_server_requests", "http_server_request_duration", "http_client_requests", "grpc_server_handled", "grpc_client_handled",
+		"container_cpu_usage", "container_memory_working_set", "container_network_receive", "kube_pod_container_status", "kubelet_runtime_operations",
+	}
+	metricSuffixes = []string{"total", "seconds_total", "bytes", "errors_total"}
+	jobs           = []string{"node-exporter", "kubelet", "cadvisor", "api-gateway", "postgres-exporter"}
+	envs           = []string{"prod", "staging", "dev"}
+	regions        = []string{"eu-west-1", "eu-central-1", "us-east-1", "ap-south-1"}
+)
+
+const seriesPerHost = 800
+
+// metricName returns one of the 100 metric names.
+func metricName(k int) string {
+	k %= len(metricSubsystems) * len(metricSuffixes)
+	return metricSubsystems[k/len(metricSuffixes)] + "_" + metricSuffixes[k%len(metricSuffixes)]
+}
+
+// seriesLabels returns series i's labels as name, value pairs sorted by name.
+func seriesLabels(i int) [][2]string {
+	host := i / seriesPerHost
+	return [][2]string{
+		{"__name__", metricName(i)},
+		{"cpu", strconv.Itoa(i / 100 % 8)},
+		{"env", envs[host%len(envs)]},
+		{idLabel, strconv.Itoa(i)},
+		{"instance", fmt.Sprintf("host-%05d:9100", host)},
+		{"job", jobs[host%len(jobs)]},
+		{"region", regions[host%len(regions)]},
+	}
+}
+
+// seriesValue is the value of series i in round r; the verifier recomputes it.
+func seriesValue(i int, r int64) float64 {
+	return float64(r) + float64(i%1000)/8
+}
+
+// seriesSet holds every series' labels pre-encoded as the repeated
+// TimeSeries.labels field (field 1) of prompb.TimeSeries.
+type seriesSet struct {
+	enc []byte
+	off []int // series i is enc[off[i]:off[i+1]]
+}
+
+func newSeriesSet(n int) *seriesSet {
+	s := &seriesSet{off: make([]int, 0, n+1)}
+	s.enc = make([]byte, 0, n*160)
+	s.off = append(s.off, 0)
+	for i := 0; i < n; i++ {
+		s.enc = appendLabels(s.enc, seriesLabels(i))
+		s.off = append(s.off, len(s.enc))
+	}
+	return s
+}
+
+func (s *seriesSet) labels(i int) []byte { return s.enc[s.off[i]:s.off[i+1]] }
+
+// appendLabels encodes labels as repeated prompb.Label (TimeSeries field 1).
+func appendLabels(dst []byte, labels [][2]string) []byte {
+	for _, l := range labels {
+		n, v := l[0], l[1]
+		size := 1 + uvarintLen(uint64(len(n))) + len(n) + 1 + uvarintLen(uint64(len(v))) + len(v)
+		dst = append(dst, 0x0a) // TimeSeries.labels, wire type 2
+		dst = binary.AppendUvarint(dst, uint64(size))
+		dst = append(dst, 0x0a) // Label.name
+		dst = binary.AppendUvarint(dst, uint64(len(n)))
+		dst = append(dst, n...)
+		dst = append(dst, 0x12) // Label.value
+		dst = binary.AppendUvarint(dst, uint64(len(v)))
+		dst = append(dst, v...)
+	}
+	return dst
+}
+
+// appendRequest appends an encoded prompb.WriteRequest holding one sample
+// (round r, timestamp ts) for each series in [lo, hi).
+func (s *seriesSet) appendRequest(dst []byte, lo, hi int, r, ts int64) []byte {
+	sampleLen := 1 + 8 + 1 + uvarintLen(uint64(ts))
+	for i := lo; i < hi; i++ {
+		lab := s.labels(i)
+		tsLen := len(lab) + 1 + uvarintLen(uint64(sampleLen)) + sampleLen
+		dst = append(dst, 0x0a) // WriteRequest.timeseries
+		dst = binary.AppendUvarint(dst, uint64(tsLen))
+		dst = append(dst, lab...)
+		dst = append(dst, 0x12) // TimeSeries.samples
+		dst = binary.AppendUvarint(dst, uint64(sampleLen))
+		dst = append(dst, 0x09) // Sample.value, fixed64
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(seriesValue(i, r)))
+		dst = append(dst, 0x10) // Sample.timestamp, varint
+		dst = binary.AppendUvarint(dst, uint64(ts))
+	}
+	return dst
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// batchLayout splits the series into fixed batches: batch k is series
+// [k*size, min((k+1)*size, n)). Each batch is one request per round.
+type batchLayout struct{ n, size int }
+
+func newBatchLayout(n, size int) batchLayout { return batchLayout{n, size} }
+
+func (b batchLayout) numBatches() int { return (b.n + b.size - 1) / b.size }
+func (b batchLayout) bounds(k int) (lo, hi int) {
+	return k * b.size, min((k+1)*b.size, b.n)
+}
+func (b batchLayout) batchOf(series int) int { return series / b.size }
+
+// skipMarker is told about rounds of a batch that were not acknowledged
+// (rejected or abandoned) and so need not be delivered.
+type skipMarker interface {
+	skip(lo, hi int, round int64)
+}
+
+type outcome int
+
+const (
+	outcomeAcked outcome = iota
+	outcomeRejected
+	outcomeAbandoned
+)
+
+// pushRun pushes rounds of samples with cfg.concurrency workers. Worker p
+// owns batches p, p+C, p+2C, ... and pushes them round after round, so every
+// series is pushed by one worker, in timestamp order, like a Prometheus shard.
+type pushRun struct {
+	cfg    config
+	target string
+	client *http.Client
+	set    *seriesSet
+	layout batchLayout
+	base   int64
+	step   int64
+	marker skipMarker
+
+	next []int64 // per batch: rounds finished; written only by the owner
+
+	acked, rejected, abandoned       atomic.Int64
+	requests, retries, transportErrs atomic.Int64
+	ackedBytes, reserved, paced      atomic.Int64
+	start                            time.Time
+	status                           [600]atomic.Int64
+
+	rejectMu     sync.Mutex
+	rejectReason string
+}
+
+func newPushRun(cfg config, target string, set *seriesSet, layout batchLayout, base, step int64, marker skipMarker) *pushRun {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        2 * cfg.concurrency,
+		MaxIdleConnsPerHost: 2 * cfg.concurrency,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	return &pushRun{
+		cfg:    cfg,
+		target: target,
+		client: &http.Client{Transport: tr},
+		set:    set,
+		layout: layout,
+		base:   base,
+		step:   step,
+		marker: marker,
+		next:   make([]int64, layout.numBatches()),
+	}
+}
+
+// expectedRounds is how many rounds of series i were pushed (acknowledged,
+// rejected or abandoned). Valid after run returns.
+func (p *pushRun) expectedRounds(i int) int64 { return p.next[p.layout.batchOf(i)] }
+
+// run pushes until the duration, sample or round limit is reached or ctx
+// ends, and returns when every worker has finished.
+func (p *pushRun) run(ctx context.Context) {
+	var deadline time.Time
+	if p.cfg.duration > 0 {
+		deadline = time.Now().Add(p.cfg.duration)
+	}
+	p.start = time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < p.cfg.concurrency; w++ {
+		var owned []int
+		for k := w; k < p.layout.numBatches(); k += p.cfg.concurrency {
+			owned = append(owned, k)
+		}
+		if len(owned) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.worker(ctx, deadline, owned)
+		}()
+	}
+	wg.Wait()
+	p.client.CloseIdleConnections()
+}
+
+func (p *pushRun) stopped(ctx context.Context, deadline time.Time) bool {
+	return ctx.Err() != nil || (!deadline.IsZero() && !time.Now().Before(deadline))
+}
+
+func (p *pushRun) worker(ctx context.Context, deadline time.Time, owned []int) {
+	var raw, comp []byte
+	for r := int64(0); p.cfg.rounds == 0 || r < int64(p.cfg.rounds); r++ {
+		ts := p.base + r*p.step
+		for _, k := range owned {
+			if p.stopped(ctx, deadline) {
+				return
+			}
+			lo, hi := p.layout.bounds(k)
+			n := int64(hi - lo)
+			if p.cfg.samples > 0 && p.reserved.Add(n) > p.cfg.samples {
+				p.reserved.Add(-n)
+				return
+			}
+			if !p.pace(ctx, deadline, n) {
+				return
+			}
+			raw = p.set.appendRequest(raw[:0], lo, hi, r, ts)
+			comp = snappy.Encode(comp[:cap(comp)], raw)
+			switch p.send(ctx, deadline, comp) {
+			case outcomeAcked:
+				p.acked.Add(n)
+				p.ackedBytes.Add(int64(len(comp)))
+			case outcomeRejected:
+				p.rejected.Add(n)
+				p.skip(lo, hi, r)
+			case outcomeAbandoned:
+				p.abandoned.Add(n)
+				p.skip(lo, hi, r)
+			}
+			p.next[k] = r + 1
+		}
+	}
+}
+
+// pace waits, with --rate, until n more samples are due. It returns false
+// if the run ends first.
+func (p *pushRun) pace(ctx context.Context, deadline time.Time, n int64) bool {
+	if p.cfg.rate <= 0 {
+		return true
+	}
+	sent := p.paced.Add(n) - n
+	due := p.start.Add(time.Duration(float64(sent) / p.cfg.rate * float64(time.Second)))
+	if !deadline.IsZero() && !due.Before(deadline) {
+		return false
+	}
+	wait := time.Until(due)
+	if wait <= 0 {
+		return true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (p *pushRun) skip(lo, hi int, r int64) {
+	if p.marker != nil {
+		p.marker.skip(lo, hi, r)
+	}
+}
+
+// send posts body until it is acknowledged (2xx) or rejected (4xx other than
+// 429, or any other non-retryable status). 429, 5xx and transport errors are
+// retried with exponential backoff (or Retry-After), at most 1s apart, until
+// the push deadline passes or ctx ends; then the request is abandoned.
+func (p *pushRun) send(ctx context.Context, deadline time.Time, body []byte) outcome {
+	backoff := p.cfg.minBackoff
+	for {
+		p.requests.Add(1)
+		code, retryAfter, reason, err := p.post(ctx, body)
+		if err == nil {
+			if code >= 0 && code < len(p.status) {
+				p.status[code].Add(1)
+			}
+			switch {
+			case code/100 == 2:
+				return outcomeAcked
+			case code != http.StatusTooManyRequests && code/100 != 5:
+				p.noteReject(code, reason)
+				return outcomeRejected
+			}
+		} else {
+			p.transportErrs.Add(1)
+		}
+		if p.stopped(ctx, deadline) {
+			return outcomeAbandoned
+		}
+		wait := backoff
+		if retryAfter > 0 {
+			wait = min(retryAfter, time.Second)
+		}
+		backoff = min(2*backoff, time.Second)
+		p.retries.Add(1)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return outcomeAbandoned
+		}
+	}
+}
+
+func (p *pushRun) noteReject(code int, reason string) {
+	p.rejectMu.Lock()
+	defer p.rejectMu.Unlock()
+	if p.rejectReason == "" {
+		p.rejectReason = fmt.Sprintf("HTTP %d: %s", code, reason)
+	}
+}
+
+// post sends one request and returns the status, Retry-After and, for
+// errors, the start of the response body.
+func (p *pushRun) post(ctx context.Context, body []byte) (code int, retryAfter time.Duration, reason string, err error) {
+	rctx, cancel := context.WithTimeout(ctx, p.cfg.requestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, p.target, bytes.NewReader(body))
+	if err != nil {
+		return 0, 0, "", err
+	}
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	req.Header.Set("User-Agent", "ferry-load")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		reason = strings.TrimSpace(string(msg))
+		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, retryAfter, reason, nil
+}
+
+// parseRetryAfter parses a Retry-After header (seconds or an HTTP date).
+// It returns 0 when the header is absent or invalid.
+func parseRetryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	if s, err := strconv.ParseFloat(h, 64); err == nil {
+		if s <= 0 || math.IsNaN(s) {
+			return 0
+		}
+		return time.Duration(min(s, 3600) * float64(time.Second))
+	}
+	if t, err := http.ParseTime(h); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// fill copies the push counters into res.
+func (p *pushRun) fill(res *result, elapsed time.Duration) {
+	res.DurationSeconds = round3(elapsed.Seconds())
+	if len(p.next) > 0 {
+		res.Rounds = p.next[0]
+		for _, n := range p.next {
+			res.Rounds = min(res.Rounds, n)
+		}
+	}
+	res.Requests = p.requests.Load()
+	res.Retries = p.retries.Load()
+	res.TransportErrors = p.transportErrs.Load()
+	res.HTTPStatus = map[string]int64{}
+	for code := range p.status {
+		if n := p.status[code].Load(); n > 0 {
+			res.HTTPStatus[strconv.Itoa(code)] = n
+		}
+	}
+	res.AckedSamples = p.acked.Load()
+	if s := elapsed.Seconds(); s > 0 {
+		res.AckedPerSecond = round1(float64(res.AckedSamples) / s)
+	}
+	res.RejectedSamples = p.rejected.Load()
+	res.AbandonedSamples = p.abandoned.Load()
+	res.AckedBytes = p.ackedBytes.Load()
+	p.rejectMu.Lock()
+	res.FirstRejectReason = p.rejectReason
+	p.rejectMu.Unlock()
+}
