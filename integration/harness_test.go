@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -501,5 +500,3 @@ func (p *pusher) snapshot() (map[string][]int64, int) {
 	}
 	return c, p.ackedN
 }
-
-var errUnused = errors.New("unused")

@@ -27,7 +27,7 @@ const (
 	tagName       = 1<<3 | 2 // Label.name
 	tagValue      = 2<<3 | 2 // Label.value
 	tagSampleV    = 1<<3 | 1 // Sample.value, fixed64
-	tagSampleT    = 2<<3 | 0 // Sample.timestamp, varint
+	tagSampleT    = 2 << 3   // Sample.timestamp, varint (wire type 0)
 )
 
 func sizeVarint(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }

@@ -106,6 +106,16 @@ func Decode(buf []byte, r *Request) error {
 		return fmt.Errorf("%w: decode write request: %d bytes exceed the limit of %d", ErrTooLarge, len(buf), maxInput)
 	}
 	for i := 0; i < len(buf); {
+		if buf[i] == tagTimeseries { // fast path, errors are handled below
+			if n, j := uvarint(buf, i+1); j > 0 && n <= uint64(len(buf)-j) {
+				end := j + int(n)
+				if err := decodeSeries(r, buf[:end], j); err != nil {
+					return err.in("timeseries", len(r.Series))
+				}
+				i = end
+				continue
+			}
+		}
 		tag, j, err := readTag(buf, i)
 		if err != nil {
 			return err

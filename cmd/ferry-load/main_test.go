@@ -82,7 +82,7 @@ func TestVerifyDetectsLoss(t *testing.T) {
 		if n.Add(1)%2 == 0 {
 			resp, err := http.Post(rcvURL, "application/x-protobuf", bytes.NewReader(body))
 			if err != nil {
-				http.Error(w, err.Error(), 502)
+				http.Error(w, err.Error(), http.StatusBadGateway)
 				return
 			}
 			resp.Body.Close()

@@ -333,7 +333,7 @@ func decodeSample(b []byte) (v float64, ts int64, err error) {
 			}
 			v = math.Float64frombits(binary.LittleEndian.Uint64(b[j:]))
 			i = j + 8
-		case 2<<3 | 0: // timestamp, varint
+		case 2 << 3: // timestamp, varint (wire type 0)
 			x, k := uvarint(b, j)
 			if k < 0 {
 				return 0, 0, errTruncated

@@ -1,0 +1,56 @@
+# Ferry — make targets. Tools are pinned in tools.mod and fetched through the
+# Go module proxy.
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+BIN       := bin/ferry
+TOOLS     := $(GO) tool -modfile=tools.mod
+
+.PHONY: all build run test test-integration bench bench-e2e lint fmt tidy-check fuzz clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ferry
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ferry-load ./cmd/ferry-load
+
+# Build and run Ferry on its built-in configuration: listen on
+# 127.0.0.1:9201, data under ./data, forward to http://127.0.0.1:9090.
+run: build
+	./$(BIN) run
+
+# Unit tests, fuzz seed corpora and the end-to-end tests of the ferry binary.
+test:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Suites against real peers (Prometheus from Debian) and real systemd.
+test-integration:
+	FERRY_INTEGRATION=1 $(GO) test -count=1 -timeout 40m -v ./integration/
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./wal/ ./sender/ ./agent/...
+
+# End-to-end load test: Ferry vs vmagent on the same load (see docs/benchmarks.md).
+bench-e2e: build
+	./scripts/bench-e2e.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(TOOLS) staticcheck ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+tidy-check:
+	$(GO) mod tidy
+	git diff --exit-code go.mod go.sum
+
+# Run each fuzzer for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./agent/receive/ -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf bin dist data
