@@ -5,7 +5,7 @@ import (
 	"math"
 	"math/bits"
 
-	"github.com/golang/snappy"
+	"github.com/klauspost/compress/s2"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -42,6 +42,7 @@ func sampleSize(t int64) int { return 1 + 8 + 1 + sizeVarint(uint64(t)) }
 // allocating once its buffers have grown.
 type encoder struct {
 	pb   []byte
+	lbls []byte
 	comp []byte
 }
 
@@ -55,28 +56,28 @@ func (e *encoder) encode(items []item) []byte {
 		for j < len(items) && items[j].ref == items[i].ref {
 			j++
 		}
-		ls := items[i].labels
-		tsSize := 0
-		ls.Range(func(l labels.Label) {
-			n := labelSize(l.Name, l.Value)
-			tsSize += 1 + sizeVarint(uint64(n)) + n
+		// The labels are marshalled once into a scratch buffer, which gives
+		// their size for the TimeSeries length prefix.
+		lb := e.lbls[:0]
+		items[i].labels.Range(func(l labels.Label) {
+			lb = append(lb, tagLabels)
+			lb = binary.AppendUvarint(lb, uint64(labelSize(l.Name, l.Value)))
+			lb = append(lb, tagName)
+			lb = binary.AppendUvarint(lb, uint64(len(l.Name)))
+			lb = append(lb, l.Name...)
+			lb = append(lb, tagValue)
+			lb = binary.AppendUvarint(lb, uint64(len(l.Value)))
+			lb = append(lb, l.Value...)
 		})
+		e.lbls = lb
+		tsSize := len(lb)
 		for _, it := range items[i:j] {
 			n := sampleSize(it.t)
 			tsSize += 1 + sizeVarint(uint64(n)) + n
 		}
 		b = append(b, tagTimeseries)
 		b = binary.AppendUvarint(b, uint64(tsSize))
-		ls.Range(func(l labels.Label) {
-			b = append(b, tagLabels)
-			b = binary.AppendUvarint(b, uint64(labelSize(l.Name, l.Value)))
-			b = append(b, tagName)
-			b = binary.AppendUvarint(b, uint64(len(l.Name)))
-			b = append(b, l.Name...)
-			b = append(b, tagValue)
-			b = binary.AppendUvarint(b, uint64(len(l.Value)))
-			b = append(b, l.Value...)
-		})
+		b = append(b, lb...)
 		for _, it := range items[i:j] {
 			b = append(b, tagSamples)
 			b = binary.AppendUvarint(b, uint64(sampleSize(it.t)))
@@ -88,6 +89,11 @@ func (e *encoder) encode(items []item) []byte {
 		i = j
 	}
 	e.pb = b
-	e.comp = snappy.Encode(e.comp[:cap(e.comp)], b)
+	// s2's snappy-compatible encoder: standard snappy block format, faster
+	// than github.com/golang/snappy's.
+	if n := s2.MaxEncodedLen(len(b)); cap(e.comp) < n {
+		e.comp = make([]byte, n)
+	}
+	e.comp = s2.EncodeSnappy(e.comp[:cap(e.comp)], b)
 	return e.comp
 }

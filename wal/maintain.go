@@ -159,20 +159,34 @@ func (w *WAL) replaySegmentReadOnly(seg int, fn func(rec []byte, end int64)) (in
 func (w *WAL) truncate(upTo int) error {
 	start := time.Now()
 	// Forget series atomically with respect to appends: an append either
-	// finished before (and set lastSeg) or looks the series up after and
-	// creates it anew.
+	// finished before (and marked its refs in its segment's set) or looks
+	// the series up after and creates it anew.
 	w.gcMu.Lock()
 	w.series.mu.Lock()
-	live := make([]record.RefSeries, 0, len(w.series.byRef))
-	removed := 0
-	for _, s := range w.series.byRef {
-		if s.lastSeg.Load() >= int64(upTo) {
-			live = append(live, record.RefSeries{Ref: s.ref, Labels: s.labels})
+	var keep []*refSet
+	for seg, set := range w.live {
+		if seg >= upTo {
+			keep = append(keep, set)
 		} else {
-			w.series.remove(s)
-			removed++
+			delete(w.live, seg)
 		}
 	}
+	live := make([]record.RefSeries, 0, w.series.count)
+	removed := 0
+	var fpBuf []byte
+	w.series.all(func(s *series) {
+		for _, set := range keep {
+			if set.has(s.ref) {
+				live = append(live, record.RefSeries{Ref: s.ref, Labels: s.labels})
+				return
+			}
+		}
+		var fp fingerprint
+		fp, fpBuf = w.series.fingerprintLabels(s.labels, fpBuf)
+		w.series.remove(s, fp)
+		removed++
+	})
+	w.series.compact()
 	w.series.mu.Unlock()
 	w.gcMu.Unlock()
 	w.m.seriesRemoved.Add(float64(removed))

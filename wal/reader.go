@@ -286,7 +286,7 @@ func (r *Reader) decode(rec []byte, start Position) error {
 	t := r.w.series
 	t.mu.RLock()
 	for i, s := range e.Samples {
-		if ser := t.byRef[s.Ref]; ser != nil {
+		if ser := t.get(s.Ref); ser != nil {
 			e.Labels[i] = ser.labels
 		} else {
 			e.Labels[i] = labels.EmptyLabels()

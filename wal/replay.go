@@ -132,27 +132,29 @@ func (w *WAL) replay() error {
 					return err
 				}
 				for _, s := range seriesBuf {
-					if _, ok := w.series.byRef[s.Ref]; ok {
+					if !w.series.valid(s.Ref) {
+						return fmt.Errorf("series ref %d is out of sequence (known refs start at %d)", s.Ref, w.series.base)
+					}
+					w.liveSet(seg).add(s.Ref)
+					if w.series.get(s.Ref) != nil {
 						continue
 					}
-					var h uint64
-					h, hashBuf = hashLabels(s.Labels, hashBuf)
-					ser := &series{ref: s.Ref, hash: h, labels: s.Labels.Copy()}
-					ser.lastSeg.Store(int64(seg))
-					w.series.insert(ser)
+					var fp fingerprint
+					fp, hashBuf = w.series.fingerprintLabels(s.Labels, hashBuf)
+					w.series.insert(&series{ref: s.Ref, labels: s.Labels.Copy()}, fp)
 				}
 			case record.Samples, record.SamplesV2:
 				samples, err = dec.Samples(rec, samples[:0])
 				if err != nil {
 					return err
 				}
+				live := w.liveSet(seg)
 				for _, s := range samples {
-					ser := w.series.byRef[s.Ref]
-					if ser == nil {
+					if w.series.get(s.Ref) == nil {
 						orphans++
 						continue
 					}
-					ser.lastSeg.Store(int64(seg))
+					live.add(s.Ref)
 					if s.T > w.highestTs.Load() {
 						w.highestTs.Store(s.T)
 					}
@@ -260,11 +262,15 @@ func (w *WAL) loadCheckpoint(cp int) (int, int64, error) {
 				return 0, 0, fmt.Errorf("wal: decode checkpoint %d: %w", cp, err)
 			}
 			for _, s := range buf {
-				var h uint64
-				h, hashBuf = hashLabels(s.Labels, hashBuf)
-				ser := &series{ref: s.Ref, hash: h, labels: s.Labels.Copy()}
-				ser.lastSeg.Store(int64(cp + 1))
-				w.series.insert(ser)
+				if !w.series.valid(s.Ref) {
+					f.Close()
+					return 0, 0, fmt.Errorf("wal: checkpoint %d: series ref %d is out of sequence", cp, s.Ref)
+				}
+				// Live as of the checkpoint: kept until the segment after it goes.
+				var fp fingerprint
+				fp, hashBuf = w.series.fingerprintLabels(s.Labels, hashBuf)
+				w.series.insert(&series{ref: s.Ref, labels: s.Labels.Copy()}, fp)
+				w.liveSet(cp + 1).add(s.Ref)
 				n++
 			}
 		}

@@ -1,8 +1,8 @@
 package wal
 
 import (
+	"hash/maphash"
 	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
@@ -17,77 +17,49 @@ type Ref = chunks.HeadSeriesRef
 // and every reader.
 type series struct {
 	ref    Ref
-	hash   uint64
 	labels labels.Labels
-	// lastSeg is the newest segment holding a sample of this series. A
-	// truncation that deletes every segment before lastSeg+1 may forget it.
-	lastSeg atomic.Int64
-	next    *series // next series with the same hash
+}
+
+// fingerprint identifies a label set by two independent 64-bit hashes of its
+// canonical bytes (name 0xff value 0xff …): maphash with a per-process seed
+// keys the table, xxhash64 confirms. Two label sets are taken to be the
+// same series when both agree; with n series the chance that two distinct
+// ones collide is about n²/2¹²⁹ (1e-27 for a million series), far below
+// the rate of undetected disk and memory errors. The writer thus never
+// reads a series' labels on the hot path.
+type fingerprint struct{ h, check uint64 }
+
+type hashEntry struct {
+	check uint64
+	ref   Ref
 }
 
 // seriesTable maps label sets to refs for the writer and refs to labels for
-// readers.
+// readers. Refs are dense (assigned in sequence), so readers find a series by
+// indexing a slice.
 type seriesTable struct {
-	mu      sync.RWMutex
-	byHash  map[uint64]*series
-	byRef   map[Ref]*series
-	nextRef Ref
+	mu   sync.RWMutex
+	seed maphash.Seed
+	// byHash holds one entry per primary hash; distinct label sets sharing a
+	// primary hash (rare) go to collisions.
+	byHash     map[uint64]hashEntry
+	collisions map[fingerprint]Ref
+	byRef      []*series // byRef[ref-base]; nil for forgotten refs
+	base       Ref
+	count      int
+	nextRef    Ref
 }
 
 func newSeriesTable() *seriesTable {
-	return &seriesTable{byHash: map[uint64]*series{}, byRef: map[Ref]*series{}, nextRef: 1}
-}
-
-// lookup finds the series with exactly these label pairs. The caller holds
-// t.mu for reading.
-func (t *seriesTable) lookup(hash uint64, ls []Label) *series {
-	for s := t.byHash[hash]; s != nil; s = s.next {
-		if equalPairs(s.labels, ls) {
-			return s
-		}
-	}
-	return nil
-}
-
-// insert adds s; the caller holds t.mu for writing.
-func (t *seriesTable) insert(s *series) {
-	s.next = t.byHash[s.hash]
-	t.byHash[s.hash] = s
-	t.byRef[s.ref] = s
-	if s.ref >= t.nextRef {
-		t.nextRef = s.ref + 1
+	return &seriesTable{
+		seed: maphash.MakeSeed(), byHash: map[uint64]hashEntry{}, collisions: map[fingerprint]Ref{},
+		base: 1, nextRef: 1,
 	}
 }
 
-// remove deletes s; the caller holds t.mu for writing.
-func (t *seriesTable) remove(s *series) {
-	delete(t.byRef, s.ref)
-	head := t.byHash[s.hash]
-	if head == s {
-		if s.next == nil {
-			delete(t.byHash, s.hash)
-		} else {
-			t.byHash[s.hash] = s.next
-		}
-		return
-	}
-	for p := head; p != nil; p = p.next {
-		if p.next == s {
-			p.next = s.next
-			return
-		}
-	}
-}
-
-func (t *seriesTable) len() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return len(t.byRef)
-}
-
-// hashPairs hashes label pairs; hashLabels gives the same value for the
-// equivalent labels.Labels.
-func hashPairs(ls []Label, buf []byte) (uint64, []byte) {
+// fingerprintPairs computes the fingerprint of label pairs, using buf as
+// scratch space.
+func (t *seriesTable) fingerprintPairs(ls []Label, buf []byte) (fingerprint, []byte) {
 	buf = buf[:0]
 	for _, l := range ls {
 		buf = append(buf, l.Name...)
@@ -95,10 +67,12 @@ func hashPairs(ls []Label, buf []byte) (uint64, []byte) {
 		buf = append(buf, l.Value...)
 		buf = append(buf, 0xff)
 	}
-	return xxhash.Sum64(buf), buf
+	return fingerprint{h: maphash.Bytes(t.seed, buf), check: xxhash.Sum64(buf)}, buf
 }
 
-func hashLabels(ls labels.Labels, buf []byte) (uint64, []byte) {
+// fingerprintLabels gives the same fingerprint as fingerprintPairs for the
+// equivalent labels.Labels.
+func (t *seriesTable) fingerprintLabels(ls labels.Labels, buf []byte) (fingerprint, []byte) {
 	buf = buf[:0]
 	ls.Range(func(l labels.Label) {
 		buf = append(buf, l.Name...)
@@ -106,30 +80,148 @@ func hashLabels(ls labels.Labels, buf []byte) (uint64, []byte) {
 		buf = append(buf, l.Value...)
 		buf = append(buf, 0xff)
 	})
-	return xxhash.Sum64(buf), buf
+	return fingerprint{h: maphash.Bytes(t.seed, buf), check: xxhash.Sum64(buf)}, buf
 }
 
-func equalPairs(ls labels.Labels, pairs []Label) bool {
-	if ls.Len() != len(pairs) {
+// lookup returns the ref of the series with fingerprint fp, or 0. The
+// caller holds t.mu for reading.
+func (t *seriesTable) lookup(fp fingerprint) Ref {
+	e, ok := t.byHash[fp.h]
+	if !ok {
+		return 0
+	}
+	if e.check == fp.check {
+		return e.ref
+	}
+	return t.collisions[fp]
+}
+
+// get returns the series with ref, or nil; the caller holds t.mu.
+func (t *seriesTable) get(ref Ref) *series {
+	if ref < t.base || ref-t.base >= Ref(len(t.byRef)) {
+		return nil
+	}
+	return t.byRef[ref-t.base]
+}
+
+// maxRefGap bounds how far past the known refs a ref read from disk may
+// be: refs are assigned in sequence, so a larger gap means a damaged or
+// foreign record, and following it would allocate without bound.
+const maxRefGap = 1 << 26
+
+// valid reports whether ref can be inserted.
+func (t *seriesTable) valid(ref Ref) bool {
+	return ref > 0 && (len(t.byRef) == 0 || (ref+maxRefGap > t.base && ref < t.base+Ref(len(t.byRef))+maxRefGap))
+}
+
+// insert adds s with fingerprint fp; the caller holds t.mu for writing and
+// checked valid.
+func (t *seriesTable) insert(s *series, fp fingerprint) {
+	if e, ok := t.byHash[fp.h]; !ok {
+		t.byHash[fp.h] = hashEntry{check: fp.check, ref: s.ref}
+	} else if e.check != fp.check {
+		t.collisions[fp] = s.ref
+	}
+	if len(t.byRef) == 0 {
+		t.base = s.ref
+	}
+	if s.ref < t.base {
+		grow := int(t.base - s.ref)
+		t.byRef = append(make([]*series, grow, grow+len(t.byRef)), t.byRef...)
+		t.base = s.ref
+	}
+	for Ref(len(t.byRef)) <= s.ref-t.base {
+		t.byRef = append(t.byRef, nil)
+	}
+	t.byRef[s.ref-t.base] = s
+	t.count++
+	if s.ref >= t.nextRef {
+		t.nextRef = s.ref + 1
+	}
+}
+
+// remove forgets s; the caller holds t.mu for writing.
+func (t *seriesTable) remove(s *series, fp fingerprint) {
+	t.byRef[s.ref-t.base] = nil
+	t.count--
+	if e, ok := t.byHash[fp.h]; ok && e.ref == s.ref {
+		delete(t.byHash, fp.h)
+		// Promote a colliding series into the primary slot.
+		for cfp, ref := range t.collisions {
+			if cfp.h == fp.h {
+				t.byHash[fp.h] = hashEntry{check: cfp.check, ref: ref}
+				delete(t.collisions, cfp)
+				break
+			}
+		}
+		return
+	}
+	delete(t.collisions, fp)
+}
+
+// all calls fn for every series; the caller holds t.mu.
+func (t *seriesTable) all(fn func(*series)) {
+	for _, s := range t.byRef {
+		if s != nil {
+			fn(s)
+		}
+	}
+}
+
+func (t *seriesTable) len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.count
+}
+
+// compact drops the forgotten refs at the start of byRef; the caller holds
+// t.mu.
+func (t *seriesTable) compact() {
+	i := 0
+	for i < len(t.byRef) && t.byRef[i] == nil {
+		i++
+	}
+	if i == 0 {
+		return
+	}
+	n := copy(t.byRef, t.byRef[i:])
+	clear(t.byRef[n:])
+	t.byRef = t.byRef[:n]
+	t.base += Ref(i)
+	if n < cap(t.byRef)/4 {
+		t.byRef = append([]*series(nil), t.byRef...)
+	}
+}
+
+// refSet is the set of refs that have samples in one segment: truncation
+// keeps exactly the series some retained segment references.
+type refSet struct {
+	base Ref
+	bits []uint64
+}
+
+func (s *refSet) add(ref Ref) {
+	if len(s.bits) == 0 && s.base == 0 {
+		s.base = ref &^ 63
+	}
+	if ref < s.base {
+		shift := int((s.base-(ref&^63))/64) + 0
+		s.bits = append(make([]uint64, shift, shift+len(s.bits)), s.bits...)
+		s.base = ref &^ 63
+	}
+	i := int(ref-s.base) / 64
+	for len(s.bits) <= i {
+		s.bits = append(s.bits, 0)
+	}
+	s.bits[i] |= 1 << ((ref - s.base) % 64)
+}
+
+func (s *refSet) has(ref Ref) bool {
+	if s == nil || ref < s.base {
 		return false
 	}
-	i, eq := 0, true
-	ls.Range(func(l labels.Label) {
-		if eq && (l.Name != yoloString(pairs[i].Name) || l.Value != yoloString(pairs[i].Value)) {
-			eq = false
-		}
-		i++
-	})
-	return eq
-}
-
-// labelsFromPairs builds a labels.Labels that owns its memory.
-func labelsFromPairs(b *labels.ScratchBuilder, pairs []Label) labels.Labels {
-	b.Reset()
-	for _, l := range pairs {
-		b.Add(yoloString(l.Name), yoloString(l.Value))
-	}
-	return b.Labels()
+	i := int(ref-s.base) / 64
+	return i < len(s.bits) && s.bits[i]&(1<<((ref-s.base)%64)) != 0
 }
 
 // yoloString views b as a string without copying; the string must not

@@ -54,11 +54,12 @@ type WAL struct {
 	// mu serialises writes, rotation and the bookkeeping of positions.
 	mu     sync.Mutex
 	wl     *wlog.WL
-	head   Position      // just past the last record written
-	first  int           // oldest segment on disk
-	sizes  map[int]int64 // sizes of sealed segments
-	cpSize int64         // bytes of the current checkpoint
-	broken error         // last write error; the segment must be sealed before the next write
+	head   Position        // just past the last record written
+	first  int             // oldest segment on disk
+	sizes  map[int]int64   // sizes of sealed segments
+	live   map[int]*refSet // refs with samples (or their series record), per segment
+	cpSize int64           // bytes of the current checkpoint
+	broken error           // last write error; the segment must be sealed before the next write
 	closed bool
 	seq    atomic.Uint64 // count of successful writes
 	headSz atomic.Int64  // head.Offset, readable without mu
@@ -107,6 +108,7 @@ func Open(dir string, opts Options, logger *zap.Logger, reg prometheus.Registere
 		now:         now,
 		series:      newSeriesTable(),
 		sizes:       map[int]int64{},
+		live:        map[int]*refSet{},
 		readers:     map[string]*Reader{},
 		maintainc:   make(chan struct{}, 1),
 		stopc:       make(chan struct{}),
@@ -190,8 +192,8 @@ func (w *WAL) kickMaintenance() {
 
 // appendBuf holds the per-append scratch space.
 type appendBuf struct {
-	series  []*series
-	hashes  []uint64
+	refs    []Ref
+	fps     []fingerprint
 	hashBuf []byte
 	samples []record.RefSample
 	recs    [][]byte
@@ -233,22 +235,22 @@ func (w *WAL) Append(b *Batch) error {
 }
 
 func (w *WAL) appendLocked(b *Batch, buf *appendBuf) (uint64, error) {
-	buf.series = buf.series[:0]
-	buf.hashes = buf.hashes[:0]
+	buf.refs = buf.refs[:0]
+	buf.fps = buf.fps[:0]
 	missing := 0
-	w.series.mu.RLock()
+	t := w.series
+	t.mu.RLock()
 	for _, s := range b.Series {
-		pairs := b.Labels[s.LabelsStart:s.LabelsEnd]
-		var h uint64
-		h, buf.hashBuf = hashPairs(pairs, buf.hashBuf)
-		ser := w.series.lookup(h, pairs)
-		if ser == nil {
+		var fp fingerprint
+		fp, buf.hashBuf = t.fingerprintPairs(b.Labels[s.LabelsStart:s.LabelsEnd], buf.hashBuf)
+		ref := t.lookup(fp)
+		if ref == 0 {
 			missing++
 		}
-		buf.series = append(buf.series, ser)
-		buf.hashes = append(buf.hashes, h)
+		buf.refs = append(buf.refs, ref)
+		buf.fps = append(buf.fps, fp)
 	}
-	w.series.mu.RUnlock()
+	t.mu.RUnlock()
 	if missing > 0 {
 		if err := w.createSeries(b, buf); err != nil {
 			return 0, err
@@ -258,7 +260,7 @@ func (w *WAL) appendLocked(b *Batch, buf *appendBuf) (uint64, error) {
 	buf.samples = buf.samples[:0]
 	maxTs := int64(math.MinInt64)
 	for i, s := range b.Series {
-		ref := buf.series[i].ref
+		ref := buf.refs[i]
 		for _, smp := range b.Samples[s.SamplesStart:s.SamplesEnd] {
 			buf.samples = append(buf.samples, record.RefSample{Ref: ref, T: smp.Timestamp, V: smp.Value})
 			maxTs = max(maxTs, smp.Timestamp)
@@ -284,11 +286,9 @@ func (w *WAL) appendLocked(b *Batch, buf *appendBuf) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	seg := int64(w.head.Segment)
-	for _, s := range buf.series {
-		if s.lastSeg.Load() != seg {
-			s.lastSeg.Store(seg)
-		}
+	live := w.liveSet(w.head.Segment)
+	for _, ref := range buf.refs {
+		live.add(ref)
 	}
 	for {
 		cur := w.highestTs.Load()
@@ -301,63 +301,78 @@ func (w *WAL) appendLocked(b *Batch, buf *appendBuf) (uint64, error) {
 	return seq, nil
 }
 
+// liveSet returns the set of refs with samples in segment seg. w.mu is held
+// (or, at replay, nothing runs concurrently).
+func (w *WAL) liveSet(seg int) *refSet {
+	s := w.live[seg]
+	if s == nil {
+		s = &refSet{}
+		w.live[seg] = s
+	}
+	return s
+}
+
 // createSeries assigns refs to the batch's unknown series and writes their
 // Series record before any sample that uses them.
 func (w *WAL) createSeries(b *Batch, buf *appendBuf) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.series.mu.Lock()
-	defer w.series.mu.Unlock()
+	t := w.series
+	t.mu.Lock()
+	defer t.mu.Unlock()
 
 	var created []record.RefSeries
-	var fresh []*series
-	nextRef := w.series.nextRef
+	var createdFPs []fingerprint
+	fresh := map[fingerprint]Ref{}
+	nextRef := t.nextRef
 	for i, s := range b.Series {
-		if buf.series[i] != nil {
+		if buf.refs[i] != 0 {
 			continue
 		}
-		pairs := b.Labels[s.LabelsStart:s.LabelsEnd]
-		if ser := w.series.lookup(buf.hashes[i], pairs); ser != nil {
-			buf.series[i] = ser // created meanwhile by another append
+		fp := buf.fps[i]
+		if ref := t.lookup(fp); ref != 0 {
+			buf.refs[i] = ref // created meanwhile by another append
 			continue
 		}
-		// The same series twice in one batch gets one ref.
-		dup := false
-		for _, f := range fresh {
-			if f.hash == buf.hashes[i] && equalPairs(f.labels, pairs) {
-				buf.series[i], dup = f, true
-				break
-			}
-		}
-		if dup {
+		if ref, dup := fresh[fp]; dup { // the same series twice in one batch
+			buf.refs[i] = ref
 			continue
 		}
-		ser := &series{ref: nextRef, hash: buf.hashes[i], labels: labelsFromPairs(&buf.builder, pairs)}
+		ref := nextRef
 		nextRef++
-		fresh = append(fresh, ser)
-		created = append(created, record.RefSeries{Ref: ser.ref, Labels: ser.labels})
-		buf.series[i] = ser
+		fresh[fp] = ref
+		created = append(created, record.RefSeries{Ref: ref, Labels: labelsFromPairs(&buf.builder, b.Labels[s.LabelsStart:s.LabelsEnd])})
+		createdFPs = append(createdFPs, fp)
+		buf.refs[i] = ref
 	}
 	if len(created) == 0 {
 		return nil
 	}
 	var enc record.Encoder
 	if _, err := w.logLocked(enc.Series(created, nil)); err != nil {
-		for i := range buf.series {
-			for _, f := range fresh {
-				if buf.series[i] == f {
-					buf.series[i] = nil
-				}
+		for i := range buf.refs {
+			if buf.refs[i] >= t.nextRef {
+				buf.refs[i] = 0
 			}
 		}
 		return err
 	}
-	for _, f := range fresh {
-		f.lastSeg.Store(int64(w.head.Segment))
-		w.series.insert(f)
+	live := w.liveSet(w.head.Segment)
+	for i, c := range created {
+		t.insert(&series{ref: c.Ref, labels: c.Labels}, createdFPs[i])
+		live.add(c.Ref)
 	}
-	w.m.seriesCreated.Add(float64(len(fresh)))
+	w.m.seriesCreated.Add(float64(len(created)))
 	return nil
+}
+
+// labelsFromPairs builds a labels.Labels that owns its memory.
+func labelsFromPairs(b *labels.ScratchBuilder, pairs []Label) labels.Labels {
+	b.Reset()
+	for _, l := range pairs {
+		b.Add(yoloString(l.Name), yoloString(l.Value))
+	}
+	return b.Labels()
 }
 
 // logLocked writes records; w.mu is held.
