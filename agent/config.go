@@ -89,7 +89,9 @@ func (b *Bytes) UnmarshalYAML(unmarshal func(any) error) error {
 	}
 	v, err := ParseBytes(s)
 	if err != nil {
-		return err
+		// A TypeError lets the decoder go on and report the file's other
+		// problems too; ParseConfig finds the line from the quoted value.
+		return &yamlv2.TypeError{Errors: []string{err.Error()}}
 	}
 	*b = v
 	return nil
@@ -162,6 +164,7 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 	cfg := DefaultConfig()
 	if err := yamlv2.UnmarshalStrict(data, &cfg); err != nil {
 		var errs ConfigErrors
+		values := valueLines(data)
 		msgs := []string{err.Error()}
 		if te, ok := err.(*yamlv2.TypeError); ok {
 			msgs = te.Errors
@@ -177,6 +180,8 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 				if sm := yamlLineRE.FindStringSubmatch(l); sm != nil {
 					e.Line, _ = strconv.Atoi(sm[1])
 					e.Msg = sm[2]
+				} else {
+					e.Line = values.take(l)
 				}
 				errs = append(errs, e)
 			}
@@ -311,6 +316,49 @@ func yamlLines(data []byte) lineIndex {
 	}
 	walk(&root, "")
 	return idx
+}
+
+// scalarLines maps scalar values to the lines they appear on, in document
+// order. Errors of custom unmarshalers (sizes, durations) have no line but
+// quote the offending value, which locates it.
+type scalarLines map[string][]int
+
+var quotedRE = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+func valueLines(data []byte) scalarLines {
+	vals := scalarLines{}
+	var root yamlv3.Node
+	if err := yamlv3.NewDecoder(bytes.NewReader(data)).Decode(&root); err != nil {
+		return vals
+	}
+	var walk func(n *yamlv3.Node)
+	walk = func(n *yamlv3.Node) {
+		if n.Kind == yamlv3.ScalarNode {
+			vals[n.Value] = append(vals[n.Value], n.Line)
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&root)
+	return vals
+}
+
+// take returns the line of the first value quoted in msg, consuming it so
+// that a second error about the same value gets the next occurrence; 0 if
+// none is found.
+func (vals scalarLines) take(msg string) int {
+	q := quotedRE.FindString(msg)
+	if q == "" {
+		return 0
+	}
+	v, err := strconv.Unquote(q)
+	if err != nil || len(vals[v]) == 0 {
+		return 0
+	}
+	l := vals[v][0]
+	vals[v] = vals[v][1:]
+	return l
 }
 
 // find returns the line of path or of its closest ancestor present.

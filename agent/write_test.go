@@ -1,0 +1,594 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ferrymetrics/ferry/agent/receive"
+	"github.com/ferrymetrics/ferry/wal"
+	"github.com/golang/snappy"
+	"github.com/klauspost/compress/zstd"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/prompb"
+	"go.uber.org/zap"
+)
+
+// staleNaN is Prometheus' stale marker, a NaN with a payload that must
+// survive bit-exact.
+const staleNaN = 0x7ff0000000000002
+
+// appendedSeries is a copy of one series of a batch given to fakeAppender.
+type appendedSeries struct {
+	labels                []string // name, value, name, value, ...
+	samples               []wal.Sample
+	exemplars, histograms int32
+}
+
+// fakeAppender records what it is asked to append; err, if set, is
+// returned instead.
+type fakeAppender struct {
+	mu     sync.Mutex
+	err    error
+	calls  int
+	series []appendedSeries
+}
+
+func (f *fakeAppender) Append(b *wal.Batch) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.err != nil {
+		return f.err
+	}
+	// The batch aliases the request buffer, which the handler reuses:
+	// copy everything.
+	for _, s := range b.Series {
+		var as appendedSeries
+		for _, l := range b.Labels[s.LabelsStart:s.LabelsEnd] {
+			as.labels = append(as.labels, string(l.Name), string(l.Value))
+		}
+		as.samples = append(as.samples, b.Samples[s.SamplesStart:s.SamplesEnd]...)
+		as.exemplars, as.histograms = s.Exemplars, s.Histograms
+		f.series = append(f.series, as)
+	}
+	return nil
+}
+
+func (f *fakeAppender) appended() []appendedSeries {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.series
+}
+
+// newWriteHandler builds a writeHandler as Agent.routes does, with app as
+// the WAL (app() returns nil while the WAL is not open) and limits lim.
+func newWriteHandler(t *testing.T, app func() Appender, lim ReceiverConfig) *writeHandler {
+	t.Helper()
+	bodies := receive.NewBodyDecoder()
+	t.Cleanup(bodies.Close)
+	return &writeHandler{
+		app:    app,
+		limits: func() ReceiverConfig { return lim },
+		logger: zap.NewNop(),
+		bodies: bodies,
+		m:      newReceiverMetrics(prometheus.NewRegistry()),
+	}
+}
+
+// handlerWith returns a handler appending to a new fakeAppender failing
+// with appendErr, under the default limits.
+func handlerWith(t *testing.T, appendErr error) (*writeHandler, *fakeAppender) {
+	t.Helper()
+	app := &fakeAppender{err: appendErr}
+	return newWriteHandler(t, func() Appender { return app }, DefaultConfig().Receiver), app
+}
+
+// ts builds a series from name/value pairs and samples.
+func ts(lbls []string, samples ...prompb.Sample) prompb.TimeSeries {
+	s := prompb.TimeSeries{Samples: samples}
+	for i := 0; i+1 < len(lbls); i += 2 {
+		s.Labels = append(s.Labels, prompb.Label{Name: lbls[i], Value: lbls[i+1]})
+	}
+	return s
+}
+
+func marshal(t *testing.T, wr *prompb.WriteRequest) []byte {
+	t.Helper()
+	b, err := wr.Marshal()
+	if err != nil {
+		t.Fatalf("marshal WriteRequest: %v", err)
+	}
+	return b
+}
+
+func snappyBody(t *testing.T, series ...prompb.TimeSeries) []byte {
+	t.Helper()
+	return snappy.Encode(nil, marshal(t, &prompb.WriteRequest{Timeseries: series}))
+}
+
+func zstdBody(t *testing.T, series ...prompb.TimeSeries) []byte {
+	t.Helper()
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	return enc.EncodeAll(marshal(t, &prompb.WriteRequest{Timeseries: series}), nil)
+}
+
+// remoteWriteHeaders are what a Prometheus 1.0 sender sets.
+func remoteWriteHeaders() http.Header {
+	return http.Header{
+		"Content-Type":                      {"application/x-protobuf"},
+		"Content-Encoding":                  {"snappy"},
+		"X-Prometheus-Remote-Write-Version": {"0.1.0"},
+	}
+}
+
+// serve sends one request to h and returns the recorded answer.
+func serve(h http.Handler, method string, header http.Header, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, "/api/v1/write", bytes.NewReader(body))
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// checkAnswer checks the status code and, for errors, that the body is a
+// readable message containing msg.
+func checkAnswer(t *testing.T, rec *httptest.ResponseRecorder, code int, msg string) {
+	t.Helper()
+	body := rec.Body.String()
+	if rec.Code != code {
+		t.Fatalf("status = %d, want %d; body %q", rec.Code, code, body)
+	}
+	if code < 300 {
+		return
+	}
+	if !strings.Contains(body, msg) {
+		t.Errorf("body = %q, want it to contain %q", body, msg)
+	}
+	if len(strings.TrimSpace(body)) < 10 || strings.ContainsRune(body, 0) {
+		t.Errorf("body %q is not a human-readable message", body)
+	}
+	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		t.Errorf("Content-Type = %q, want text/plain", ct)
+	}
+}
+
+var upSeries = []string{"__name__", "up", "instance", "localhost:9090", "job", "prometheus"}
+
+func TestWriteAccepts(t *testing.T) {
+	samples := []prompb.Sample{
+		{Value: 1, Timestamp: 1_700_000_000_000},
+		{Value: math.Float64frombits(staleNaN), Timestamp: 1_700_000_015_000},
+	}
+	other := []string{"__name__", "http_requests_total", "code", "200"}
+	want := []appendedSeries{
+		{labels: upSeries, samples: []wal.Sample{{Value: 1, Timestamp: 1_700_000_000_000}, {Value: math.Float64frombits(staleNaN), Timestamp: 1_700_000_015_000}}},
+		{labels: other, samples: []wal.Sample{{Value: -0.5, Timestamp: 42}}},
+	}
+	series := []prompb.TimeSeries{ts(upSeries, samples...), ts(other, prompb.Sample{Value: -0.5, Timestamp: 42})}
+
+	zstdHeaders := remoteWriteHeaders()
+	zstdHeaders.Set("Content-Encoding", "zstd")
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		body   []byte
+	}{
+		{"snappy", remoteWriteHeaders(), snappyBody(t, series...)},
+		{"zstd", zstdHeaders, zstdBody(t, series...)},
+		{"no content type or encoding", nil, snappyBody(t, series...)},
+		{"proto parameter of 1.0", http.Header{
+			"Content-Type":     {"application/x-protobuf;proto=prometheus.WriteRequest"},
+			"Content-Encoding": {"SNAPPY"},
+		}, snappyBody(t, series...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, app := handlerWith(t, nil)
+			rec := serve(h, http.MethodPost, tc.header, tc.body)
+			checkAnswer(t, rec, http.StatusNoContent, "")
+			if rec.Body.Len() != 0 {
+				t.Errorf("204 with body %q", rec.Body)
+			}
+			checkAppended(t, app.appended(), want)
+			if got := testutil.ToFloat64(h.m.samples); got != 3 {
+				t.Errorf("ferry_receiver_samples_total = %v, want 3", got)
+			}
+			if got := testutil.ToFloat64(h.m.requests.WithLabelValues("204")); got != 1 {
+				t.Errorf(`ferry_receiver_requests_total{code="204"} = %v, want 1`, got)
+			}
+		})
+	}
+}
+
+func checkAppended(t *testing.T, got, want []appendedSeries) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("appended %d series, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if strings.Join(g.labels, "\x00") != strings.Join(w.labels, "\x00") {
+			t.Errorf("series %d: labels %q, want %q", i, g.labels, w.labels)
+		}
+		if len(g.samples) != len(w.samples) {
+			t.Errorf("series %d: %d samples, want %d", i, len(g.samples), len(w.samples))
+			continue
+		}
+		for j := range w.samples {
+			gs, ws := g.samples[j], w.samples[j]
+			if gs.Timestamp != ws.Timestamp || math.Float64bits(gs.Value) != math.Float64bits(ws.Value) {
+				t.Errorf("series %d sample %d: {%#x @%d}, want {%#x @%d}", i, j,
+					math.Float64bits(gs.Value), gs.Timestamp, math.Float64bits(ws.Value), ws.Timestamp)
+			}
+		}
+	}
+}
+
+func TestWriteEmptyRequest(t *testing.T) {
+	h, app := handlerWith(t, nil)
+	rec := serve(h, http.MethodPost, remoteWriteHeaders(), snappyBody(t))
+	checkAnswer(t, rec, http.StatusNoContent, "")
+	if got := app.appended(); len(got) != 0 {
+		t.Errorf("empty request appended %+v", got)
+	}
+	if got := testutil.ToFloat64(h.m.samples); got != 0 {
+		t.Errorf("ferry_receiver_samples_total = %v, want 0", got)
+	}
+}
+
+func TestWriteRejects(t *testing.T) {
+	valid := snappyBody(t, ts(upSeries, prompb.Sample{Value: 1, Timestamp: 1}))
+	withHeader := func(k, v string) http.Header {
+		h := remoteWriteHeaders()
+		h.Set(k, v)
+		return h
+	}
+	invalidLabels := func(lbls ...string) []byte {
+		return snappyBody(t, ts(upSeries, prompb.Sample{Value: 1, Timestamp: 1}), ts(lbls, prompb.Sample{Value: 2, Timestamp: 2}))
+	}
+	for _, tc := range []struct {
+		name     string
+		method   string // POST if empty
+		header   http.Header
+		body     []byte
+		wantCode int
+		wantMsg  string
+	}{
+		{
+			name: "GET", method: http.MethodGet, header: remoteWriteHeaders(),
+			wantCode: http.StatusMethodNotAllowed, wantMsg: "remote write takes POST",
+		},
+		{
+			name: "JSON content type", header: withHeader("Content-Type", "application/json"), body: valid,
+			wantCode: http.StatusUnsupportedMediaType, wantMsg: `unsupported content type "application/json"`,
+		},
+		{
+			name: "malformed content type", header: withHeader("Content-Type", "application/x-protobuf; ;"), body: valid,
+			wantCode: http.StatusUnsupportedMediaType, wantMsg: "Remote-Write 1.0",
+		},
+		{
+			name:   "Remote-Write 2.0 content type",
+			header: withHeader("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request"), body: valid,
+			wantCode: http.StatusUnsupportedMediaType, wantMsg: "Ferry accepts Remote-Write 1.0",
+		},
+		{
+			name: "gzip", header: withHeader("Content-Encoding", "gzip"), body: valid,
+			wantCode: http.StatusUnsupportedMediaType, wantMsg: `unsupported content encoding "gzip"`,
+		},
+		{
+			name: "garbage snappy", header: remoteWriteHeaders(), body: []byte("\x10this is not snappy at all"),
+			wantCode: http.StatusBadRequest, wantMsg: "snappy",
+		},
+		{
+			name: "empty body", header: remoteWriteHeaders(), body: nil,
+			wantCode: http.StatusBadRequest, wantMsg: "snappy",
+		},
+		{
+			name: "garbage zstd", header: withHeader("Content-Encoding", "zstd"), body: []byte("not zstd either"),
+			wantCode: http.StatusBadRequest, wantMsg: "zstd",
+		},
+		{
+			name: "valid snappy, garbage protobuf", header: remoteWriteHeaders(),
+			body:     snappy.Encode(nil, []byte("\x0a\xff\xff\xff\xff\x0fnot a WriteRequest")),
+			wantCode: http.StatusBadRequest, wantMsg: "decode timeseries 0",
+		},
+		{
+			name: "unsorted labels", header: remoteWriteHeaders(),
+			body:     invalidLabels("__name__", "up", "job", "x", "instance", "y"),
+			wantCode: http.StatusBadRequest, wantMsg: `series 1 {__name__="up", job="x", instance="y"}: label names not sorted: "instance" after "job"`,
+		},
+		{
+			name: "duplicate label names", header: remoteWriteHeaders(),
+			body:     invalidLabels("__name__", "up", "job", "x", "job", "y"),
+			wantCode: http.StatusBadRequest, wantMsg: `duplicate label name "job"`,
+		},
+		{
+			name: "empty label value", header: remoteWriteHeaders(),
+			body:     invalidLabels("__name__", "up", "job", ""),
+			wantCode: http.StatusBadRequest, wantMsg: `empty value for label "job"`,
+		},
+		{
+			name: "missing __name__", header: remoteWriteHeaders(),
+			body:     invalidLabels("instance", "a", "job", "x"),
+			wantCode: http.StatusBadRequest, wantMsg: "no __name__ label",
+		},
+		{
+			name: "invalid metric name", header: remoteWriteHeaders(),
+			body:     invalidLabels("__name__", "1up"),
+			wantCode: http.StatusBadRequest, wantMsg: `invalid metric name "1up"`,
+		},
+		{
+			name: "UTF-8 metric name under legacy validation", header: remoteWriteHeaders(),
+			body:     invalidLabels("__name__", "http.requests"),
+			wantCode: http.StatusBadRequest, wantMsg: `invalid metric name "http.requests"`,
+		},
+		{
+			name: "series without labels", header: remoteWriteHeaders(),
+			body:     invalidLabels(),
+			wantCode: http.StatusBadRequest, wantMsg: "no labels",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, app := handlerWith(t, nil)
+			method := tc.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			rec := serve(h, method, tc.header, tc.body)
+			checkAnswer(t, rec, tc.wantCode, tc.wantMsg)
+			if app.calls != 0 {
+				t.Errorf("appender called %d times for a rejected request: %+v", app.calls, app.appended())
+			}
+			if got := testutil.ToFloat64(h.m.requests.WithLabelValues(strconv.Itoa(tc.wantCode))); got != 1 {
+				t.Errorf(`ferry_receiver_requests_total{code="%d"} = %v, want 1`, tc.wantCode, got)
+			}
+		})
+	}
+}
+
+func TestWriteUTF8NameValidation(t *testing.T) {
+	app := &fakeAppender{}
+	lim := DefaultConfig().Receiver
+	lim.NameValidation = "utf8"
+	h := newWriteHandler(t, func() Appender { return app }, lim)
+	body := snappyBody(t, ts([]string{"__name__", "http.requests", "service.name", "api"}, prompb.Sample{Value: 1, Timestamp: 1}))
+	checkAnswer(t, serve(h, http.MethodPost, remoteWriteHeaders(), body), http.StatusNoContent, "")
+	checkAppended(t, app.appended(), []appendedSeries{{
+		labels:  []string{"__name__", "http.requests", "service.name", "api"},
+		samples: []wal.Sample{{Value: 1, Timestamp: 1}},
+	}})
+}
+
+func TestWriteAppendFailures(t *testing.T) {
+	body := snappyBody(t, ts(upSeries, prompb.Sample{Value: 1, Timestamp: 1}))
+	for _, tc := range []struct {
+		name     string
+		app      func() Appender
+		wantCode int
+		wantMsg  string
+	}{
+		{
+			name:     "WAL full under backpressure",
+			app:      func() Appender { return &fakeAppender{err: wal.ErrFull} },
+			wantCode: http.StatusTooManyRequests, wantMsg: "WAL is at max_size",
+		},
+		{
+			name:     "wrapped ErrFull",
+			app:      func() Appender { return &fakeAppender{err: errors.Join(errors.New("segment 3"), wal.ErrFull)} },
+			wantCode: http.StatusTooManyRequests, wantMsg: "retry later",
+		},
+		{
+			name: "disk error",
+			app: func() Appender {
+				return &fakeAppender{err: errors.New("write /data/wal/00000003: no space left on device")}
+			},
+			wantCode: http.StatusServiceUnavailable, wantMsg: "write to WAL failed: write /data/wal/00000003: no space left on device",
+		},
+		{
+			name:     "WAL not open yet",
+			app:      func() Appender { return nil },
+			wantCode: http.StatusServiceUnavailable, wantMsg: "WAL replay in progress",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app := tc.app()
+			h := newWriteHandler(t, func() Appender { return app }, DefaultConfig().Receiver)
+			rec := serve(h, http.MethodPost, remoteWriteHeaders(), body)
+			checkAnswer(t, rec, tc.wantCode, tc.wantMsg)
+			if got := rec.Header().Get("Retry-After"); got != "5" {
+				t.Errorf("Retry-After = %q, want 5", got)
+			}
+			if got := testutil.ToFloat64(h.m.samples); got != 0 {
+				t.Errorf("ferry_receiver_samples_total = %v after a failed append, want 0", got)
+			}
+		})
+	}
+}
+
+func TestWriteBodyLimits(t *testing.T) {
+	body := snappyBody(t, ts(upSeries, prompb.Sample{Value: 1, Timestamp: 1}))
+	for _, tc := range []struct {
+		name     string
+		maxBytes Bytes
+		chunked  bool
+		wantCode int
+	}{
+		{"at the limit", Bytes(len(body)), false, http.StatusNoContent},
+		{"at the limit, chunked", Bytes(len(body)), true, http.StatusNoContent},
+		{"one byte over, Content-Length", Bytes(len(body) - 1), false, http.StatusRequestEntityTooLarge},
+		{"one byte over, chunked", Bytes(len(body) - 1), true, http.StatusRequestEntityTooLarge},
+		{"far over, Content-Length", 16, false, http.StatusRequestEntityTooLarge},
+		{"far over, chunked", 16, true, http.StatusRequestEntityTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app := &fakeAppender{}
+			lim := DefaultConfig().Receiver
+			lim.MaxRequestBytes = tc.maxBytes
+			srv := httptest.NewServer(newWriteHandler(t, func() Appender { return app }, lim))
+			defer srv.Close()
+
+			var r io.Reader = bytes.NewReader(body)
+			if tc.chunked {
+				r = io.MultiReader(r) // unknown length: sent chunked
+			}
+			req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/write", r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header = remoteWriteHeaders()
+			if tc.chunked != (req.ContentLength <= 0) {
+				t.Fatalf("ContentLength = %d, chunked = %v", req.ContentLength, tc.chunked)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.wantCode {
+				t.Fatalf("status = %d, want %d; body %q", resp.StatusCode, tc.wantCode, msg)
+			}
+			if tc.wantCode == http.StatusRequestEntityTooLarge {
+				if !strings.Contains(string(msg), "exceeds max_request_bytes") {
+					t.Errorf("body = %q, want it to mention max_request_bytes", msg)
+				}
+				if app.calls != 0 {
+					t.Errorf("appender called for a refused request")
+				}
+			}
+		})
+	}
+}
+
+func TestWriteDecodedLimit(t *testing.T) {
+	plain := marshal(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{ts(upSeries, prompb.Sample{Value: 1, Timestamp: 1})}})
+	for _, tc := range []struct {
+		name     string
+		encoding string
+		body     []byte
+		max      Bytes
+		wantCode int
+		wantMsg  string
+	}{
+		{"snappy at the limit", "snappy", snappy.Encode(nil, plain), Bytes(len(plain)), http.StatusNoContent, ""},
+		{"snappy over the limit", "snappy", snappy.Encode(nil, plain), Bytes(len(plain) - 1), http.StatusRequestEntityTooLarge, "max_decoded_bytes"},
+		{"zstd over the limit", "zstd", zstdEncode(t, plain), Bytes(len(plain) - 1), http.StatusRequestEntityTooLarge, "max_decoded_bytes"},
+		// A snappy header declaring 2 GiB followed by almost nothing.
+		{"snappy declaring 2 GiB", "snappy", []byte{0x80, 0x80, 0x80, 0x80, 0x08, 0x00, 'x'}, DefaultConfig().Receiver.MaxDecodedBytes, http.StatusRequestEntityTooLarge, "declares 2147483648 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app := &fakeAppender{}
+			lim := DefaultConfig().Receiver
+			lim.MaxDecodedBytes = tc.max
+			h := newWriteHandler(t, func() Appender { return app }, lim)
+			hdr := remoteWriteHeaders()
+			hdr.Set("Content-Encoding", tc.encoding)
+			checkAnswer(t, serve(h, http.MethodPost, hdr, tc.body), tc.wantCode, tc.wantMsg)
+		})
+	}
+}
+
+func zstdEncode(t *testing.T, b []byte) []byte {
+	t.Helper()
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	return enc.EncodeAll(b, nil)
+}
+
+// TestWriteDeclaredLengthDoesNotAllocate checks that a tiny body declaring
+// a huge decoded length is refused without allocating that length.
+func TestWriteDeclaredLengthDoesNotAllocate(t *testing.T) {
+	h, app := handlerWith(t, nil)
+	body := []byte{0x80, 0x80, 0x80, 0x80, 0x08, 0x00, 'x'} // uvarint 1<<31
+	hdr := remoteWriteHeaders()
+	// Warm up the buffer pool.
+	checkAnswer(t, serve(h, http.MethodPost, hdr, body), http.StatusRequestEntityTooLarge, "declares")
+
+	const runs = 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range runs {
+		if rec := serve(h, http.MethodPost, hdr, body); rec.Code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("status = %d, want 413", rec.Code)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if perReq := (after.TotalAlloc - before.TotalAlloc) / runs; perReq > 1<<20 {
+		t.Errorf("a request declaring 2 GiB allocated %d bytes, want well under 1 MiB", perReq)
+	}
+	if app.calls != 0 {
+		t.Errorf("appender called")
+	}
+}
+
+func TestWriteCountsUnsupported(t *testing.T) {
+	h, app := handlerWith(t, nil)
+	hist := prompb.Histogram{Count: &prompb.Histogram_CountInt{CountInt: 3}, Sum: 1.5, Timestamp: 10,
+		ZeroCount: &prompb.Histogram_ZeroCountInt{ZeroCountInt: 0}}
+	ex := prompb.Exemplar{Labels: []prompb.Label{{Name: "trace_id", Value: "abc"}}, Value: 1, Timestamp: 10}
+	withExtras := ts(upSeries, prompb.Sample{Value: 1, Timestamp: 10})
+	withExtras.Exemplars = []prompb.Exemplar{ex, ex}
+	histOnly := ts([]string{"__name__", "latency_seconds"})
+	histOnly.Histograms = []prompb.Histogram{hist, hist}
+	histOnly.Exemplars = []prompb.Exemplar{ex}
+	wr := &prompb.WriteRequest{
+		Timeseries: []prompb.TimeSeries{withExtras, histOnly},
+		Metadata:   []prompb.MetricMetadata{{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "up", Help: "Up."}},
+	}
+	rec := serve(h, http.MethodPost, remoteWriteHeaders(), snappy.Encode(nil, marshal(t, wr)))
+	checkAnswer(t, rec, http.StatusNoContent, "")
+
+	for kind, want := range map[string]float64{"histogram": 2, "exemplar": 3, "metadata": 1} {
+		if got := testutil.ToFloat64(h.m.unsupported.WithLabelValues(kind)); got != want {
+			t.Errorf(`ferry_receiver_unsupported_total{kind=%q} = %v, want %v`, kind, got, want)
+		}
+	}
+	// The float samples are stored; the histogram-only series is passed on
+	// with no samples and its counts.
+	got := app.appended()
+	checkAppended(t, got, []appendedSeries{
+		{labels: upSeries, samples: []wal.Sample{{Value: 1, Timestamp: 10}}},
+		{labels: []string{"__name__", "latency_seconds"}},
+	})
+	if len(got) == 2 && (got[0].exemplars != 2 || got[1].histograms != 2 || got[1].exemplars != 1) {
+		t.Errorf("batch counts: %+v", got)
+	}
+}
+
+// TestWriteReusesBuffers sends different requests in turn through one
+// handler, so that pooled buffers are reused, and checks that nothing of an
+// earlier request leaks into a later one.
+func TestWriteReusesBuffers(t *testing.T) {
+	h, app := handlerWith(t, nil)
+	big := make([]prompb.TimeSeries, 50)
+	for i := range big {
+		big[i] = ts([]string{"__name__", "m", "i", strings.Repeat("x", i+1)}, prompb.Sample{Value: float64(i), Timestamp: int64(i)})
+	}
+	checkAnswer(t, serve(h, http.MethodPost, remoteWriteHeaders(), snappyBody(t, big...)), http.StatusNoContent, "")
+	checkAnswer(t, serve(h, http.MethodPost, remoteWriteHeaders(), snappyBody(t, ts(upSeries, prompb.Sample{Value: 7, Timestamp: 7}))), http.StatusNoContent, "")
+	got := app.appended()
+	if len(got) != 51 {
+		t.Fatalf("appended %d series, want 51", len(got))
+	}
+	checkAppended(t, got[50:], []appendedSeries{{labels: upSeries, samples: []wal.Sample{{Value: 7, Timestamp: 7}}}})
+	checkAppended(t, got[49:50], []appendedSeries{{labels: []string{"__name__", "m", "i", strings.Repeat("x", 50)}, samples: []wal.Sample{{Value: 49, Timestamp: 49}}}})
+}
