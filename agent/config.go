@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -78,6 +79,9 @@ func ParseBytes(s string) (Bytes, error) {
 	}
 	mult := map[string]float64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
 		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[m[2]]
+	if f*mult >= math.MaxInt64 {
+		return 0, fmt.Errorf("invalid size %q: too large", s)
+	}
 	return Bytes(f * mult), nil
 }
 
@@ -152,8 +156,21 @@ func LoadConfigFile(path string) (*Config, error) {
 	if err != nil {
 		return nil, ConfigErrors{{File: path, Msg: fmt.Sprintf("read: %v", errors.Unwrap(err))}}
 	}
-	return ParseConfig(data, path)
+	cfg, err := ParseConfig(data, path)
+	if err != nil {
+		return nil, err
+	}
+	// Relative credential and certificate files are relative to the
+	// configuration file, as in Prometheus.
+	for i := range cfg.RemoteWrite {
+		cfg.RemoteWrite[i].HTTPClientConfig.SetDirectory(filepath.Dir(path))
+	}
+	return cfg, nil
 }
+
+// goTypeRE matches the Go type names yaml puts in "field x not found in
+// type sender.plain"; users know keys, not types.
+var goTypeRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
 
 var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
@@ -182,6 +199,9 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 					e.Msg = sm[2]
 				} else {
 					e.Line = values.take(l)
+				}
+				if sm := goTypeRE.FindStringSubmatch(e.Msg); sm != nil {
+					e.Msg = fmt.Sprintf("unknown key %q", sm[1])
 				}
 				errs = append(errs, e)
 			}

@@ -496,10 +496,10 @@ func TestParseConfigErrors(t *testing.T) {
 			),
 			want: []wantErr{
 				{1, "cannot unmarshal !!seq into string"},
-				{2, "field foo not found"},
+				{2, `unknown key "foo"`},
 				{4, `invalid size "10XB"`},
 				{5, `invalid size "1ZB"`},
-				{6, "field bar not found"},
+				{6, `unknown key "bar"`},
 			},
 		},
 		{

@@ -69,7 +69,14 @@ func main() {
 		kong.Vars{"version": buildVersion()},
 	)
 	if err := ctx.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "ferry:", err)
+		var ces agent.ConfigErrors
+		if errors.As(err, &ces) {
+			for _, e := range ces {
+				fmt.Fprintln(os.Stderr, "ferry:", e.Error())
+			}
+		} else {
+			fmt.Fprintln(os.Stderr, "ferry:", err)
+		}
 		os.Exit(1)
 	}
 }
