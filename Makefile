@@ -33,7 +33,7 @@ bench:
 
 # End-to-end load test: Ferry vs vmagent on the same load (see docs/benchmarks.md).
 bench-e2e: build
-	./scripts/bench-e2e.sh
+	./cmd/ferry-load/bench-e2e.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -384,17 +384,24 @@ func readVarint(b []byte, i int) (uint64, int, *decodeError) {
 }
 
 // readTag reads the field tag at b[i:] and returns it with the index just
-// past it. Field numbers must lie in [1, 2^31-1].
+// past it. Field numbers must lie in [1, 2^31-1] and wire types be varint,
+// fixed64, length-delimited or fixed32.
 func readTag(b []byte, i int) (uint64, int, *decodeError) {
-	if i < len(b) && b[i] < 0x80 && b[i] >= 1<<3 {
+	const validWireTypes = 1<<wireVarint | 1<<wireFixed64 | 1<<wireBytes | 1<<wireFixed32
+	if i < len(b) && b[i] < 0x80 && b[i] >= 1<<3 && validWireTypes&(1<<(b[i]&7)) != 0 {
 		return uint64(b[i]), i + 1, nil
 	}
 	tag, j, err := readVarint(b, i)
 	if err != nil {
 		return 0, 0, err
 	}
-	if f := tag >> 3; f == 0 || f > math.MaxInt32 {
+	switch f, w := tag>>3, tag&7; {
+	case f == 0 || f > math.MaxInt32:
 		return 0, 0, corrupt(i, kindFieldNumber, fmt.Sprintf("invalid field number %d", f))
+	case w == wireStartGroup || w == wireEndGroup:
+		return 0, 0, corrupt(i, kindGroup, fmt.Sprintf("field %d: groups are not supported", f))
+	case validWireTypes&(1<<w) == 0:
+		return 0, 0, corrupt(i, kindWireType, fmt.Sprintf("field %d: invalid wire type %d", f, w))
 	}
 	return tag, j, nil
 }
@@ -432,9 +439,7 @@ func skipField(b []byte, i int, tag uint64) (int, *decodeError) {
 			return 0, corrupt(i, kindTruncated, "truncated fixed32")
 		}
 		return i + 4, nil
-	case wireStartGroup, wireEndGroup:
-		return 0, corrupt(i, kindGroup, "groups are not supported")
-	default:
+	default: // readTag rejects the other wire types
 		return 0, corrupt(i, kindWireType, fmt.Sprintf("invalid wire type %d", tag&7))
 	}
 }
@@ -488,7 +493,7 @@ func (e *decodeError) Error() string {
 	var b strings.Builder
 	b.WriteString(ErrCorrupt.Error())
 	b.WriteString(": decode ")
-	if e.n == 0 {
+	if e.n == 0 || e.ctx[e.n-1].name == "field" {
 		b.WriteString("write request: ")
 	}
 	for k := e.n - 1; k >= 0; k-- {

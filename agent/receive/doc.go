@@ -1,7 +1,7 @@
 // Package receive turns the body of a Prometheus Remote-Write 1.0 HTTP
 // request into validated samples. Every input is untrusted: no input makes
-// the package panic, and memory use is bounded by the bytes actually
-// received, never by a length the input merely declares.
+// the package panic, and memory use is bounded by the caller's limits and
+// the bytes actually decoded, never by a length the input merely declares.
 //
 // Receiving a request takes three separable steps:
 //
@@ -14,12 +14,21 @@
 // DecodeBody and BodyDecoder.Decode accept the snappy block format (the
 // Remote-Write 1.0 encoding, selected by an empty Content-Encoding or
 // "snappy") and zstd ("zstd"); encoding names are matched case-insensitively.
-// A body that decodes to more than maxDecoded bytes fails with ErrTooLarge.
-// Snappy bodies declare their decoded length up front, so they are rejected
-// before any allocation; zstd bodies are rejected as soon as the output
-// passes the limit, or up front when a frame declares a larger content or
-// window size. Other encodings fail with ErrUnsupportedEncoding, malformed
-// snappy or zstd data with ErrCorrupt.
+// A body that decodes to more than maxDecoded bytes fails with ErrTooLarge:
+//
+//   - Snappy bodies declare their decoded length up front and are rejected
+//     before anything is allocated.
+//   - Zstd bodies whose first frame declares a larger content size are
+//     rejected before decoding. Otherwise decoding stops once the output
+//     passes max(maxDecoded, 8 MiB), having allocated a few times that as the
+//     output grew, and the result is then checked against maxDecoded. The
+//     8 MiB floor admits the windows streaming encoders declare for small
+//     content; frames declaring a window above max(maxDecoded, 8 MiB) fail
+//     with ErrTooLarge.
+//
+// Other encodings fail with ErrUnsupportedEncoding, malformed snappy or zstd
+// data (including zstd dictionaries, which are not supported) with
+// ErrCorrupt.
 //
 // # Protobuf
 //
@@ -36,16 +45,17 @@
 // Decode fails with an error wrapping ErrCorrupt, naming the element being
 // decoded (with zero-based indices, e.g. "decode timeseries 3: label 2:
 // value: ...") and the byte offset, on truncated input, a length prefix past
-// the end of its enclosing message, a varint longer than 10 bytes or
-// overflowing 64 bits, field number 0 or one above 2^31-1, group wire types
-// (3, 4), invalid wire types (6, 7), or a known field with the wrong wire
-// type. Those rules are a little stricter than the gogo-generated prompb
-// unmarshaller, which skips unknown groups, silently truncates overflowing
-// varints and field numbers; Prometheus' own senders never produce such
-// input. Inputs above 2 GiB fail with ErrTooLarge.
+// the end of its enclosing message, a varint overflowing 64 bits, field
+// number 0 or one above 2^31-1, group wire types (3, 4), invalid wire types
+// (6, 7), or a known field with the wrong wire type. Those rules are a little
+// stricter than the gogo-generated prompb unmarshaller Prometheus uses, which
+// skips unknown groups and silently truncates overflowing varints and field
+// numbers; protobuf encoders never produce such input. Inputs of 2 GiB or
+// more fail with ErrTooLarge.
 //
-// Decoded memory is proportional to the input: each label, sample and series
-// costs at most 48 bytes of Request per 2 bytes of input.
+// Decoded memory is proportional to the input: each label, sample or series
+// costs at most 48 bytes of Request per 2 bytes of input. Decode imposes no
+// other limit on the number of series, labels or samples.
 //
 // # Validation
 //
