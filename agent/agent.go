@@ -110,7 +110,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	addr := ln.Addr().String()
 	a.addr.Store(&addr)
-	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// ReadTimeout bounds slow clients; WriteTimeout leaves room for
+	// /debug/pprof/profile?seconds=60.
+	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
 	a.logger.Info("Listening", zap.String("address", addr))
@@ -241,8 +244,9 @@ func (a *Agent) reload() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.cfg
-	if cfg.ListenAddress != old.ListenAddress || cfg.DataDirOrDefault() != old.DataDirOrDefault() || cfg.WAL != old.WAL {
-		a.logger.Warn("Reload: listen_address, data_dir and wal settings take effect at the next restart")
+	if cfg.ListenAddress != old.ListenAddress || cfg.DataDirOrDefault() != old.DataDirOrDefault() || cfg.WAL != old.WAL ||
+		cfg.Receiver.MaxConcurrentRequests != old.Receiver.MaxConcurrentRequests {
+		a.logger.Warn("Reload: listen_address, data_dir, wal and receiver.max_concurrent_requests take effect at the next restart")
 	}
 	lim := cfg.Receiver
 	a.limits.Store(&lim)
@@ -374,6 +378,7 @@ func (a *Agent) routes() http.Handler {
 		logger: a.logger.Named("receiver"),
 		bodies: receive.NewBodyDecoder(),
 		m:      newReceiverMetrics(a.o.Registry),
+		slots:  make(chan struct{}, a.cfg.Receiver.MaxConcurrentRequests),
 	}
 	mux.Handle("/api/v1/write", wh)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -49,6 +49,10 @@ type ReceiverConfig struct {
 	// NameValidation is "legacy" (the Remote-Write 1.0 character set) or
 	// "utf8".
 	NameValidation string `yaml:"name_validation"`
+	// MaxConcurrentRequests bounds the write requests decoded at once, and
+	// with the two sizes above the receiver's memory. A request waits up
+	// to 10s for a slot, then gets 503.
+	MaxConcurrentRequests int `yaml:"max_concurrent_requests"`
 }
 
 // WALConfig configures the write-ahead log.
@@ -109,9 +113,10 @@ func DefaultConfig() Config {
 	return Config{
 		ListenAddress: "127.0.0.1:9201",
 		Receiver: ReceiverConfig{
-			MaxRequestBytes: 32 << 20,
-			MaxDecodedBytes: 128 << 20,
-			NameValidation:  "legacy",
+			MaxRequestBytes:       16 << 20,
+			MaxDecodedBytes:       64 << 20,
+			NameValidation:        "legacy",
+			MaxConcurrentRequests: 16,
 		},
 		WAL: WALConfig{
 			Sync:         "always",
@@ -238,6 +243,9 @@ func (c *Config) validate() []pathError {
 	}
 	if c.Receiver.MaxRequestBytes <= 0 || c.Receiver.MaxDecodedBytes <= 0 {
 		add("receiver", "max_request_bytes and max_decoded_bytes must be positive")
+	}
+	if c.Receiver.MaxConcurrentRequests < 1 {
+		add("receiver.max_concurrent_requests", "must be positive")
 	}
 	if v := c.Receiver.NameValidation; v != "legacy" && v != "utf8" {
 		add("receiver.name_validation", "%q: must be legacy or utf8", v)

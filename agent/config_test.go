@@ -162,7 +162,7 @@ func TestParseConfigFull(t *testing.T) {
 	check("data_dir", cfg.DataDir, "/var/lib/ferry")
 	check("WALDir()", cfg.WALDir(), "/var/lib/ferry/wal")
 	check("StateDir()", cfg.StateDir(), "/var/lib/ferry/state")
-	check("receiver", cfg.Receiver, ReceiverConfig{MaxRequestBytes: 16 << 20, MaxDecodedBytes: 64e6, NameValidation: "utf8"})
+	check("receiver", cfg.Receiver, ReceiverConfig{MaxRequestBytes: 16 << 20, MaxDecodedBytes: 64e6, NameValidation: "utf8", MaxConcurrentRequests: 16})
 	check("wal", cfg.WAL, WALConfig{
 		Sync: "interval", SyncInterval: model.Duration(250 * time.Millisecond),
 		SegmentSize: 32 << 20, MaxSize: 10 << 30, WhenFull: "backpressure", Compression: "zstd",

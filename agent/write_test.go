@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ferrymetrics/ferry/agent/receive"
 	"github.com/ferrymetrics/ferry/wal"
@@ -591,4 +592,62 @@ func TestWriteReusesBuffers(t *testing.T) {
 	}
 	checkAppended(t, got[50:], []appendedSeries{{labels: upSeries, samples: []wal.Sample{{Value: 7, Timestamp: 7}}}})
 	checkAppended(t, got[49:50], []appendedSeries{{labels: []string{"__name__", "m", "i", strings.Repeat("x", 50)}, samples: []wal.Sample{{Value: 49, Timestamp: 49}}}})
+}
+
+// With every decoding slot taken by a client that is slow to send its body,
+// another request waits, then gets 503 with Retry-After; once the slot is
+// free, requests succeed again.
+func TestWriteHandlerConcurrencyLimit(t *testing.T) {
+	h, app := handlerWith(t, nil)
+	h.slots = make(chan struct{}, 1)
+	h.slotWait = 50 * time.Millisecond
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	pr, pw := io.Pipe()
+	slow := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, pr)
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			slow <- 0
+			return
+		}
+		resp.Body.Close()
+		slow <- resp.StatusCode
+	}()
+	// Wait until the slow request holds the slot.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.slots) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("slow request never took the slot")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	body := snappyBody(t, ts([]string{"__name__", "up"}, prompb.Sample{Value: 1, Timestamp: 1}))
+	resp, err := http.Post(srv.URL, "application/x-protobuf", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(msg), "max_concurrent_requests") {
+		t.Fatalf("with no free slot: %d %q (Retry-After %q)", resp.StatusCode, msg, resp.Header.Get("Retry-After"))
+	}
+	if _, err := pw.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if code := <-slow; code != http.StatusNoContent {
+		t.Fatalf("slow request: %d", code)
+	}
+	resp, err = http.Post(srv.URL, "application/x-protobuf", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || len(app.appended()) != 2 {
+		t.Fatalf("after the slot freed: %d, %d appends", resp.StatusCode, len(app.appended()))
+	}
 }
