@@ -150,6 +150,39 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 }
 
+// Alive checks that the ingest path works: the WAL accepts its lock and the
+// HTTP server answers. It is the basis of systemd's watchdog; a down
+// endpoint does not make Ferry unhealthy.
+func (a *Agent) Alive(ctx context.Context) error {
+	w := a.wal.Load()
+	if w == nil {
+		return errors.New("WAL not open")
+	}
+	done := make(chan struct{})
+	go func() {
+		w.Ping()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("WAL did not answer: %w", ctx.Err())
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.Addr()+"/-/healthy", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("HTTP server did not answer: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP server answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
 func (a *Agent) status() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -171,7 +204,22 @@ func (a *Agent) open() error {
 		return err
 	}
 	start := a.o.Now()
+	// A long replay keeps extending systemd's start timeout.
+	replayed := make(chan struct{})
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-replayed:
+				return
+			case <-t.C:
+				a.o.Notify("extend", fmt.Sprintf("Replaying the WAL (%s so far)", a.o.Now().Sub(start).Round(time.Second)))
+			}
+		}
+	}()
 	w, err := wal.Open(cfg.WALDir(), opts, a.logger.Named("wal"), a.o.Registry, a.o.Now)
+	close(replayed)
 	if err != nil {
 		return fmt.Errorf("open WAL: %w", err)
 	}

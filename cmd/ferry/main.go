@@ -181,6 +181,20 @@ func (c *runCmd) Run() error {
 			}
 		}
 	}()
+	if iv := watchdogInterval(); iv > 0 {
+		go func() {
+			// Pings start once the agent is ready; before that systemd's
+			// start timeout (extended during a long replay) applies.
+			for a.Alive(ctx) != nil {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			notify.watchdog(ctx, iv, a.Alive)
+		}()
+	}
 	if err := a.Run(ctx); err != nil {
 		logger.Error("Ferry stopped with an error", zap.Error(err))
 		return err

@@ -249,7 +249,8 @@ func TestWALInspectMissingDir(t *testing.T) {
 }
 
 // TestRunServesAndStops runs `ferry run` with systemd notification: it
-// signals READY=1 once it serves, and on SIGTERM STOPPING=1 and exit 0.
+// signals READY=1 once it serves, pings the watchdog, reloads on SIGHUP, and
+// on SIGTERM signals STOPPING=1 and exits 0.
 func TestRunServesAndStops(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "ferry.yml")
@@ -273,27 +274,34 @@ func TestRunServesAndStops(t *testing.T) {
 			notifications <- string(buf[:n])
 		}
 	}()
+	// expect returns the next notification, which must start with prefix;
+	// watchdog pings in between are skipped unless prefix asks for one.
 	expect := func(prefix string) string {
 		t.Helper()
-		select {
-		case msg, ok := <-notifications:
-			if !ok {
-				t.Fatalf("notify socket closed before %s", prefix)
+		for {
+			select {
+			case msg, ok := <-notifications:
+				if !ok {
+					t.Fatalf("notify socket closed before %s", prefix)
+				}
+				if msg == "WATCHDOG=1" && prefix != msg {
+					continue
+				}
+				if !strings.HasPrefix(msg, prefix) {
+					t.Fatalf("notification %q, want %s", msg, prefix)
+				}
+				return msg
+			case <-time.After(20 * time.Second):
+				t.Fatalf("no %s notification", prefix)
+				return ""
 			}
-			if !strings.HasPrefix(msg, prefix) {
-				t.Fatalf("notification %q, want %s", msg, prefix)
-			}
-			return msg
-		case <-time.After(20 * time.Second):
-			t.Fatalf("no %s notification", prefix)
-			return ""
 		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := ferryCmd(ctx, "run", "--config", cfg, "--log.format", "json")
-	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+sock.LocalAddr().String())
+	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+sock.LocalAddr().String(), "WATCHDOG_USEC=400000")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -329,6 +337,17 @@ func TestRunServesAndStops(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("/-/ready: %d, want 200", resp.StatusCode)
 	}
+
+	// The watchdog is pinged while the pipeline is healthy.
+	expect("WATCHDOG=1")
+	// SIGHUP: RELOADING=1 with the monotonic clock, then READY=1 again.
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if msg := expect("RELOADING=1"); !strings.Contains(msg, "MONOTONIC_USEC=") {
+		t.Errorf("RELOADING notification %q lacks MONOTONIC_USEC", msg)
+	}
+	expect("READY=1")
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,10 +31,51 @@ func (n *notifier) notify(state, status string) {
 		msg = fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=%s", monotonicUsec(), status)
 	case "stopping":
 		msg = "STOPPING=1\nSTATUS=" + status
+	case "extend":
+		msg = fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d\nSTATUS=%s", (15 * time.Second).Microseconds(), status)
 	default:
 		msg = "STATUS=" + status
 	}
 	n.send(msg)
+}
+
+// watchdogInterval returns how often to ping systemd's watchdog (half of
+// WATCHDOG_USEC), or 0 when the watchdog is off or meant for another
+// process.
+func watchdogInterval() time.Duration {
+	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
+	if err != nil || usec <= 0 {
+		return 0
+	}
+	if pid := os.Getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
+		return 0
+	}
+	return time.Duration(usec) * time.Microsecond / 2
+}
+
+// watchdog sends WATCHDOG=1 every interval while alive() succeeds within
+// the interval; a stuck ingest path stops the pings and systemd restarts
+// Ferry.
+func (n *notifier) watchdog(ctx context.Context, interval time.Duration, alive func(context.Context) error) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, interval)
+		err := alive(cctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				n.logger.Error("Health check failed; not pinging the systemd watchdog", zap.Error(err))
+			}
+			continue
+		}
+		n.send("WATCHDOG=1")
+	}
 }
 
 func (n *notifier) send(msg string) {
