@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -19,8 +20,10 @@ import (
 	"github.com/ferrymetrics/ferry/wal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/prometheus/util/compression"
 	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
 )
 
 // Options are the agent's dependencies.
@@ -45,11 +48,13 @@ type Agent struct {
 	cfg     *Config
 	senders map[string]*sender.Sender
 
-	limits atomic.Pointer[ReceiverConfig]
-	wal    atomic.Pointer[wal.WAL]
-	ready  atomic.Bool
-	db     *pebble.DB
-	sm     *sender.Metrics
+	limits  atomic.Pointer[ReceiverConfig]
+	token   atomic.Pointer[string]
+	serving atomic.Bool
+	wal     atomic.Pointer[wal.WAL]
+	ready   atomic.Bool
+	db      *pebble.DB
+	sm      *sender.Metrics
 
 	reloadc chan chan error
 	addr    atomic.Pointer[string]
@@ -72,7 +77,17 @@ func New(cfg *Config, o Options) *Agent {
 	a := &Agent{o: o, logger: o.Logger, cfg: cfg, senders: map[string]*sender.Sender{}, reloadc: make(chan chan error)}
 	lim := cfg.Receiver
 	a.limits.Store(&lim)
+	empty := ""
+	a.token.Store(&empty)
 	return a
+}
+
+// loadToken reads the receiver's bearer token, if one is configured.
+func loadToken(cfg *Config) (string, error) {
+	if cfg.Receiver.BearerTokenFile == "" {
+		return "", nil
+	}
+	return readToken(cfg.Receiver.BearerTokenFile)
 }
 
 // Addr returns the address the HTTP server listens on, once it does.
@@ -104,6 +119,11 @@ func (a *Agent) Reload(ctx context.Context) error {
 // drains the senders for up to shutdown_timeout, persists their
 // checkpoints and closes the WAL.
 func (a *Agent) Run(ctx context.Context) (err error) {
+	tok, err := loadToken(a.cfg)
+	if err != nil {
+		return err
+	}
+	a.token.Store(&tok)
 	ln, err := net.Listen("tcp", a.cfg.ListenAddress)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.ListenAddress, err)
@@ -115,7 +135,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.Serve(ln) }()
+	webConfig := a.cfg.WebConfigFile
+	a.serving.Store(true)
+	go func() {
+		defer a.serving.Store(false)
+		srvErr <- web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &webConfig}, slog.New(zapslog.NewHandler(a.logger.Named("web").Core())))
+	}()
 	a.logger.Info("Listening", zap.String("address", addr))
 
 	defer func() {
@@ -151,7 +176,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 }
 
 // Alive checks that the ingest path works: the WAL accepts its lock and the
-// HTTP server answers. It is the basis of systemd's watchdog; a down
+// HTTP server is serving. It is the basis of systemd's watchdog; a down
 // endpoint does not make Ferry unhealthy.
 func (a *Agent) Alive(ctx context.Context) error {
 	w := a.wal.Load()
@@ -168,17 +193,8 @@ func (a *Agent) Alive(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("WAL did not answer: %w", ctx.Err())
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.Addr()+"/-/healthy", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("HTTP server did not answer: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP server answered %d", resp.StatusCode)
+	if !a.serving.Load() {
+		return errors.New("HTTP server stopped")
 	}
 	return nil
 }
@@ -293,9 +309,16 @@ func (a *Agent) reload() error {
 	defer a.mu.Unlock()
 	old := a.cfg
 	if cfg.ListenAddress != old.ListenAddress || cfg.DataDirOrDefault() != old.DataDirOrDefault() || cfg.WAL != old.WAL ||
+		cfg.WebConfigFile != old.WebConfigFile ||
 		cfg.Receiver.MaxConcurrentRequests != old.Receiver.MaxConcurrentRequests {
-		a.logger.Warn("Reload: listen_address, data_dir, wal and receiver.max_concurrent_requests take effect at the next restart")
+		a.logger.Warn("Reload: listen_address, data_dir, wal, web_config_file (the path; its content is re-read live) and receiver.max_concurrent_requests take effect at the next restart")
 	}
+	tok, err := loadToken(cfg)
+	if err != nil {
+		a.logger.Error("Reload: configuration rejected; keeping the running one", zap.Error(err))
+		return err
+	}
+	a.token.Store(&tok)
 	lim := cfg.Receiver
 	a.limits.Store(&lim)
 	w := a.wal.Load()
@@ -423,6 +446,7 @@ func (a *Agent) routes() http.Handler {
 			return nil
 		},
 		limits: func() ReceiverConfig { return *a.limits.Load() },
+		token:  func() string { return *a.token.Load() },
 		logger: a.logger.Named("receiver"),
 		bodies: receive.NewBodyDecoder(),
 		m:      newReceiverMetrics(a.o.Registry),

@@ -161,11 +161,16 @@ type runningAgent struct {
 // is stopped when the test ends if the test did not stop it.
 func startAgent(t *testing.T, cfg *Config, load func() (*Config, error)) *runningAgent {
 	t.Helper()
-	a := New(cfg, Options{
+	return runAgent(t, New(cfg, Options{
 		Logger:  zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		Version: "test",
 		Load:    load,
-	})
+	}))
+}
+
+// runAgent runs a and waits until it is ready.
+func runAgent(t *testing.T, a *Agent) *runningAgent {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ra := &runningAgent{Agent: a, client: &http.Client{Timeout: 10 * time.Second}, cancel: cancel, done: make(chan error, 1)}
 	go func() { ra.done <- a.Run(ctx) }()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferrymetrics/ferry/sender"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/exporter-toolkit/web"
 	yamlv2 "go.yaml.in/yaml/v2"
 	yamlv3 "go.yaml.in/yaml/v3"
 )
@@ -29,6 +30,12 @@ var DefaultConfigYAML []byte
 // Config is Ferry's configuration file.
 type Config struct {
 	ListenAddress string `yaml:"listen_address"`
+	// WebConfigFile is a Prometheus web configuration file
+	// (tls_server_config, basic_auth_users with bcrypt hashes) for the
+	// whole HTTP server, as Prometheus' --web.config.file. It is re-read
+	// on every connection and request, so certificates and users change
+	// without a restart.
+	WebConfigFile string `yaml:"web_config_file"`
 	// DataDir holds the WAL and the state database. Relative paths are
 	// relative to the working directory. Empty means $STATE_DIRECTORY
 	// (set by systemd) or ./data.
@@ -49,6 +56,11 @@ type ReceiverConfig struct {
 	// NameValidation is "legacy" (the Remote-Write 1.0 character set) or
 	// "utf8".
 	NameValidation string `yaml:"name_validation"`
+	// BearerTokenFile, if set, makes /api/v1/write require
+	// "Authorization: Bearer <token>" with the file's content (trimmed).
+	// It is read at start and on reload. Use it or basic_auth_users in
+	// web_config_file, not both: a request carries one Authorization header.
+	BearerTokenFile string `yaml:"bearer_token_file"`
 	// MaxConcurrentRequests bounds the write requests decoded at once, and
 	// with the two sizes above the receiver's memory. A request waits up
 	// to 10s for a slot, then gets 503.
@@ -165,12 +177,51 @@ func LoadConfigFile(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	dir := filepath.Dir(path)
+	var errs ConfigErrors
+	if cfg.WebConfigFile != "" {
+		cfg.WebConfigFile = resolve(dir, cfg.WebConfigFile)
+		if err := web.Validate(cfg.WebConfigFile); err != nil {
+			errs = append(errs, ConfigError{File: path, Line: yamlLines(data).find("web_config_file"),
+				Msg: fmt.Sprintf("web_config_file %s: %v", cfg.WebConfigFile, err)})
+		}
+	}
+	if cfg.Receiver.BearerTokenFile != "" {
+		cfg.Receiver.BearerTokenFile = resolve(dir, cfg.Receiver.BearerTokenFile)
+		if _, err := readToken(cfg.Receiver.BearerTokenFile); err != nil {
+			errs = append(errs, ConfigError{File: path, Line: yamlLines(data).find("receiver.bearer_token_file"),
+				Msg: fmt.Sprintf("receiver.bearer_token_file: %v", err)})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
 	// Relative credential and certificate files are relative to the
 	// configuration file, as in Prometheus.
 	for i := range cfg.RemoteWrite {
 		cfg.RemoteWrite[i].HTTPClientConfig.SetDirectory(filepath.Dir(path))
 	}
 	return cfg, nil
+}
+
+func resolve(dir, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
+
+// readToken reads a bearer token file; an empty token is an error.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("token file %s is empty", path)
+	}
+	return tok, nil
 }
 
 // goTypeRE matches the Go type names yaml puts in "field x not found in

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ type Appender interface {
 // only after the samples are in the WAL under its sync policy.
 type writeHandler struct {
 	app     func() Appender // nil until the WAL is open
+	token   func() string   // required bearer token, "" for none
 	limits  func() ReceiverConfig
 	logger  *zap.Logger
 	bodies  *receive.BodyDecoder
@@ -79,6 +81,7 @@ type httpError struct {
 	code       int
 	msg        string
 	retryAfter time.Duration
+	bearer     bool // ask for a bearer token
 }
 
 func (h *writeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -90,6 +93,9 @@ func (h *writeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if herr.retryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(herr.retryAfter.Seconds())))
 		}
+		if herr.bearer {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ferry"`)
+		}
 		http.Error(w, herr.msg, code)
 	} else {
 		w.WriteHeader(code)
@@ -99,9 +105,22 @@ func (h *writeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
 }
 
+func (h *writeHandler) bearer() string {
+	if h.token == nil {
+		return ""
+	}
+	return h.token()
+}
+
 func (h *writeHandler) serve(r *http.Request) (int, *httpError) {
 	if r.Method != http.MethodPost {
 		return 0, &httpError{code: http.StatusMethodNotAllowed, msg: "remote write takes POST"}
+	}
+	if tok := h.bearer(); tok != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
+			return 0, &httpError{code: http.StatusUnauthorized, msg: "missing or wrong bearer token", bearer: true}
+		}
 	}
 	app := h.app()
 	if app == nil {
