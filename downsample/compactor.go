@@ -1,0 +1,470 @@
+package downsample
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/ferrymetrics/ferry/wal"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/record"
+	"go.uber.org/zap"
+)
+
+// consumerName is the compactor's name as a WAL consumer.
+const consumerName = "downsample"
+
+// Options are a compactor's dependencies.
+type Options struct {
+	Logger   *zap.Logger
+	Registry prometheus.Registerer
+	Now      func() time.Time
+}
+
+// route is what one resolution does with one series.
+type route struct {
+	aggs    []string // aggregations to emit
+	outIDs  []uint64 // rollup series id per aggregation, 0 until interned
+	outLbls []labels.Labels
+}
+
+// seriesState is the compactor's view of one WAL series.
+type seriesState struct {
+	labels  labels.Labels
+	routes  []route  // per resolution (index into Compactor.logs); nil aggs: not rolled up
+	windows []window // per resolution
+	dirty   bool
+	seen    int64 // clock (ms) of the last sample, to forget series that stopped
+}
+
+// Compactor reads the WAL and writes per-resolution rollups into the state
+// database. Its window state and WAL position are committed together, so
+// after a crash it resumes exactly where its last commit left off.
+type Compactor struct {
+	cfg      Config
+	db       *pebble.DB
+	log      *wal.WAL
+	reader   *wal.Reader
+	logger   *zap.Logger
+	now      func() time.Time
+	logs     []*rollupLog // one per resolution, ascending
+	policies [][]StoragePolicy
+	series   map[wal.Ref]*seriesState
+	pending  [][]record.RefSample // closed-window samples per resolution, not yet committed
+	owners   [][]*seriesState     // the series each pending sample belongs to
+	pos      wal.Position
+	m        *metrics
+	done     chan struct{}
+	cancel   context.CancelFunc
+	mu       sync.Mutex // serialises commits with Stop
+}
+
+type metrics struct {
+	samples   prometheus.Counter
+	late      prometheus.Counter
+	skipped   *prometheus.CounterVec
+	emitted   *prometheus.CounterVec
+	commits   prometheus.Counter
+	commitDur prometheus.Histogram
+	expired   *prometheus.CounterVec
+	series    prometheus.GaugeFunc
+}
+
+// New opens the compactor: it loads the window state and the WAL position
+// from db and registers as a WAL consumer there. policies are the storage
+// policies endpoints use.
+func New(cfg Config, policies []StoragePolicy, db *pebble.DB, w *wal.WAL, o Options) (*Compactor, error) {
+	if errs := cfg.Validate(policies); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = 5_000_000_000 // 5s
+	}
+	c := &Compactor{cfg: cfg, db: db, log: w, logger: o.Logger, now: o.Now, series: map[wal.Ref]*seriesState{}, done: make(chan struct{})}
+	byRes := map[int64][]StoragePolicy{}
+	for _, p := range policies {
+		byRes[int64(time.Duration(p.Resolution)/time.Millisecond)] = append(byRes[int64(time.Duration(p.Resolution)/time.Millisecond)], p)
+	}
+	var resolutions []int64
+	for r := range byRes {
+		resolutions = append(resolutions, r)
+	}
+	slices.Sort(resolutions)
+	for _, r := range resolutions {
+		ret := int64(0)
+		for _, p := range byRes[r] {
+			ret = max(ret, int64(time.Duration(p.Retention)/time.Millisecond))
+		}
+		l, err := openRollupLog(db, r, ret)
+		if err != nil {
+			return nil, fmt.Errorf("downsample: open rollup log %dms: %w", r, err)
+		}
+		c.logs = append(c.logs, l)
+		c.policies = append(c.policies, byRes[r])
+	}
+	c.pending = make([][]record.RefSample, len(c.logs))
+	c.owners = make([][]*seriesState, len(c.logs))
+	c.m = c.newMetrics(o.Registry)
+	if err := c.load(); err != nil {
+		return nil, err
+	}
+	r, err := w.NewReader(consumerName, c.pos, func(n int, from, to wal.Position) {
+		c.m.skipped.WithLabelValues("disk_cap").Add(float64(n))
+		c.logger.Error("WAL disk cap dropped samples the compactor had not read; their windows are incomplete",
+			zap.Int("samples", n), zap.Stringer("from", from), zap.Stringer("to", to))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("downsample: open WAL reader: %w", err)
+	}
+	c.reader = r
+	c.pos = r.Position()
+	return c, nil
+}
+
+func (c *Compactor) newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		samples: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_downsample_samples_total", Help: "WAL samples the compactor aggregated."}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_downsample_late_samples_total",
+			Help: "Samples older than an already closed window (or than the series' previous sample), dropped."}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_downsample_skipped_samples_total",
+			Help: "Samples not rolled up: stale markers, native histograms, disk cap."}, []string{"reason"}),
+		emitted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_downsample_rollup_samples_total",
+			Help: "Rollup samples written, per resolution."}, []string{"resolution"}),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_downsample_commits_total", Help: "Compactor commits."}),
+		commitDur: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ferry_downsample_commit_duration_seconds",
+			Help: "Duration of compactor commits.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_downsample_expired_entries_total",
+			Help: "Rollup log entries deleted by retention."}, []string{"resolution"}),
+		series: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_downsample_series", Help: "Series with window state."},
+			func() float64 { c.mu.Lock(); defer c.mu.Unlock(); return float64(len(c.series)) }),
+	}
+	if reg != nil {
+		reg.MustRegister(m.samples, m.late, m.skipped, m.emitted, m.commits, m.commitDur, m.expired, m.series)
+	}
+	return m
+}
+
+// Log returns the rollup log of a resolution, for senders.
+func (c *Compactor) Log(res time.Duration) *RollupLog {
+	for _, l := range c.logs {
+		if l.res == int64(res/time.Millisecond) {
+			return &RollupLog{l}
+		}
+	}
+	return nil
+}
+
+// RollupLog is a resolution's rollup log as senders see it.
+type RollupLog struct{ *rollupLog }
+
+// load reads the committed position and window state.
+func (c *Compactor) load() error {
+	v, closer, err := c.db.Get(keyPos)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		c.pos = c.log.Oldest()
+	case err != nil:
+		return fmt.Errorf("downsample: load position: %w", err)
+	default:
+		if len(v) != 16 {
+			closer.Close()
+			return fmt.Errorf("downsample: position has %d bytes, want 16", len(v))
+		}
+		c.pos = wal.Position{Segment: int(binary.BigEndian.Uint64(v)), Offset: int64(binary.BigEndian.Uint64(v[8:]))}
+		closer.Close()
+	}
+	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: prefixState, UpperBound: append(slices.Clone(prefixState[:len(prefixState)-1]), '0')})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		ref := wal.Ref(binary.BigEndian.Uint64(it.Key()[len(prefixState):]))
+		st, err := c.decodeState(it.Value())
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("downsample: decode state of series %d: %w", ref, err)
+		}
+		c.series[ref] = st
+	}
+	return it.Close()
+}
+
+// Run aggregates the WAL until Stop.
+func (c *Compactor) Run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go c.run(ctx)
+}
+
+func (c *Compactor) run(ctx context.Context) {
+	defer close(c.done)
+	interval := time.Duration(c.cfg.CommitInterval)
+	deadline := time.Now().Add(interval)
+	for ctx.Err() == nil {
+		rctx, cancel := context.WithDeadline(ctx, deadline)
+		e, err := c.reader.Next(rctx)
+		cancel()
+		switch {
+		case err == nil:
+			c.mu.Lock()
+			c.apply(e)
+			c.mu.Unlock()
+			if time.Now().Before(deadline) {
+				continue
+			}
+		case errors.Is(err, wal.ErrClosed) || ctx.Err() != nil:
+			return
+		case !errors.Is(err, context.DeadlineExceeded):
+			c.logger.Error("Compactor: reading the WAL failed; retrying", zap.Error(err))
+		}
+		if err := c.Commit(); err != nil {
+			c.logger.Error("Compactor: commit failed; retrying at the next interval", zap.Error(err))
+		}
+		deadline = time.Now().Add(interval)
+	}
+}
+
+// Stop ends Run and commits.
+func (c *Compactor) Stop() error {
+	if c.cancel != nil {
+		c.cancel()
+		<-c.done
+	}
+	err := c.Commit()
+	for _, l := range c.logs {
+		l.close()
+	}
+	return errors.Join(err, c.reader.Close())
+}
+
+// apply aggregates one WAL record.
+func (c *Compactor) apply(e *wal.Entry) {
+	for i, s := range e.Samples {
+		ls := e.Labels[i]
+		if ls.IsEmpty() {
+			continue
+		}
+		st := c.series[s.Ref]
+		if st == nil {
+			st = &seriesState{windows: make([]window, len(c.logs))}
+			c.series[s.Ref] = st
+		}
+		if st.routes == nil {
+			st.labels = ls
+			c.route(st)
+		}
+		st.seen = c.now().UnixMilli()
+		for ri, rt := range st.routes {
+			if len(rt.aggs) == 0 {
+				continue
+			}
+			cw, o := st.windows[ri].add(s.T, s.V, c.logs[ri].res)
+			switch o {
+			case late:
+				c.m.late.Inc()
+			case stale:
+				c.m.skipped.WithLabelValues("stale_marker").Inc()
+			}
+			if cw != nil {
+				c.emit(st, ri, *cw)
+			}
+			st.dirty = true
+		}
+		c.m.samples.Inc()
+	}
+	c.pos = e.End
+}
+
+// route decides, per resolution, which aggregations a series gets.
+func (c *Compactor) route(st *seriesState) {
+	st.routes = make([]route, len(c.logs))
+	name := st.labels.Get(labels.MetricName)
+	def := "last"
+	if IsCounterName(name) {
+		def = "counter"
+	}
+	for ri, ps := range c.policies {
+		var aggs []string
+		for _, p := range ps {
+			if p.All() && !slices.Contains(aggs, def) {
+				aggs = append(aggs, def)
+			}
+			for _, r := range c.cfg.MappingRules {
+				if !slices.ContainsFunc(r.StoragePolicies, func(s string) bool { return samePolicy(s, p) }) || !matches(r.matchers, st.labels) {
+					continue
+				}
+				ra := r.Aggregations
+				if len(ra) == 0 {
+					ra = []string{def}
+				}
+				for _, a := range ra {
+					if !slices.Contains(aggs, a) {
+						aggs = append(aggs, a)
+					}
+				}
+			}
+		}
+		rt := route{aggs: aggs, outIDs: make([]uint64, len(aggs)), outLbls: make([]labels.Labels, len(aggs))}
+		for i, a := range aggs {
+			rt.outLbls[i] = st.labels
+			if a != def {
+				rt.outLbls[i] = labels.NewBuilder(st.labels).Set(labels.MetricName, name+":"+a).Labels()
+			}
+		}
+		st.routes[ri] = rt
+	}
+}
+
+func samePolicy(s string, p StoragePolicy) bool {
+	res, ret, err := ParsePolicy(s)
+	return err == nil && time.Duration(p.Resolution) == res && time.Duration(p.Retention) == ret
+}
+
+// emit queues the samples of a closed window.
+func (c *Compactor) emit(st *seriesState, ri int, cw closed) {
+	rt := &st.routes[ri]
+	for i, a := range rt.aggs {
+		// The id is interned at commit; until then the route index stands in.
+		c.pending[ri] = append(c.pending[ri], record.RefSample{Ref: wal.Ref(i), T: cw.LastT, V: cw.value(a)})
+		c.owners[ri] = append(c.owners[ri], st)
+	}
+}
+
+// Commit closes windows the clock has passed, and writes window state,
+// closed-window samples and the WAL position in one synced batch.
+func (c *Compactor) Commit() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	start := time.Now()
+	nowMs := c.now().UnixMilli()
+	maxDelay := int64(time.Duration(c.cfg.MaxDelay) / time.Millisecond)
+	b := c.db.NewBatch()
+	defer b.Close()
+	for ref, st := range c.series {
+		for ri := range st.routes {
+			if st.windows[ri].due(nowMs, c.logs[ri].res, maxDelay) {
+				c.emit(st, ri, st.windows[ri].close(c.logs[ri].res))
+				st.dirty = true
+			}
+		}
+		// A series silent for a day has no open window worth keeping.
+		if st.seen > 0 && nowMs-st.seen > 24*3600*1000 && !st.open() {
+			if err := b.Delete(stateKey(ref), nil); err != nil {
+				return err
+			}
+			delete(c.series, ref)
+			continue
+		}
+		if st.dirty {
+			if err := b.Set(stateKey(ref), c.encodeState(st), nil); err != nil {
+				return err
+			}
+		}
+	}
+	type staged struct {
+		seq  uint64
+		size int
+		maxT int64
+	}
+	stagedEntries := make([]*staged, len(c.logs))
+	fresh := make([][]uint64, len(c.logs))
+	type assigned struct {
+		rt  *route
+		agg int
+	}
+	var newIDs []assigned
+	for ri, samples := range c.pending {
+		if len(samples) == 0 {
+			continue
+		}
+		l := c.logs[ri]
+		out := make([]record.RefSample, len(samples))
+		maxT := int64(math.MinInt64)
+		for i, s := range samples {
+			rt := &c.owners[ri][i].routes[ri]
+			agg := int(s.Ref)
+			if rt.outIDs[agg] == 0 {
+				id, err := l.intern(rt.outLbls[agg], b, &fresh[ri])
+				if err != nil {
+					return err
+				}
+				rt.outIDs[agg] = id
+				newIDs = append(newIDs, assigned{rt, agg})
+			}
+			out[i] = record.RefSample{Ref: wal.Ref(rt.outIDs[agg]), T: s.T, V: s.V}
+			maxT = max(maxT, s.T)
+		}
+		seq, size, err := l.stage(b, out)
+		if err != nil {
+			return err
+		}
+		stagedEntries[ri] = &staged{seq: seq, size: size, maxT: maxT}
+	}
+	var pos [16]byte
+	binary.BigEndian.PutUint64(pos[:], uint64(c.pos.Segment))
+	binary.BigEndian.PutUint64(pos[8:], uint64(c.pos.Offset))
+	if err := b.Set(keyPos, pos[:], nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		// Nothing was written: undo the interning; the next commit retries
+		// everything.
+		for ri, f := range fresh {
+			c.logs[ri].forget(f)
+		}
+		for _, a := range newIDs {
+			a.rt.outIDs[a.agg] = 0
+		}
+		return fmt.Errorf("downsample: commit: %w", err)
+	}
+	for ri, s := range stagedEntries {
+		if s != nil {
+			c.logs[ri].published(s.seq, s.size, s.maxT)
+			c.m.emitted.WithLabelValues(time.Duration(c.logs[ri].res * int64(time.Millisecond)).String()).Add(float64(len(c.pending[ri])))
+		}
+		c.pending[ri] = c.pending[ri][:0]
+		c.owners[ri] = c.owners[ri][:0]
+	}
+	for _, st := range c.series {
+		st.dirty = false
+	}
+	c.reader.Commit(c.pos)
+	for _, l := range c.logs {
+		n, err := l.applyRetention(nowMs)
+		if err != nil {
+			c.logger.Error("Rollup retention failed", zap.Error(err))
+		}
+		if n > 0 {
+			c.m.expired.WithLabelValues(time.Duration(l.res * int64(time.Millisecond)).String()).Add(float64(n))
+		}
+	}
+	c.m.commits.Inc()
+	c.m.commitDur.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+func (st *seriesState) open() bool {
+	for _, w := range st.windows {
+		if w.Count > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func stateKey(ref wal.Ref) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), prefixState...), uint64(ref))
+}

@@ -1,0 +1,388 @@
+package downsample
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/ferrymetrics/ferry/wal"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/cockroachdb/pebble/v2.(*DB).maybeScheduleFlush"))
+}
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)         {}
+func (quietPebble) Errorf(string, ...any)        {}
+func (quietPebble) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
+
+type env struct {
+	t     *testing.T
+	dir   string
+	w     *wal.WAL
+	db    *pebble.DB
+	clock atomic.Int64 // ms
+}
+
+func newEnv(t *testing.T) *env {
+	e := &env{t: t, dir: t.TempDir()}
+	e.open()
+	t.Cleanup(e.close)
+	return e
+}
+
+func (e *env) open() {
+	var err error
+	opts := wal.DefaultOptions()
+	opts.Sync = wal.SyncInterval
+	if e.w, err = wal.Open(filepath.Join(e.dir, "wal"), opts, zap.NewNop(), nil, time.Now); err != nil {
+		e.t.Fatal(err)
+	}
+	if e.db, err = pebble.Open(filepath.Join(e.dir, "state"), &pebble.Options{Logger: quietPebble{}}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) close() {
+	if e.w != nil {
+		e.w.Close()
+		e.db.Close()
+		e.w = nil
+	}
+}
+
+func (e *env) now() time.Time { return time.UnixMilli(e.clock.Load()) }
+
+func policy(res, ret time.Duration, all bool) StoragePolicy {
+	p := StoragePolicy{Resolution: model.Duration(res), Retention: model.Duration(ret)}
+	p.Downsample.All = &all
+	return p
+}
+
+func (e *env) compactor(cfg Config, policies ...StoragePolicy) *Compactor {
+	e.t.Helper()
+	c, err := New(cfg, policies, e.db, e.w, Options{Now: e.now})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// point is one sample of one named series.
+type point struct {
+	name string
+	id   int
+	t    int64
+	v    float64
+}
+
+func (e *env) append(pts []point) {
+	e.t.Helper()
+	for _, p := range pts {
+		b := &wal.Batch{
+			Series:  []wal.BatchSeries{{LabelsStart: 0, LabelsEnd: 2, SamplesStart: 0, SamplesEnd: 1}},
+			Labels:  []wal.Label{{Name: []byte("__name__"), Value: []byte(p.name)}, {Name: []byte("id"), Value: []byte(fmt.Sprint(p.id))}},
+			Samples: []wal.Sample{{Timestamp: p.t, Value: p.v}},
+		}
+		if err := e.w.Append(b); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// drain applies WAL records until the compactor has read everything, then
+// commits.
+func drain(t *testing.T, c *Compactor, records int) int {
+	t.Helper()
+	n := 0
+	for records < 0 || n < records {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		e, err := c.reader.Next(ctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		c.mu.Lock()
+		c.apply(e)
+		c.mu.Unlock()
+		n++
+	}
+	return n
+}
+
+type rollup struct {
+	labels string
+	t      int64
+	v      float64
+}
+
+// rollups reads a resolution's log from the oldest retained entry.
+func rollups(t *testing.T, c *Compactor, res time.Duration) []rollup {
+	t.Helper()
+	l := c.Log(res)
+	r, _ := l.Open("test", l.Oldest(), nil)
+	var out []rollup
+	for {
+		e, err := r.tryNext()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e == nil {
+			return out
+		}
+		for i, s := range e.Samples {
+			out = append(out, rollup{labels: e.Labels[i].String(), t: s.T, v: s.V})
+		}
+	}
+}
+
+// counterStream makes points for `series` counters over n steps of step ms
+// with random increments and resets.
+func counterStream(rng *rand.Rand, series, n int, step int64) []point {
+	var pts []point
+	vals := make([]float64, series)
+	for i := range n {
+		for s := range series {
+			if rng.IntN(15) == 0 {
+				vals[s] = float64(rng.IntN(3))
+			} else {
+				vals[s] += float64(rng.IntN(10))
+			}
+			pts = append(pts, point{name: "reqs_total", id: s, t: int64(i+1) * step, v: vals[s]})
+		}
+	}
+	return pts
+}
+
+// Rollups of a compactor killed (its uncommitted work thrown away) again and
+// again equal those of an uninterrupted run, sample for sample.
+func TestCrashesDoNotChangeRollups(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	pts := counterStream(rng, 5, 400, 1000)
+	for i := range 5 {
+		for j := range 400 {
+			pts = append(pts, point{name: "temp", id: i, t: int64(j+1) * 1000, v: float64(rng.IntN(100))})
+		}
+	}
+	slices.SortStableFunc(pts, func(a, b point) int { return int(a.t - b.t) })
+	cfg := Config{MappingRules: []MappingRule{{Name: "temp-max", Filter: `{__name__="temp"}`, Aggregations: []string{"max", "min"}, StoragePolicies: []string{"10s:1h"}}}}
+	pols := []StoragePolicy{policy(10*time.Second, time.Hour, true), policy(time.Minute, 24*time.Hour, true)}
+
+	clean := newEnv(t)
+	clean.append(pts)
+	c := clean.compactor(cfg, pols...)
+	drain(t, c, -1)
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	want10, want60 := rollups(t, c, 10*time.Second), rollups(t, c, time.Minute)
+	if len(want10) == 0 || len(want60) == 0 {
+		t.Fatalf("no rollups: %d, %d", len(want10), len(want60))
+	}
+
+	crashy := newEnv(t)
+	crashy.append(pts)
+	for crash := 0; ; crash++ {
+		c := crashy.compactor(cfg, pols...)
+		n := drain(t, c, 1+rng.IntN(300))
+		if n == 0 {
+			if err := c.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d crashes", crash)
+			break
+		}
+		if rng.IntN(2) == 0 {
+			if err := c.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			drain(t, c, rng.IntN(50)) // uncommitted work, lost in the crash
+		}
+		c.reader.Close() // kill -9: nothing more is committed
+	}
+	c = crashy.compactor(cfg, pols...)
+	got10, got60 := rollups(t, c, 10*time.Second), rollups(t, c, time.Minute)
+	c.reader.Close()
+	if !slices.Equal(got10, want10) || !slices.Equal(got60, want60) {
+		t.Fatalf("rollups after crashes differ:\n10s: %d vs %d samples\n1m: %d vs %d samples", len(got10), len(want10), len(got60), len(want60))
+	}
+}
+
+// increase() over the rollups equals increase() over the raw samples at
+// window boundaries, whatever the resets.
+func TestCounterRollupsMatchRawIncrease(t *testing.T) {
+	e := newEnv(t)
+	rng := rand.New(rand.NewPCG(9, 10))
+	pts := counterStream(rng, 1, 1000, 700)
+	e.append(pts)
+	c := e.compactor(Config{}, policy(5*time.Second, time.Hour, true))
+	drain(t, c, -1)
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := rollups(t, c, 5*time.Second)
+	ts := make([]int64, len(pts))
+	vs := make([]float64, len(pts))
+	for i, p := range pts {
+		ts[i], vs[i] = p.t, p.v
+	}
+	for i := 1; i < len(got); i++ {
+		if d, raw := got[i].v-got[0].v, rawIncrease(ts, vs, got[0].t, got[i].t); d != raw {
+			t.Fatalf("increase to window %d: rollup %v, raw %v", i, d, raw)
+		}
+		if got[i].labels != `{__name__="reqs_total", id="0"}` {
+			t.Fatalf("rollup labels %s", got[i].labels)
+		}
+	}
+}
+
+// A series that stops is closed by the clock after max_delay; a sample
+// for a closed window is dropped and counted; restarting mid-window keeps
+// the window.
+func TestClockCloseLateSamplesAndRestartMidWindow(t *testing.T) {
+	e := newEnv(t)
+	cfg := Config{MaxDelay: model.Duration(30 * time.Second)}
+	pol := policy(time.Minute, time.Hour, true)
+	e.append([]point{{"g", 1, 10_000, 1}, {"g", 1, 20_000, 5}})
+	c := e.compactor(cfg, pol)
+	drain(t, c, -1)
+	if err := c.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Restart mid-window: the open window [0, 60s) survives.
+	c = e.compactor(cfg, pol)
+	e.append([]point{{"g", 1, 40_000, 3}})
+	drain(t, c, -1)
+	e.clock.Store(60_000 + 29_999)
+	if err := c.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := rollups(t, c, time.Minute); len(got) != 0 {
+		t.Fatalf("window closed before max_delay: %v", got)
+	}
+	e.clock.Store(90_000)
+	if err := c.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got := rollups(t, c, time.Minute)
+	if len(got) != 1 || got[0].t != 40_000 || got[0].v != 3 {
+		t.Fatalf("after the clock passed: %v, want the last value 3 at 40s", got)
+	}
+	e.append([]point{{"g", 1, 50_000, 9}})
+	drain(t, c, -1)
+	if n := testutil.ToFloat64(c.m.late); n != 1 {
+		t.Fatalf("late samples counted: %v, want 1", n)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Aggregations asked for by a mapping rule become series named
+// <metric>:<aggregation>; downsample.all: false takes only what rules route.
+func TestMappingRulesAndSelectivePolicy(t *testing.T) {
+	e := newEnv(t)
+	cfg := Config{MappingRules: []MappingRule{{Name: "load", Filter: `{__name__=~"node_load.*"}`,
+		Aggregations: []string{"max", "avg"}, StoragePolicies: []string{"1m:24h"}}}}
+	e.append([]point{{"node_load1", 0, 1000, 2}, {"node_load1", 0, 2000, 4}, {"other", 0, 1000, 7}, {"node_load1", 0, 61_000, 1}, {"other", 0, 61_000, 7}})
+	c := e.compactor(cfg, policy(time.Minute, 24*time.Hour, false))
+	drain(t, c, -1)
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := rollups(t, c, time.Minute)
+	want := []rollup{{`{__name__="node_load1:max", id="0"}`, 2000, 4}, {`{__name__="node_load1:avg", id="0"}`, 2000, 3}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+// Retention deletes old rollups; a reader that starts at the oldest entry
+// (a new endpoint with start_from: oldest) gets everything retained.
+func TestRetentionAndBackfill(t *testing.T) {
+	e := newEnv(t)
+	pol := policy(10*time.Second, 100*time.Second, true)
+	var pts []point
+	for i := range 60 {
+		pts = append(pts, point{"g", 0, int64(i) * 5000, float64(i)})
+	}
+	e.append(pts)
+	c := e.compactor(Config{CommitInterval: model.Duration(time.Hour), MaxDelay: model.Duration(time.Hour)}, pol)
+	// Commit every 10 records so the log has many entries.
+	for drain(t, c, 10) > 0 {
+		if err := c.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := rollups(t, c, 10*time.Second)
+	e.clock.Store(250_000 + 100_000) // entries whose newest sample is before 250s expire
+	if err := c.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	kept := rollups(t, c, 10*time.Second)
+	if len(kept) == 0 || len(kept) >= len(all) {
+		t.Fatalf("retention kept %d of %d", len(kept), len(all))
+	}
+	for _, r := range all[:len(all)-len(kept)] {
+		if r.t >= 250_000 {
+			t.Fatalf("sample at %d deleted within its retention", r.t)
+		}
+	}
+	if !slices.Equal(kept, all[len(all)-len(kept):]) {
+		t.Fatal("retention did not keep the newest rollups intact")
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	pols := []StoragePolicy{policy(5*time.Minute, 1440*time.Hour, true)}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"bad matcher", Config{MappingRules: []MappingRule{{Name: "x", Filter: `{job=~"(" }`, StoragePolicies: []string{"5m:1440h"}}}}, "filter"},
+		{"unknown aggregation", Config{MappingRules: []MappingRule{{Name: "x", Filter: `{job="a"}`, Aggregations: []string{"p99"}, StoragePolicies: []string{"5m:1440h"}}}}, "unknown aggregation"},
+		{"policy no endpoint uses", Config{MappingRules: []MappingRule{{Name: "x", Filter: `{job="a"}`, StoragePolicies: []string{"1h:8760h"}}}}, "used by no endpoint"},
+		{"bad policy", Config{MappingRules: []MappingRule{{Name: "x", Filter: `{job="a"}`, StoragePolicies: []string{"5m"}}}}, "resolution:retention"},
+		{"rollup by and without", Config{RollupRules: []RollupRule{{Name: "r", Filter: `{job="a"}`, By: []string{"a"}, Without: []string{"b"}, Aggregation: "sum", NewName: "x", StoragePolicies: []string{"5m:1440h"}}}}, "not both"},
+		{"rollup bad aggregation", Config{RollupRules: []RollupRule{{Name: "r", Filter: `{job="a"}`, Aggregation: "last", NewName: "x", StoragePolicies: []string{"5m:1440h"}}}}, "takes sum"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			errs := tc.cfg.Validate(pols)
+			if len(errs) == 0 || !containsAny(errs, tc.want) {
+				t.Fatalf("errors %v, want one mentioning %q", errs, tc.want)
+			}
+		})
+	}
+	if errs := (&Config{}).Validate([]StoragePolicy{policy(time.Hour, 8760*time.Hour, false)}); !containsAny(errs, "no rule routes") {
+		t.Fatalf("all: false without rules: %v", errs)
+	}
+}
+
+func containsAny(errs []error, s string) bool {
+	for _, e := range errs {
+		if e != nil && strings.Contains(e.Error(), s) {
+			return true
+		}
+	}
+	return false
+}

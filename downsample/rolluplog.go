@@ -1,0 +1,343 @@
+package downsample
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/ferrymetrics/ferry/wal"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/record"
+)
+
+// Keys in the state database (all big-endian):
+//
+//	ds/pos                                 compactor's WAL position: segment u64, offset u64
+//	ds/state/<ref u64>                     window state of a WAL series, for every resolution
+//	ds/series/<res ms u64>/<id u64>        labels of a rollup series (a tsdb/record Series record)
+//	ds/log/<res ms u64>/<seq u64>          rollup samples: maxT i64, then a tsdb/record Samples record
+//
+// A commit writes state, new rollup series, one log entry per resolution and
+// the WAL position in one synced batch.
+var (
+	keyPos         = []byte("ds/pos")
+	prefixState    = []byte("ds/state/")
+	prefixSeries   = []byte("ds/series/")
+	prefixLog      = []byte("ds/log/")
+	errLogClosed   = errors.New("downsample: rollup log closed")
+	discardLogger  = slog.New(slog.DiscardHandler)
+	recordDecoder  = record.NewDecoder(nil, discardLogger)
+	maxLogEntryMax = 64 << 10 // samples per log entry
+)
+
+func u64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }
+
+func logKey(res int64, seq uint64) []byte {
+	return u64(u64(append([]byte(nil), prefixLog...), uint64(res)), seq)
+}
+
+func seriesKey(res int64, id uint64) []byte {
+	return u64(u64(append([]byte(nil), prefixSeries...), uint64(res)), id)
+}
+
+// rollupLog is the ordered log of rollup samples of one resolution. The
+// compactor appends to it; endpoints with a storage policy of this
+// resolution read it, each from its own position. A position is
+// wal.Position{Offset: seq}: the next entry to read.
+type rollupLog struct {
+	db        *pebble.DB
+	res       int64
+	retention int64
+
+	mu      sync.RWMutex
+	labels  map[uint64]labels.Labels // rollup series id → labels
+	ids     map[string]uint64        // labels string → id
+	nextID  uint64
+	first   uint64 // oldest retained seq
+	next    uint64 // next seq to write
+	highest atomic.Int64
+	bytes   atomic.Int64 // bytes of retained entries (approximate)
+	notify  atomic.Pointer[chan struct{}]
+	closed  atomic.Bool
+}
+
+func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
+	l := &rollupLog{db: db, res: res, retention: retention, labels: map[uint64]labels.Labels{}, ids: map[string]uint64{}, nextID: 1}
+	l.highest.Store(math.MinInt64)
+	ch := make(chan struct{})
+	l.notify.Store(&ch)
+	// Interned series.
+	lo := seriesKey(res, 0)
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: seriesKey(res, math.MaxUint64)})
+	if err != nil {
+		return nil, err
+	}
+	var buf []record.RefSeries
+	for it.First(); it.Valid(); it.Next() {
+		if buf, err = recordDecoder.Series(it.Value(), buf[:0]); err != nil || len(buf) != 1 {
+			_ = it.Close()
+			return nil, fmt.Errorf("downsample: decode rollup series %x: %v", it.Key(), err)
+		}
+		id := uint64(buf[0].Ref)
+		ls := buf[0].Labels.Copy()
+		l.labels[id] = ls
+		l.ids[ls.String()] = id
+		l.nextID = max(l.nextID, id+1)
+	}
+	if err := it.Close(); err != nil {
+		return nil, err
+	}
+	// Log bounds.
+	it, err = db.NewIter(&pebble.IterOptions{LowerBound: logKey(res, 0), UpperBound: logKey(res, math.MaxUint64)})
+	if err != nil {
+		return nil, err
+	}
+	if it.First() {
+		l.first = binary.BigEndian.Uint64(it.Key()[len(it.Key())-8:])
+		for ; it.Valid(); it.Next() {
+			l.bytes.Add(int64(len(it.Value())))
+		}
+	}
+	if it.Last() {
+		l.next = binary.BigEndian.Uint64(it.Key()[len(it.Key())-8:]) + 1
+		if v := it.Value(); len(v) >= 8 {
+			l.highest.Store(int64(binary.BigEndian.Uint64(v)))
+		}
+	} else {
+		l.first, l.next = 0, 0
+	}
+	return l, it.Close()
+}
+
+// intern returns the id of a rollup series, adding it to b if new.
+func (l *rollupLog) intern(ls labels.Labels, b *pebble.Batch, fresh *[]uint64) (uint64, error) {
+	key := ls.String()
+	l.mu.RLock()
+	id, ok := l.ids[key]
+	l.mu.RUnlock()
+	if ok {
+		return id, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	id = l.nextID
+	l.nextID++
+	l.ids[key] = id
+	l.labels[id] = ls
+	*fresh = append(*fresh, id)
+	var enc record.Encoder
+	if err := b.Set(seriesKey(l.res, id), enc.Series([]record.RefSeries{{Ref: wal.Ref(id), Labels: ls}}, nil), nil); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// forget undoes interning of ids whose batch was not committed.
+func (l *rollupLog) forget(ids []uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range ids {
+		delete(l.ids, l.labels[id].String())
+		delete(l.labels, id)
+	}
+}
+
+// stage adds a log entry with samples to b and returns its seq.
+func (l *rollupLog) stage(b *pebble.Batch, samples []record.RefSample) (uint64, int, error) {
+	var enc record.Encoder
+	maxT := int64(math.MinInt64)
+	for _, s := range samples {
+		maxT = max(maxT, s.T)
+	}
+	v := enc.Samples(samples, u64(nil, uint64(maxT)))
+	seq := l.next
+	if err := b.Set(logKey(l.res, seq), v, nil); err != nil {
+		return 0, 0, err
+	}
+	return seq, len(v), nil
+}
+
+// published makes staged entries up to seq visible to readers, once their
+// batch is committed.
+func (l *rollupLog) published(seq uint64, size int, maxT int64) {
+	l.next = seq + 1
+	l.bytes.Add(int64(size))
+	if maxT > l.highest.Load() {
+		l.highest.Store(maxT)
+	}
+	ch := make(chan struct{})
+	close(*l.notify.Swap(&ch))
+}
+
+// applyRetention deletes entries whose newest sample is older than now
+// minus the retention.
+func (l *rollupLog) applyRetention(nowMs int64) (int, error) {
+	cutoff := nowMs - l.retention
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: logKey(l.res, 0), UpperBound: logKey(l.res, math.MaxUint64)})
+	if err != nil {
+		return 0, err
+	}
+	var end []byte
+	n := 0
+	var freed int64
+	for it.First(); it.Valid(); it.Next() {
+		v := it.Value()
+		if len(v) < 8 || int64(binary.BigEndian.Uint64(v)) >= cutoff {
+			break
+		}
+		end = append(end[:0], it.Key()...)
+		freed += int64(len(v))
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	last := binary.BigEndian.Uint64(end[len(end)-8:])
+	if err := l.db.DeleteRange(logKey(l.res, 0), logKey(l.res, last+1), pebble.Sync); err != nil {
+		return 0, fmt.Errorf("downsample: delete expired rollups of %dms: %w", l.res, err)
+	}
+	l.mu.Lock()
+	l.first = last + 1
+	l.mu.Unlock()
+	l.bytes.Add(-freed)
+	return n, nil
+}
+
+func (l *rollupLog) close() {
+	l.closed.Store(true)
+	ch := make(chan struct{})
+	close(*l.notify.Swap(&ch))
+}
+
+// Oldest returns the position of the oldest retained entry.
+func (l *rollupLog) Oldest() wal.Position {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return wal.Position{Offset: int64(l.first)}
+}
+
+// Head returns the position after the newest entry.
+func (l *rollupLog) Head() wal.Position {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return wal.Position{Offset: int64(l.next)}
+}
+
+// HighestTimestamp returns the newest rollup sample's timestamp.
+func (l *rollupLog) HighestTimestamp() int64 { return l.highest.Load() }
+
+// BytesBehind estimates the bytes of entries from p on.
+func (l *rollupLog) BytesBehind(p wal.Position) int64 {
+	l.mu.RLock()
+	first, next := l.first, l.next
+	l.mu.RUnlock()
+	total := next - first
+	if total == 0 || uint64(p.Offset) >= next {
+		return 0
+	}
+	behind := next - max(uint64(p.Offset), first)
+	return l.bytes.Load() * int64(behind) / int64(total)
+}
+
+// Reader reads a rollup log for one endpoint.
+type Reader struct {
+	l      *rollupLog
+	pos    atomic.Int64 // next seq
+	onDrop wal.DropFunc
+	entry  wal.Entry
+}
+
+// Open returns a reader of the log starting at from (an entry no longer
+// retained is skipped, and reported to onDrop).
+func (l *rollupLog) Open(name string, from wal.Position, onDrop wal.DropFunc) (*Reader, error) {
+	r := &Reader{l: l, onDrop: onDrop}
+	r.pos.Store(from.Offset)
+	return r, nil
+}
+
+// Next returns the next entry, waiting for one.
+func (r *Reader) Next(ctx context.Context) (*wal.Entry, error) {
+	for {
+		waitc := *r.l.notify.Load()
+		if r.l.closed.Load() {
+			return nil, errLogClosed
+		}
+		e, err := r.tryNext()
+		if e != nil || err != nil {
+			return e, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-waitc:
+		}
+	}
+}
+
+func (r *Reader) tryNext() (*wal.Entry, error) {
+	l := r.l
+	seq := uint64(r.pos.Load())
+	l.mu.RLock()
+	first, next := l.first, l.next
+	l.mu.RUnlock()
+	if seq < first {
+		if r.onDrop != nil {
+			r.onDrop(0, wal.Position{Offset: int64(seq)}, wal.Position{Offset: int64(first)})
+		}
+		seq = first
+		r.pos.Store(int64(seq))
+	}
+	if seq >= next {
+		return nil, nil
+	}
+	v, closer, err := l.db.Get(logKey(l.res, seq))
+	if errors.Is(err, pebble.ErrNotFound) {
+		// Deleted by retention meanwhile.
+		r.pos.Store(int64(seq + 1))
+		return r.tryNext()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("downsample: read rollup entry %d: %w", seq, err)
+	}
+	defer closer.Close()
+	e := &r.entry
+	e.Samples, err = recordDecoder.Samples(v[8:], e.Samples[:0])
+	if err != nil {
+		return nil, fmt.Errorf("downsample: decode rollup entry %d: %w", seq, err)
+	}
+	e.Start, e.End, e.Unknown = wal.Position{Offset: int64(seq)}, wal.Position{Offset: int64(seq + 1)}, 0
+	e.Labels = e.Labels[:0]
+	l.mu.RLock()
+	for _, s := range e.Samples {
+		ls, ok := l.labels[uint64(s.Ref)]
+		if !ok {
+			e.Unknown++
+		}
+		e.Labels = append(e.Labels, ls)
+	}
+	l.mu.RUnlock()
+	r.pos.Store(int64(seq + 1))
+	return e, nil
+}
+
+// Position returns the position of the next entry to read.
+func (r *Reader) Position() wal.Position { return wal.Position{Offset: r.pos.Load()} }
+
+// Commit is a no-op: rollups are kept for their retention, whatever the
+// readers have read.
+func (r *Reader) Commit(wal.Position) {}
+
+// BytesBehind estimates how far the reader is behind.
+func (r *Reader) BytesBehind() int64 { return r.l.BytesBehind(r.Position()) }
+
+// Close releases the reader.
+func (r *Reader) Close() error { return nil }
