@@ -16,6 +16,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ferrymetrics/ferry/agent/receive"
+	"github.com/ferrymetrics/ferry/downsample"
 	"github.com/ferrymetrics/ferry/sender"
 	"github.com/ferrymetrics/ferry/wal"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,7 @@ import (
 	"github.com/prometheus/prometheus/util/compression"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
+	yamlv2 "go.yaml.in/yaml/v2"
 )
 
 // Options are the agent's dependencies.
@@ -48,13 +50,14 @@ type Agent struct {
 	cfg     *Config
 	senders map[string]*sender.Sender
 
-	limits  atomic.Pointer[ReceiverConfig]
-	token   atomic.Pointer[string]
-	serving atomic.Bool
-	wal     atomic.Pointer[wal.WAL]
-	ready   atomic.Bool
-	db      *pebble.DB
-	sm      *sender.Metrics
+	limits    atomic.Pointer[ReceiverConfig]
+	token     atomic.Pointer[string]
+	serving   atomic.Bool
+	wal       atomic.Pointer[wal.WAL]
+	ready     atomic.Bool
+	db        *pebble.DB
+	sm        *sender.Metrics
+	compactor *downsample.Compactor
 
 	reloadc chan chan error
 	addr    atomic.Pointer[string]
@@ -246,12 +249,24 @@ func (a *Agent) open() error {
 	}
 	a.db = db
 	a.sm = sender.NewMetrics(a.o.Registry)
+	if pols := cfg.storagePolicies(); len(pols) > 0 {
+		c, err := downsample.New(cfg.Downsample, pols, db, w, downsample.Options{
+			Logger: a.logger.Named("downsample"), Registry: a.o.Registry, Now: a.o.Now,
+		})
+		if err != nil {
+			return errors.Join(fmt.Errorf("open compactor: %w", err), w.Close(), db.Close())
+		}
+		a.compactor = c
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, ep := range cfg.RemoteWrite {
 		s, err := a.newSender(ep, w)
 		if err != nil {
 			a.stopSendersLocked(context.Background())
+			if a.compactor != nil {
+				err = errors.Join(err, a.compactor.Stop())
+			}
 			return errors.Join(err, w.Close(), db.Close())
 		}
 		a.senders[ep.Name] = s
@@ -265,16 +280,49 @@ func (a *Agent) open() error {
 	for _, s := range a.senders {
 		s.Run()
 	}
+	if a.compactor != nil {
+		a.compactor.Run()
+	}
 	w.Start()
 	a.wal.Store(w)
 	return nil
 }
 
+// checkpointKey names an endpoint's stored position: positions in the WAL
+// and in a rollup log are not interchangeable.
+func checkpointKey(ep sender.Config) string {
+	if ep.StoragePolicy == nil {
+		return ep.Name
+	}
+	return ep.Name + "@rollup:" + ep.StoragePolicy.String()
+}
+
 func (a *Agent) newSender(ep sender.Config, w *wal.WAL) (*sender.Sender, error) {
-	return sender.New(ep, w, sender.Options{
+	o := sender.Options{
 		Logger: a.logger.Named("sender"), Metrics: a.sm, Checkpoints: sender.PebbleCheckpoints{DB: a.db},
-		UserAgent: "ferry/" + a.o.Version, Now: a.o.Now,
-	})
+		UserAgent: "ferry/" + a.o.Version, Now: a.o.Now, CheckpointKey: checkpointKey(ep),
+	}
+	if ep.StoragePolicy != nil {
+		var l *downsample.RollupLog
+		if a.compactor != nil {
+			l = a.compactor.Log(time.Duration(ep.StoragePolicy.Resolution))
+		}
+		if l == nil {
+			return nil, fmt.Errorf("endpoint %q: storage policy %s is not active (storage policies change at restart)", ep.Name, ep.StoragePolicy)
+		}
+		return sender.New(ep, rollupLog{l}, o)
+	}
+	if dc := a.cfg.Downsample; dc.HasDrop() {
+		o.Drop = dc.DropsRaw
+	}
+	return sender.New(ep, sender.WALLog{WAL: w}, o)
+}
+
+// rollupLog adapts a compactor's rollup log to the sender.
+type rollupLog struct{ *downsample.RollupLog }
+
+func (l rollupLog) Open(name string, from wal.Position, onDrop wal.DropFunc) (sender.Source, error) {
+	return l.RollupLog.Open(name, from, onDrop)
 }
 
 // forgetRemovedEndpoints deletes checkpoints of endpoints no longer
@@ -285,9 +333,13 @@ func (a *Agent) forgetRemovedEndpoints(cfg *Config) error {
 	if err != nil {
 		return err
 	}
+	active := map[string]bool{}
+	for _, ep := range cfg.RemoteWrite {
+		active[checkpointKey(ep)] = true
+	}
 	var errs []error
 	for _, n := range names {
-		if _, ok := a.senders[n]; ok {
+		if active[n] {
 			continue
 		}
 		a.logger.Info("Deleting the checkpoint of an endpoint that is no longer configured", zap.String("endpoint", n))
@@ -308,6 +360,11 @@ func (a *Agent) reload() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old := a.cfg
+	if !sameYAML(cfg.Downsample, old.Downsample) || !sameYAML(cfg.storagePolicies(), old.storagePolicies()) {
+		err := errors.New("downsample rules and the set of storage policies change at restart; configuration not applied")
+		a.logger.Error("Reload: configuration rejected; keeping the running one", zap.Error(err))
+		return err
+	}
 	if cfg.ListenAddress != old.ListenAddress || cfg.DataDirOrDefault() != old.DataDirOrDefault() || cfg.WAL != old.WAL ||
 		cfg.WebConfigFile != old.WebConfigFile ||
 		cfg.Receiver.MaxConcurrentRequests != old.Receiver.MaxConcurrentRequests {
@@ -365,6 +422,14 @@ func (a *Agent) reload() error {
 	return nil
 }
 
+// sameYAML compares two configuration values by their YAML form (compiled
+// matchers and other derived state are not part of it).
+func sameYAML(a, b any) bool {
+	ya, err1 := yamlv2.Marshal(a)
+	yb, err2 := yamlv2.Marshal(b)
+	return err1 == nil && err2 == nil && string(ya) == string(yb)
+}
+
 func withDefaults(c sender.Config) sender.Config {
 	c.ApplyDefaults()
 	return c
@@ -376,6 +441,9 @@ func (a *Agent) shutdown() error {
 	a.mu.Lock()
 	err := a.stopSendersLocked(drain)
 	a.mu.Unlock()
+	if a.compactor != nil {
+		err = errors.Join(err, a.compactor.Stop())
+	}
 	if w := a.wal.Load(); w != nil {
 		err = errors.Join(err, w.Close())
 	}

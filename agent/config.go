@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferrymetrics/ferry/downsample"
 	"github.com/ferrymetrics/ferry/sender"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/exporter-toolkit/web"
@@ -44,6 +45,9 @@ type Config struct {
 	WAL             WALConfig       `yaml:"wal"`
 	ShutdownTimeout model.Duration  `yaml:"shutdown_timeout"`
 	RemoteWrite     []sender.Config `yaml:"remote_write"`
+	// Downsample configures the compactor that rolls the WAL up for
+	// endpoints with a storage_policy.
+	Downsample downsample.Config `yaml:"downsample"`
 }
 
 // ReceiverConfig limits what the remote-write receiver accepts.
@@ -323,6 +327,9 @@ func (c *Config) validate() []pathError {
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown_timeout", "must be positive")
 	}
+	for _, err := range c.Downsample.Validate(c.storagePolicies()) {
+		errs = append(errs, pathError{path: "downsample", msg: err.Error()})
+	}
 	seen := map[string]int{}
 	for i := range c.RemoteWrite {
 		rw := &c.RemoteWrite[i]
@@ -346,6 +353,20 @@ func (c *Config) validate() []pathError {
 		}
 	}
 	return errs
+}
+
+// storagePolicies returns the distinct storage policies endpoints use, in
+// order of appearance.
+func (c *Config) storagePolicies() []downsample.StoragePolicy {
+	var out []downsample.StoragePolicy
+	seen := map[string]bool{}
+	for _, ep := range c.RemoteWrite {
+		if p := ep.StoragePolicy; p != nil && !seen[p.String()] {
+			seen[p.String()] = true
+			out = append(out, *p)
+		}
+	}
+	return out
 }
 
 // DataDirOrDefault resolves the data directory.

@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ferrymetrics/ferry/wal"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/record"
 	"go.uber.org/zap"
@@ -91,7 +92,10 @@ func New(cfg Config, policies []StoragePolicy, db *pebble.DB, w *wal.WAL, o Opti
 		o.Now = time.Now
 	}
 	if cfg.CommitInterval <= 0 {
-		cfg.CommitInterval = 5_000_000_000 // 5s
+		cfg.CommitInterval = model.Duration(5 * time.Second)
+	}
+	if cfg.MaxDelay == 0 {
+		cfg.MaxDelay = model.Duration(time.Minute)
 	}
 	c := &Compactor{cfg: cfg, db: db, log: w, logger: o.Logger, now: o.Now, series: map[wal.Ref]*seriesState{}, done: make(chan struct{})}
 	byRes := map[int64][]StoragePolicy{}
@@ -355,7 +359,7 @@ func (c *Compactor) Commit() error {
 	defer b.Close()
 	for ref, st := range c.series {
 		for ri := range st.routes {
-			if st.windows[ri].due(nowMs, c.logs[ri].res, maxDelay) {
+			if st.windows[ri].due(nowMs, st.seen, c.logs[ri].res, maxDelay) {
 				c.emit(st, ri, st.windows[ri].close(c.logs[ri].res))
 				st.dirty = true
 			}

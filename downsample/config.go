@@ -63,7 +63,8 @@ type RollupRule struct {
 // Config is the downsampling part of Ferry's configuration.
 type Config struct {
 	// MaxDelay: a window closes when the clock passes its end plus
-	// MaxDelay, for series that stop sending.
+	// MaxDelay and no sample of its series arrived for MaxDelay, for
+	// series that stop sending. Default 1m.
 	MaxDelay model.Duration `yaml:"max_delay,omitempty"`
 	// CommitInterval is how often window state, closed windows and the WAL
 	// position are committed together.
@@ -181,6 +182,28 @@ func (c *Config) Validate(policies []StoragePolicy) []error {
 		}
 	}
 	return errs
+}
+
+// DropsRaw reports whether a mapping rule with drop: true selects ls, which
+// then goes to no endpoint without a storage policy. Validate compiles the
+// filters first.
+func (c *Config) DropsRaw(ls labels.Labels) bool {
+	for _, r := range c.MappingRules {
+		if r.Drop && r.matchers != nil && matches(r.matchers, ls) {
+			return true
+		}
+	}
+	return false
+}
+
+// HasDrop reports whether any mapping rule drops raw series.
+func (c *Config) HasDrop() bool {
+	for _, r := range c.MappingRules {
+		if r.Drop {
+			return true
+		}
+	}
+	return false
 }
 
 func matches(ms []*labels.Matcher, ls labels.Labels) bool {

@@ -256,8 +256,9 @@ type Reader struct {
 	entry  wal.Entry
 }
 
-// Open returns a reader of the log starting at from (an entry no longer
-// retained is skipped, and reported to onDrop).
+// Open returns a reader of the log starting at from. Entries deleted by
+// retention before the reader got to them are skipped: a policy's endpoint
+// gets what is within its retention.
 func (l *rollupLog) Open(name string, from wal.Position, onDrop wal.DropFunc) (*Reader, error) {
 	r := &Reader{l: l, onDrop: onDrop}
 	r.pos.Store(from.Offset)
@@ -290,9 +291,7 @@ func (r *Reader) tryNext() (*wal.Entry, error) {
 	first, next := l.first, l.next
 	l.mu.RUnlock()
 	if seq < first {
-		if r.onDrop != nil {
-			r.onDrop(0, wal.Position{Offset: int64(seq)}, wal.Position{Offset: int64(first)})
-		}
+		// Entries past their retention are not meant to be delivered.
 		seq = first
 		r.pos.Store(int64(seq))
 	}

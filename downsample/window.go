@@ -109,9 +109,11 @@ func (w *window) close(res int64) closed {
 }
 
 // due reports whether the open window should close because the clock
-// (ms) passed its end plus maxDelay.
-func (w *window) due(now, res, maxDelay int64) bool {
-	return w.Count > 0 && now >= w.Start+res+maxDelay
+// (ms) passed its end plus maxDelay and no sample of the series arrived for
+// maxDelay (lastArrival, wall clock ms): a series being replayed from an
+// upstream's backlog keeps its windows open until its data closes them.
+func (w *window) due(now, lastArrival, res, maxDelay int64) bool {
+	return w.Count > 0 && now >= w.Start+res+maxDelay && now-lastArrival >= maxDelay
 }
 
 func floorDiv(a, b int64) int64 {

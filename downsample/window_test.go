@@ -138,8 +138,11 @@ func TestWindowLateAndStaleSamples(t *testing.T) {
 	if _, o := w.add(2600, math.Float64frombits(0x7ff0000000000002), res); o != stale {
 		t.Fatalf("a staleness marker: %v, want stale", o)
 	}
-	if !w.due(3000+500, res, 500) || w.due(3499, res, 500) {
+	if !w.due(3000+500, 2600, res, 500) || w.due(3499, 2600, res, 500) {
 		t.Fatal("due: window [2000,3000) with max_delay 500 closes at 3500")
+	}
+	if w.due(10_000, 9_600, res, 500) {
+		t.Fatal("due: a series whose samples still arrive stays open")
 	}
 	c := w.close(res)
 	if c.Count != 1 || c.LastV != 2 {

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/ferrymetrics/ferry/downsample"
 	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/relabel"
@@ -26,6 +27,9 @@ type Config struct {
 	// StartFrom is where a new endpoint (one without a checkpoint) starts
 	// reading: "oldest" retained sample or "now".
 	StartFrom string `yaml:"start_from,omitempty"`
+	// StoragePolicy, if set, makes the endpoint receive rollups of this
+	// resolution instead of raw samples.
+	StoragePolicy *downsample.StoragePolicy `yaml:"storage_policy,omitempty"`
 
 	HTTPClientConfig config.HTTPClientConfig `yaml:",inline"`
 }

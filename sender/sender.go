@@ -17,13 +17,34 @@ import (
 	"go.uber.org/zap"
 )
 
-// Log is what a sender needs of the WAL.
+// Log is an ordered, replayable log of samples a sender forwards: the WAL
+// for raw endpoints, a rollup log for endpoints with a storage policy.
 type Log interface {
-	NewReader(name string, from wal.Position, onDrop wal.DropFunc) (*wal.Reader, error)
+	// Open registers a consumer reading from from.
+	Open(name string, from wal.Position, onDrop wal.DropFunc) (Source, error)
 	Oldest() wal.Position
 	Head() wal.Position
 	HighestTimestamp() int64
 	BytesBehind(p wal.Position) int64
+}
+
+// Source is one consumer's reader of a Log.
+type Source interface {
+	Next(ctx context.Context) (*wal.Entry, error)
+	// Position is just past the last entry returned.
+	Position() wal.Position
+	// Commit tells the log the consumer durably stored p.
+	Commit(p wal.Position)
+	BytesBehind() int64
+	Close() error
+}
+
+// WALLog adapts the WAL to Log.
+type WALLog struct{ *wal.WAL }
+
+// Open implements Log.
+func (l WALLog) Open(name string, from wal.Position, onDrop wal.DropFunc) (Source, error) {
+	return l.NewReader(name, from, onDrop)
 }
 
 // Options are a sender's dependencies.
@@ -33,6 +54,12 @@ type Options struct {
 	Checkpoints Checkpoints
 	// UserAgent is sent with every request, e.g. "ferry/1.2.3".
 	UserAgent string
+	// CheckpointKey names the endpoint's stored position; default the
+	// endpoint's name. Positions of different logs need different keys.
+	CheckpointKey string
+	// Drop, if set, keeps series from this endpoint (mapping rules with
+	// drop: true); such samples count as dropped with reason "rule".
+	Drop func(labels.Labels) bool
 	// CheckpointInterval is how often the acknowledged position is
 	// persisted; default 1s.
 	CheckpointInterval time.Duration
@@ -50,11 +77,11 @@ type Sender struct {
 	o      Options
 	logger *zap.Logger
 	client *http.Client
-	reader *wal.Reader
+	reader Source
 	track  *tracker
 
 	sent, retried, failed, sentBytes    prometheusCounter
-	droppedCap, droppedRelabel, unknown prometheusCounter
+	droppedCap, droppedRelabel, droppedRule, unknown prometheusCounter
 	inFlight, shardsGauge               prometheusGauge
 
 	highestAcked atomic.Int64 // ms
@@ -123,7 +150,10 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %q: build HTTP client: %w", cfg.Name, err)
 	}
-	start, ok, err := o.Checkpoints.Load(cfg.Name)
+	if o.CheckpointKey == "" {
+		o.CheckpointKey = cfg.Name
+	}
+	start, ok, err := o.Checkpoints.Load(o.CheckpointKey)
 	if err != nil {
 		return nil, err
 	}
@@ -143,6 +173,7 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 		failed: m.failed.WithLabelValues(name), sentBytes: m.sentBytes.WithLabelValues(name),
 		droppedCap:     m.dropped.WithLabelValues(name, "disk_cap"),
 		droppedRelabel: m.dropped.WithLabelValues(name, "relabel"),
+		droppedRule:    m.dropped.WithLabelValues(name, "rule"),
 		unknown:        m.dropped.WithLabelValues(name, "unknown_series"),
 		inFlight:       m.inFlight.WithLabelValues(name), shardsGauge: m.shards.WithLabelValues(name),
 		readerDone: make(chan struct{}), loopDone: make(chan struct{}),
@@ -150,10 +181,10 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 	}
 	s.highestAcked.Store(math.MinInt64)
 	s.wantShards.Store(int32(cfg.QueueConfig.MinShards))
-	if len(cfg.WriteRelabelConfigs) > 0 {
+	if len(cfg.WriteRelabelConfigs) > 0 || o.Drop != nil {
 		s.relabelMemo = map[uint64]relabelResult{}
 	}
-	r, err := log.NewReader(name, start, s.onDrop)
+	r, err := log.Open(name, start, s.onDrop)
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %q: open WAL reader: %w", name, err)
 	}
@@ -223,7 +254,7 @@ func (s *Sender) dispatch(e *wal.Entry) bool {
 		s.route[i] = s.route[i][:0]
 	}
 	seq := s.track.next()
-	count, dropped := 0, 0
+	count, dropped, ruleDropped := 0, 0, 0
 	for i, smp := range e.Samples {
 		ls := e.Labels[i]
 		if ls.IsEmpty() {
@@ -233,6 +264,10 @@ func (s *Sender) dispatch(e *wal.Entry) bool {
 			var keep bool
 			if ls, keep = s.relabel(uint64(smp.Ref), ls); !keep {
 				dropped++
+				continue
+			}
+			if ls.IsEmpty() { // a mapping rule drops it
+				ruleDropped++
 				continue
 			}
 		}
@@ -245,6 +280,9 @@ func (s *Sender) dispatch(e *wal.Entry) bool {
 	}
 	if dropped > 0 {
 		s.droppedRelabel.Add(float64(dropped))
+	}
+	if ruleDropped > 0 {
+		s.droppedRule.Add(float64(ruleDropped))
 	}
 	s.track.add(e.End, count)
 	for k, items := range s.route {
@@ -262,12 +300,17 @@ func (s *Sender) relabel(ref uint64, ls labels.Labels) (labels.Labels, bool) {
 	if len(s.relabelMemo) >= 1<<22 {
 		clear(s.relabelMemo) // refs of vanished series are never seen again
 	}
-	s.lb.Reset(ls)
-	keep := relabel.ProcessBuilder(s.lb, s.cfg.WriteRelabelConfigs...)
-	r := relabelResult{keep: keep}
-	if keep {
-		r.labels = s.lb.Labels()
-		r.keep = !r.labels.IsEmpty()
+	var r relabelResult
+	switch {
+	case s.o.Drop != nil && s.o.Drop(ls):
+		r.keep = true // kept from relabelling, dropped by rule: empty labels
+	default:
+		s.lb.Reset(ls)
+		r.keep = relabel.ProcessBuilder(s.lb, s.cfg.WriteRelabelConfigs...)
+		if r.keep {
+			r.labels = s.lb.Labels()
+			r.keep = !r.labels.IsEmpty()
+		}
 	}
 	s.relabelMemo[ref] = r
 	return r.labels, r.keep
@@ -302,7 +345,7 @@ func (s *Sender) saveCheckpoint() {
 	p, changed := s.track.position()
 	m, name := s.o.Metrics, s.cfg.Name
 	if changed {
-		if err := s.o.Checkpoints.Save(name, p); err != nil {
+		if err := s.o.Checkpoints.Save(s.o.CheckpointKey, p); err != nil {
 			m.cpSaveErrors.WithLabelValues(name).Inc()
 			s.logger.Error("Persisting the checkpoint failed; it will be retried", zap.Error(err))
 			s.track.mu.Lock()
@@ -346,7 +389,7 @@ func (s *Sender) Stop(ctx context.Context) error {
 		s.stopSend()
 		<-s.loopDone
 		p, _ := s.track.position()
-		if err = s.o.Checkpoints.Save(s.cfg.Name, p); err == nil {
+		if err = s.o.Checkpoints.Save(s.o.CheckpointKey, p); err == nil {
 			s.reader.Commit(p)
 		}
 		s.client.CloseIdleConnections()
@@ -363,7 +406,7 @@ func (s *Sender) Remove() error {
 	cancel()
 	err := s.Stop(ctx)
 	s.o.Metrics.forget(s.cfg.Name)
-	return errors.Join(err, s.o.Checkpoints.Delete(s.cfg.Name))
+	return errors.Join(err, s.o.Checkpoints.Delete(s.o.CheckpointKey))
 }
 
 // Checkpoint returns the position up to which everything was acknowledged.

@@ -198,7 +198,7 @@ func (e *env) sender(name, u string, mod func(*Config)) *Sender {
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := New(cfg, e.w, Options{
+	s, err := New(cfg, WALLog{e.w}, Options{
 		Logger: zaptest.NewLogger(e.t, zaptest.Level(zap.WarnLevel)), Metrics: e.m,
 		Checkpoints: PebbleCheckpoints{DB: e.db}, CheckpointInterval: 5 * time.Millisecond,
 	})

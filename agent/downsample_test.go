@@ -1,0 +1,165 @@
+package agent
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+)
+
+// seriesRecorder is an endpoint that keeps every sample per series name.
+type seriesRecorder struct {
+	mu  sync.Mutex
+	got map[string][]prompb.Sample
+}
+
+func newSeriesRecorder(t *testing.T) (*seriesRecorder, string) {
+	r := &seriesRecorder{got: map[string][]prompb.Sample{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		raw, err := snappy.Decode(nil, body)
+		var wr prompb.WriteRequest
+		if err == nil {
+			err = wr.Unmarshal(raw)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.mu.Lock()
+		for _, ts := range wr.Timeseries {
+			for _, l := range ts.Labels {
+				if l.Name == "__name__" {
+					r.got[l.Value] = append(r.got[l.Value], ts.Samples...)
+				}
+			}
+		}
+		r.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	return r, srv.URL + "/api/v1/write"
+}
+
+func (r *seriesRecorder) samples(name string) []prompb.Sample {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := append([]prompb.Sample(nil), r.got[name]...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Timestamp < out[j].Timestamp })
+	return out
+}
+
+// A raw endpoint gets every sample; an endpoint with a 10s storage policy
+// gets one reset-adjusted counter sample per closed window, the gauge's
+// last value and the max asked for by a mapping rule; a mapping rule with
+// drop keeps its series from the raw endpoint only.
+func TestAgentStoragePolicyEndpoint(t *testing.T) {
+	raw, rawURL := newSeriesRecorder(t)
+	rolled, rolledURL := newSeriesRecorder(t)
+	dir := t.TempDir()
+	y := fmt.Sprintf(`
+listen_address: 127.0.0.1:0
+data_dir: %s
+shutdown_timeout: 5s
+downsample:
+  commit_interval: 20ms
+  mapping_rules:
+    - name: temp-max
+      filter: '{__name__="temp"}'
+      aggregations: [last, max]
+      storage_policies: ["10s:1h"]
+    - name: noisy
+      filter: '{__name__="noisy"}'
+      drop: true
+remote_write:
+  - name: raw
+    url: %s
+    queue_config: {batch_send_deadline: 5ms}
+  - name: rolled
+    url: %s
+    queue_config: {batch_send_deadline: 5ms}
+    storage_policy: {resolution: 10s, retention: 1h}
+`, filepath.Join(dir, "data"), rawURL, rolledURL)
+	cfg, err := ParseConfig([]byte(y), "test.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := startAgent(t, cfg, func() (*Config, error) { return cfg, nil })
+	var series []prompb.TimeSeries
+	base := time.Now().Add(-time.Minute).UnixMilli() / 10000 * 10000
+	for i := int64(1); i <= 25; i++ { // one sample every 2s, 0..50s after base
+		v := float64(i * 3)
+		if i == 12 {
+			v = 1 // counter reset
+		}
+		series = append(series,
+			ts([]string{"__name__", "reqs_total"}, prompb.Sample{Timestamp: base + i*2000, Value: v}),
+			ts([]string{"__name__", "temp"}, prompb.Sample{Timestamp: base + i*2000, Value: float64(i % 7)}),
+			ts([]string{"__name__", "noisy"}, prompb.Sample{Timestamp: base + i*2000, Value: 1}))
+	}
+	for _, s := range series {
+		if code, msg := ra.do(t, http.MethodPost, "/api/v1/write", snappyBody(t, s)); code != http.StatusNoContent {
+			t.Fatalf("push: %d %s", code, msg)
+		}
+	}
+	// Windows [0,10s) … [40s,50s) close when a later sample arrives; the
+	// one holding 50s stays open.
+	waitFor(t, "rollups", func() bool {
+		return len(rolled.samples("reqs_total")) >= 5 && len(rolled.samples("temp:max")) >= 5
+	})
+	waitFor(t, "raw samples", func() bool { return len(raw.samples("reqs_total")) == 25 })
+	if n := len(raw.samples("noisy")); n != 0 {
+		t.Fatalf("raw endpoint got %d samples of a dropped series", n)
+	}
+	if n := len(rolled.samples("noisy")); n != 5 {
+		t.Fatalf("rollup endpoint got %d samples of a dropped-from-raw series, want its 5 windows (all: true)", n)
+	}
+	// Counter: value at each window's last sample is the reset-adjusted
+	// running total, so increases between windows match the raw data.
+	got := rolled.samples("reqs_total")
+	wantT := []int64{base + 8000, base + 18000, base + 28000, base + 38000, base + 48000}
+	rawTotal := func(upTo int64) float64 { // raw reset-adjusted total
+		total, prev := 0.0, 0.0
+		for i, s := range raw.samples("reqs_total") {
+			switch {
+			case i == 0:
+				total = s.Value
+			case s.Value < prev:
+				total += s.Value
+			default:
+				total += s.Value - prev
+			}
+			prev = s.Value
+			if s.Timestamp == upTo {
+				return total
+			}
+		}
+		return -1
+	}
+	for i, s := range got[:5] {
+		if s.Timestamp != wantT[i] || s.Value != rawTotal(wantT[i]) {
+			t.Fatalf("counter rollup %d: %v, want %v at %d", i, s, rawTotal(wantT[i]), wantT[i])
+		}
+	}
+	last, mx := rolled.samples("temp"), rolled.samples("temp:max")
+	for i := range 5 {
+		lo, hi := base+int64(i)*10000, base+int64(i+1)*10000
+		wantLast, wantMax := 0.0, 0.0
+		for _, s := range raw.samples("temp") {
+			if s.Timestamp >= lo && s.Timestamp < hi {
+				wantLast, wantMax = s.Value, max(wantMax, s.Value)
+			}
+		}
+		if last[i].Value != wantLast || mx[i].Value != wantMax {
+			t.Fatalf("gauge window %d: last %v max %v, want %v %v", i, last[i].Value, mx[i].Value, wantLast, wantMax)
+		}
+	}
+}
