@@ -80,9 +80,9 @@ type Sender struct {
 	reader Source
 	track  *tracker
 
-	sent, retried, failed, sentBytes    prometheusCounter
+	sent, retried, failed, sentBytes                 prometheusCounter
 	droppedCap, droppedRelabel, droppedRule, unknown prometheusCounter
-	inFlight, shardsGauge               prometheusGauge
+	inFlight, shardsGauge                            prometheusGauge
 
 	highestAcked atomic.Int64 // ms
 	lastErrLog   atomic.Int64 // unix ns of the last logged send error
