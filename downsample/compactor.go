@@ -29,11 +29,23 @@ type Options struct {
 	Now      func() time.Time
 }
 
+// output is a rollup series: its labels and, once interned, its id in the
+// resolution's rollup log.
+type output struct {
+	labels labels.Labels
+	id     uint64
+}
+
 // route is what one resolution does with one series.
 type route struct {
-	aggs    []string // aggregations to emit
-	outIDs  []uint64 // rollup series id per aggregation, 0 until interned
-	outLbls []labels.Labels
+	aggs []string  // aggregations to emit
+	outs []*output // per aggregation
+}
+
+// membership places a series in a rollup rule's group.
+type membership struct {
+	ri int
+	g  *group
 }
 
 // seriesState is the compactor's view of one WAL series.
@@ -41,8 +53,20 @@ type seriesState struct {
 	labels  labels.Labels
 	routes  []route  // per resolution (index into Compactor.logs); nil aggs: not rolled up
 	windows []window // per resolution
-	dirty   bool
-	seen    int64 // clock (ms) of the last sample, to forget series that stopped
+	members []membership
+	// RawPrev is the last raw value, for the increases counters contribute
+	// to rollup rules.
+	RawPrev    float64
+	HasRawPrev bool
+	dirty      bool
+	seen       int64 // clock (ms) of the last sample, to forget series that stopped
+}
+
+// pendingSample is a closed-window sample waiting for the next commit.
+type pendingSample struct {
+	t   int64
+	v   float64
+	out *output
 }
 
 // Compactor reads the WAL and writes per-resolution rollups into the state
@@ -58,8 +82,8 @@ type Compactor struct {
 	logs     []*rollupLog // one per resolution, ascending
 	policies [][]StoragePolicy
 	series   map[wal.Ref]*seriesState
-	pending  [][]record.RefSample // closed-window samples per resolution, not yet committed
-	owners   [][]*seriesState     // the series each pending sample belongs to
+	pending  [][]pendingSample   // closed-window samples per resolution, not yet committed
+	groups   []map[string]*group // rollup rule groups per resolution, by output labels
 	pos      wal.Position
 	m        *metrics
 	done     chan struct{}
@@ -119,8 +143,11 @@ func New(cfg Config, policies []StoragePolicy, db *pebble.DB, w *wal.WAL, o Opti
 		c.logs = append(c.logs, l)
 		c.policies = append(c.policies, byRes[r])
 	}
-	c.pending = make([][]record.RefSample, len(c.logs))
-	c.owners = make([][]*seriesState, len(c.logs))
+	c.pending = make([][]pendingSample, len(c.logs))
+	c.groups = make([]map[string]*group, len(c.logs))
+	for i := range c.groups {
+		c.groups[i] = map[string]*group{}
+	}
 	c.m = c.newMetrics(o.Registry)
 	if err := c.load(); err != nil {
 		return nil, err
@@ -270,7 +297,28 @@ func (c *Compactor) apply(e *wal.Entry) {
 			st.labels = ls
 			c.route(st)
 		}
-		st.seen = c.now().UnixMilli()
+		nowMs := c.now().UnixMilli()
+		st.seen = nowMs
+		if len(st.members) > 0 && !math.IsNaN(s.V) {
+			delta := 0.0
+			switch {
+			case !st.HasRawPrev:
+			case s.V < st.RawPrev:
+				delta = s.V
+			default:
+				delta = s.V - st.RawPrev
+			}
+			st.RawPrev, st.HasRawPrev = s.V, true
+			maxDelay := int64(time.Duration(c.cfg.MaxDelay) / time.Millisecond)
+			for _, m := range st.members {
+				if m.g.add(s.Ref, s.T, s.V, delta, c.logs[m.ri].res) {
+					c.m.late.Inc()
+				}
+				m.g.seen = nowMs
+				c.closeGroup(m.ri, m.g, nowMs, maxDelay)
+			}
+			st.dirty = true
+		}
 		for ri, rt := range st.routes {
 			if len(rt.aggs) == 0 {
 				continue
@@ -321,14 +369,83 @@ func (c *Compactor) route(st *seriesState) {
 				}
 			}
 		}
-		rt := route{aggs: aggs, outIDs: make([]uint64, len(aggs)), outLbls: make([]labels.Labels, len(aggs))}
+		rt := route{aggs: aggs, outs: make([]*output, len(aggs))}
 		for i, a := range aggs {
-			rt.outLbls[i] = st.labels
+			rt.outs[i] = &output{labels: st.labels}
 			if a != def {
-				rt.outLbls[i] = labels.NewBuilder(st.labels).Set(labels.MetricName, name+":"+a).Labels()
+				rt.outs[i].labels = labels.NewBuilder(st.labels).Set(labels.MetricName, name+":"+a).Labels()
 			}
 		}
 		st.routes[ri] = rt
+	}
+	st.members = st.members[:0]
+	for _, r := range c.cfg.RollupRules {
+		if !matches(r.matchers, st.labels) {
+			continue
+		}
+		out := groupLabels(r, st.labels)
+		key := out.String()
+		for _, p := range r.StoragePolicies {
+			ri := c.resolutionIndex(p)
+			if ri < 0 {
+				continue
+			}
+			g := c.groups[ri][key]
+			if g == nil {
+				g = &group{labels: out, agg: r.Aggregation, counter: def == "counter", Watermark: math.MinInt64}
+				if err := c.loadGroup(ri, key, g); err != nil {
+					c.logger.Error("Compactor: damaged rollup-rule state; starting the group afresh", zap.String("group", key), zap.Error(err))
+				}
+				c.groups[ri][key] = g
+			}
+			st.members = append(st.members, membership{ri: ri, g: g})
+		}
+	}
+}
+
+// groupLabels returns the output labels of a rollup rule for a member.
+func groupLabels(r RollupRule, ls labels.Labels) labels.Labels {
+	b := labels.NewBuilder(labels.EmptyLabels())
+	if len(r.Without) > 0 {
+		b.Reset(ls)
+		b.Del(r.Without...)
+	} else {
+		for _, n := range r.By {
+			if v := ls.Get(n); v != "" {
+				b.Set(n, v)
+			}
+		}
+	}
+	b.Set(labels.MetricName, r.NewName)
+	return b.Labels()
+}
+
+// resolutionIndex returns the index of a policy's resolution in c.logs.
+func (c *Compactor) resolutionIndex(policy string) int {
+	res, _, err := ParsePolicy(policy)
+	if err != nil {
+		return -1
+	}
+	for i, l := range c.logs {
+		if l.res == int64(res/time.Millisecond) {
+			return i
+		}
+	}
+	return -1
+}
+
+// closeGroup queues the samples of the group's windows that are due.
+func (c *Compactor) closeGroup(ri int, g *group, nowMs, maxDelay int64) {
+	var buf [4]closedSample
+	out := g.closeDue(nowMs, c.logs[ri].res, maxDelay, buf[:0])
+	if len(out) == 0 {
+		return
+	}
+	if g.out == nil {
+		g.out = &output{labels: g.labels}
+	}
+	for _, cs := range out {
+		c.pending[ri] = append(c.pending[ri], pendingSample{t: cs.t, v: cs.v, out: g.out})
 	}
 }
 
@@ -341,9 +458,7 @@ func samePolicy(s string, p StoragePolicy) bool {
 func (c *Compactor) emit(st *seriesState, ri int, cw closed) {
 	rt := &st.routes[ri]
 	for i, a := range rt.aggs {
-		// The id is interned at commit; until then the route index stands in.
-		c.pending[ri] = append(c.pending[ri], record.RefSample{Ref: wal.Ref(i), T: cw.LastT, V: cw.value(a)})
-		c.owners[ri] = append(c.owners[ri], st)
+		c.pending[ri] = append(c.pending[ri], pendingSample{t: cw.LastT, v: cw.value(a), out: rt.outs[i]})
 	}
 }
 
@@ -383,13 +498,20 @@ func (c *Compactor) Commit() error {
 		size int
 		maxT int64
 	}
+	// Rollup-rule groups: windows the clock closed, and dirty state.
+	for ri, gs := range c.groups {
+		for key, g := range gs {
+			c.closeGroup(ri, g, nowMs, maxDelay)
+			if g.dirty {
+				if err := b.Set(groupKey(c.logs[ri].res, key), g.encode(), nil); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	stagedEntries := make([]*staged, len(c.logs))
 	fresh := make([][]uint64, len(c.logs))
-	type assigned struct {
-		rt  *route
-		agg int
-	}
-	var newIDs []assigned
+	var newIDs []*output
 	for ri, samples := range c.pending {
 		if len(samples) == 0 {
 			continue
@@ -398,18 +520,16 @@ func (c *Compactor) Commit() error {
 		out := make([]record.RefSample, len(samples))
 		maxT := int64(math.MinInt64)
 		for i, s := range samples {
-			rt := &c.owners[ri][i].routes[ri]
-			agg := int(s.Ref)
-			if rt.outIDs[agg] == 0 {
-				id, err := l.intern(rt.outLbls[agg], b, &fresh[ri])
+			if s.out.id == 0 {
+				id, err := l.intern(s.out.labels, b, &fresh[ri])
 				if err != nil {
 					return err
 				}
-				rt.outIDs[agg] = id
-				newIDs = append(newIDs, assigned{rt, agg})
+				s.out.id = id
+				newIDs = append(newIDs, s.out)
 			}
-			out[i] = record.RefSample{Ref: wal.Ref(rt.outIDs[agg]), T: s.T, V: s.V}
-			maxT = max(maxT, s.T)
+			out[i] = record.RefSample{Ref: wal.Ref(s.out.id), T: s.t, V: s.v}
+			maxT = max(maxT, s.t)
 		}
 		seq, size, err := l.stage(b, out)
 		if err != nil {
@@ -429,8 +549,8 @@ func (c *Compactor) Commit() error {
 		for ri, f := range fresh {
 			c.logs[ri].forget(f)
 		}
-		for _, a := range newIDs {
-			a.rt.outIDs[a.agg] = 0
+		for _, o := range newIDs {
+			o.id = 0
 		}
 		return fmt.Errorf("downsample: commit: %w", err)
 	}
@@ -440,10 +560,14 @@ func (c *Compactor) Commit() error {
 			c.m.emitted.WithLabelValues(time.Duration(c.logs[ri].res * int64(time.Millisecond)).String()).Add(float64(len(c.pending[ri])))
 		}
 		c.pending[ri] = c.pending[ri][:0]
-		c.owners[ri] = c.owners[ri][:0]
 	}
 	for _, st := range c.series {
 		st.dirty = false
+	}
+	for _, gs := range c.groups {
+		for _, g := range gs {
+			g.dirty = false
+		}
 	}
 	c.reader.Commit(c.pos)
 	for _, l := range c.logs {
@@ -467,6 +591,23 @@ func (st *seriesState) open() bool {
 		}
 	}
 	return false
+}
+
+func groupKey(res int64, key string) []byte {
+	return append(binary.BigEndian.AppendUint64(append([]byte(nil), prefixGroup...), uint64(res)), key...)
+}
+
+// loadGroup reads a group's committed state, if any.
+func (c *Compactor) loadGroup(ri int, key string, g *group) error {
+	v, closer, err := c.db.Get(groupKey(c.logs[ri].res, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	return g.decode(v)
 }
 
 func stateKey(ref wal.Ref) []byte {

@@ -22,6 +22,7 @@ import (
 //	ds/state/<ref u64>                     window state of a WAL series, for every resolution
 //	ds/series/<res ms u64>/<id u64>        labels of a rollup series (a tsdb/record Series record)
 //	ds/log/<res ms u64>/<seq u64>          rollup samples: maxT i64, then a tsdb/record Samples record
+//	ds/group/<res ms u64>/<output labels>  state of a rollup rule's group
 //
 // A commit writes state, new rollup series, one log entry per resolution and
 // the WAL position in one synced batch.
@@ -30,6 +31,7 @@ var (
 	prefixState    = []byte("ds/state/")
 	prefixSeries   = []byte("ds/series/")
 	prefixLog      = []byte("ds/log/")
+	prefixGroup    = []byte("ds/group/")
 	errLogClosed   = errors.New("downsample: rollup log closed")
 	discardLogger  = slog.New(slog.DiscardHandler)
 	recordDecoder  = record.NewDecoder(nil, discardLogger)

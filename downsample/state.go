@@ -11,7 +11,7 @@ import (
 
 // State encoding (version 1), per WAL series:
 //
-//	version u8 | seen i64 | nlabels uvarint | (name, value as uvarint-length strings)… |
+//	version u8 | seen i64 | rawPrev f64 | hasRawPrev u8 | nlabels uvarint | (name, value as uvarint-length strings)… |
 //	nwindows uvarint | per window: res i64, start i64, count u64, sum f64, min f64, max f64,
 //	  firstT i64, lastT i64, firstV f64, lastV f64, total f64, prev f64, flags u8
 //	  (1: hasPrev, 2: hasClosed), closedUntil i64
@@ -23,6 +23,8 @@ const stateVersion = 1
 func (c *Compactor) encodeState(st *seriesState) []byte {
 	b := []byte{stateVersion}
 	b = binary.BigEndian.AppendUint64(b, uint64(st.seen))
+	b = binary.BigEndian.AppendUint64(b, math.Float64bits(st.RawPrev))
+	b = append(b, boolByte(st.HasRawPrev))
 	b = binary.AppendUvarint(b, uint64(st.labels.Len()))
 	st.labels.Range(func(l labels.Label) {
 		b = binary.AppendUvarint(b, uint64(len(l.Name)))
@@ -62,12 +64,14 @@ func (c *Compactor) encodeState(st *seriesState) []byte {
 var errShortState = errors.New("state record too short")
 
 func (c *Compactor) decodeState(b []byte) (*seriesState, error) {
-	if len(b) < 9 || b[0] != stateVersion {
+	if len(b) < 18 || b[0] != stateVersion {
 		return nil, fmt.Errorf("unknown state encoding (%d bytes)", len(b))
 	}
 	st := &seriesState{windows: make([]window, len(c.logs))}
 	st.seen = int64(binary.BigEndian.Uint64(b[1:]))
-	b = b[9:]
+	st.RawPrev = math.Float64frombits(binary.BigEndian.Uint64(b[9:]))
+	st.HasRawPrev = b[17] == 1
+	b = b[18:]
 	uv := func() (uint64, error) {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
