@@ -1,0 +1,50 @@
+// Package downsample is the compactor: a WAL consumer that rolls samples up
+// into per-resolution rollups, which endpoints with a storage policy receive
+// instead of raw samples.
+//
+// # Model
+//
+// For every resolution some endpoint's storage policy asks for, each series
+// routed to it has an open window [start, start+resolution). Its aggregate
+// holds count, sum, min, max, first and last (value and timestamp), and a
+// reset-adjusted running total for counters. A window closes when a sample
+// of the series at or after its end arrives, or when the clock passes its
+// end plus max_delay and no sample of the series arrived for max_delay (a
+// series that stopped). A sample older than a closed window, or not newer
+// than the series' previous sample, is late: dropped and counted. NaN
+// staleness markers are not aggregated.
+//
+// What a closed window emits, at its last sample's timestamp:
+//
+//	counter  the running total (starts at the first raw value, adds every
+//	         increase, counting a drop as a reset), so increase() and rate()
+//	         over the rollups equal those over the raw samples between
+//	         window boundaries, whatever the resets
+//	last     the last value (the default for gauges)
+//	min, max, sum, count, avg  over the window
+//
+// A series is a counter when its name ends in _total, _count, _sum or
+// _bucket; mapping rules may ask for other aggregations. The default
+// aggregation keeps the series' labels; every other one is its own series
+// named <metric>:<aggregation>. Rollup rules aggregate across series (see
+// group).
+//
+// # Storage and crash behaviour
+//
+// Window state, rollup-rule state, new rollup series, closed-window samples
+// and the compactor's WAL position are written to Pebble in one synced batch
+// every commit_interval (keys in rolluplog.go). After a crash the compactor
+// reloads the last commit and re-reads the WAL from its position: no window
+// is counted twice or missed, and the rollups equal those of an
+// uninterrupted run. WAL truncation waits for the compactor's committed
+// position as for any consumer.
+//
+// # Rollup logs
+//
+// Each resolution has an ordered log of rollup samples (tsdb/record Samples
+// records referencing interned rollup series). Endpoints read it from their
+// own checkpoint with the same sender, retries and guarantees as raw
+// endpoints. Entries whose newest sample is older than the longest
+// retention of the policies of that resolution are deleted; an endpoint that
+// starts from the oldest entry backfills everything retained.
+package downsample
