@@ -81,7 +81,7 @@ type Compactor struct {
 	now      func() time.Time
 	logs     []*rollupLog // one per resolution, ascending
 	policies [][]StoragePolicy
-	series   map[wal.Ref]*seriesState
+	series   seriesIndex
 	pending  [][]pendingSample   // closed-window samples per resolution, not yet committed
 	groups   []map[string]*group // rollup rule groups per resolution, by output labels
 	pos      wal.Position
@@ -121,7 +121,7 @@ func New(cfg Config, policies []StoragePolicy, db *pebble.DB, w *wal.WAL, o Opti
 	if cfg.MaxDelay == 0 {
 		cfg.MaxDelay = model.Duration(time.Minute)
 	}
-	c := &Compactor{cfg: cfg, db: db, log: w, logger: o.Logger, now: o.Now, series: map[wal.Ref]*seriesState{}, done: make(chan struct{})}
+	c := &Compactor{cfg: cfg, db: db, log: w, logger: o.Logger, now: o.Now, done: make(chan struct{})}
 	byRes := map[int64][]StoragePolicy{}
 	for _, p := range policies {
 		byRes[int64(time.Duration(p.Resolution)/time.Millisecond)] = append(byRes[int64(time.Duration(p.Resolution)/time.Millisecond)], p)
@@ -180,7 +180,7 @@ func (c *Compactor) newMetrics(reg prometheus.Registerer) *metrics {
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_downsample_expired_entries_total",
 			Help: "Rollup log entries deleted by retention."}, []string{"resolution"}),
 		series: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_downsample_series", Help: "Series with window state."},
-			func() float64 { c.mu.Lock(); defer c.mu.Unlock(); return float64(len(c.series)) }),
+			func() float64 { c.mu.Lock(); defer c.mu.Unlock(); return float64(c.series.len()) }),
 	}
 	if reg != nil {
 		reg.MustRegister(m.samples, m.late, m.skipped, m.emitted, m.commits, m.commitDur, m.expired, m.series)
@@ -228,7 +228,9 @@ func (c *Compactor) load() error {
 			_ = it.Close()
 			return fmt.Errorf("downsample: decode state of series %d: %w", ref, err)
 		}
-		c.series[ref] = st
+		if !c.series.set(ref, st) {
+			c.logger.Warn("Compactor: state of an out-of-sequence series ref ignored", zap.Uint64("ref", uint64(ref)))
+		}
 	}
 	return it.Close()
 }
@@ -283,21 +285,23 @@ func (c *Compactor) Stop() error {
 
 // apply aggregates one WAL record.
 func (c *Compactor) apply(e *wal.Entry) {
+	nowMs := c.now().UnixMilli()
 	for i, s := range e.Samples {
 		ls := e.Labels[i]
 		if ls.IsEmpty() {
 			continue
 		}
-		st := c.series[s.Ref]
+		st := c.series.get(s.Ref)
 		if st == nil {
 			st = &seriesState{windows: make([]window, len(c.logs))}
-			c.series[s.Ref] = st
+			if !c.series.set(s.Ref, st) {
+				continue
+			}
 		}
 		if st.routes == nil {
 			st.labels = ls
 			c.route(st)
 		}
-		nowMs := c.now().UnixMilli()
 		st.seen = nowMs
 		if len(st.members) > 0 && !math.IsNaN(s.V) {
 			delta := 0.0
@@ -335,8 +339,8 @@ func (c *Compactor) apply(e *wal.Entry) {
 			}
 			st.dirty = true
 		}
-		c.m.samples.Inc()
 	}
+	c.m.samples.Add(float64(len(e.Samples)))
 	c.pos = e.End
 }
 
@@ -472,7 +476,11 @@ func (c *Compactor) Commit() error {
 	maxDelay := int64(time.Duration(c.cfg.MaxDelay) / time.Millisecond)
 	b := c.db.NewBatch()
 	defer b.Close()
-	for ref, st := range c.series {
+	var firstErr error
+	c.series.all(func(ref wal.Ref, st *seriesState) {
+		if firstErr != nil {
+			return
+		}
 		for ri := range st.routes {
 			if st.windows[ri].due(nowMs, st.seen, c.logs[ri].res, maxDelay) {
 				c.emit(st, ri, st.windows[ri].close(c.logs[ri].res))
@@ -481,17 +489,16 @@ func (c *Compactor) Commit() error {
 		}
 		// A series silent for a day has no open window worth keeping.
 		if st.seen > 0 && nowMs-st.seen > 24*3600*1000 && !st.open() {
-			if err := b.Delete(stateKey(ref), nil); err != nil {
-				return err
-			}
-			delete(c.series, ref)
-			continue
+			firstErr = b.Delete(stateKey(ref), nil)
+			c.series.delete(ref)
+			return
 		}
 		if st.dirty {
-			if err := b.Set(stateKey(ref), c.encodeState(st), nil); err != nil {
-				return err
-			}
+			firstErr = b.Set(stateKey(ref), c.encodeState(st), nil)
 		}
+	})
+	if firstErr != nil {
+		return firstErr
 	}
 	type staged struct {
 		seq  uint64
@@ -561,9 +568,7 @@ func (c *Compactor) Commit() error {
 		}
 		c.pending[ri] = c.pending[ri][:0]
 	}
-	for _, st := range c.series {
-		st.dirty = false
-	}
+	c.series.all(func(_ wal.Ref, st *seriesState) { st.dirty = false })
 	for _, gs := range c.groups {
 		for _, g := range gs {
 			g.dirty = false

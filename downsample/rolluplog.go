@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -59,7 +60,7 @@ type rollupLog struct {
 
 	mu      sync.RWMutex
 	labels  map[uint64]labels.Labels // rollup series id → labels
-	ids     map[string]uint64        // labels string → id
+	ids     map[uint64][]uint64      // labels hash → ids
 	nextID  uint64
 	first   uint64 // oldest retained seq
 	next    uint64 // next seq to write
@@ -70,7 +71,7 @@ type rollupLog struct {
 }
 
 func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
-	l := &rollupLog{db: db, res: res, retention: retention, labels: map[uint64]labels.Labels{}, ids: map[string]uint64{}, nextID: 1}
+	l := &rollupLog{db: db, res: res, retention: retention, labels: map[uint64]labels.Labels{}, ids: map[uint64][]uint64{}, nextID: 1}
 	l.highest.Store(math.MinInt64)
 	ch := make(chan struct{})
 	l.notify.Store(&ch)
@@ -89,7 +90,7 @@ func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
 		id := uint64(buf[0].Ref)
 		ls := buf[0].Labels.Copy()
 		l.labels[id] = ls
-		l.ids[ls.String()] = id
+		l.ids[ls.Hash()] = append(l.ids[ls.Hash()], id)
 		l.nextID = max(l.nextID, id+1)
 	}
 	if err := it.Close(); err != nil {
@@ -117,20 +118,30 @@ func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
 	return l, it.Close()
 }
 
+// lookup returns the id of ls, or 0; l.mu is held.
+func (l *rollupLog) lookup(h uint64, ls labels.Labels) uint64 {
+	for _, id := range l.ids[h] {
+		if labels.Equal(l.labels[id], ls) {
+			return id
+		}
+	}
+	return 0
+}
+
 // intern returns the id of a rollup series, adding it to b if new.
 func (l *rollupLog) intern(ls labels.Labels, b *pebble.Batch, fresh *[]uint64) (uint64, error) {
-	key := ls.String()
+	h := ls.Hash()
 	l.mu.RLock()
-	id, ok := l.ids[key]
+	id := l.lookup(h, ls)
 	l.mu.RUnlock()
-	if ok {
+	if id != 0 {
 		return id, nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	id = l.nextID
 	l.nextID++
-	l.ids[key] = id
+	l.ids[h] = append(l.ids[h], id)
 	l.labels[id] = ls
 	*fresh = append(*fresh, id)
 	var enc record.Encoder
@@ -145,7 +156,11 @@ func (l *rollupLog) forget(ids []uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, id := range ids {
-		delete(l.ids, l.labels[id].String())
+		h := l.labels[id].Hash()
+		l.ids[h] = slices.DeleteFunc(l.ids[h], func(x uint64) bool { return x == id })
+		if len(l.ids[h]) == 0 {
+			delete(l.ids, h)
+		}
 		delete(l.labels, id)
 	}
 }
