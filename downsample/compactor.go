@@ -56,10 +56,11 @@ type seriesState struct {
 	members []membership
 	// RawPrev is the last raw value, for the increases counters contribute
 	// to rollup rules.
-	RawPrev    float64
-	HasRawPrev bool
-	dirty      bool
-	seen       int64 // clock (ms) of the last sample, to forget series that stopped
+	RawPrev     float64
+	HasRawPrev  bool
+	dirty       bool
+	labelsSaved bool  // labels are in the state database
+	seen        int64 // clock (ms) of the last sample, to forget series that stopped
 }
 
 // pendingSample is a closed-window sample waiting for the next commit.
@@ -217,13 +218,35 @@ func (c *Compactor) load() error {
 		c.pos = wal.Position{Segment: int(binary.BigEndian.Uint64(v)), Offset: int64(binary.BigEndian.Uint64(v[8:]))}
 		closer.Close()
 	}
-	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: prefixState, UpperBound: append(slices.Clone(prefixState[:len(prefixState)-1]), '0')})
+	lbls := map[wal.Ref]labels.Labels{}
+	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: prefixLabels, UpperBound: prefixEnd(prefixLabels)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		ref := wal.Ref(binary.BigEndian.Uint64(it.Key()[len(prefixLabels):]))
+		ls, err := decodeLabels(it.Value())
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("downsample: decode labels of series %d: %w", ref, err)
+		}
+		lbls[ref] = ls
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	it, err = c.db.NewIter(&pebble.IterOptions{LowerBound: prefixState, UpperBound: prefixEnd(prefixState)})
 	if err != nil {
 		return err
 	}
 	for it.First(); it.Valid(); it.Next() {
 		ref := wal.Ref(binary.BigEndian.Uint64(it.Key()[len(prefixState):]))
-		st, err := c.decodeState(it.Value())
+		ls, ok := lbls[ref]
+		if !ok {
+			c.logger.Warn("Compactor: window state without labels ignored", zap.Uint64("ref", uint64(ref)))
+			continue
+		}
+		st, err := c.decodeState(it.Value(), ls)
 		if err != nil {
 			_ = it.Close()
 			return fmt.Errorf("downsample: decode state of series %d: %w", ref, err)
@@ -477,6 +500,7 @@ func (c *Compactor) Commit() error {
 	b := c.db.NewBatch()
 	defer b.Close()
 	var firstErr error
+	var newLabels []*seriesState
 	c.series.all(func(ref wal.Ref, st *seriesState) {
 		if firstErr != nil {
 			return
@@ -489,12 +513,16 @@ func (c *Compactor) Commit() error {
 		}
 		// A series silent for a day has no open window worth keeping.
 		if st.seen > 0 && nowMs-st.seen > 24*3600*1000 && !st.open() {
-			firstErr = b.Delete(stateKey(ref), nil)
+			firstErr = errors.Join(b.Delete(stateKey(ref), nil), b.Delete(labelsKey(ref), nil))
 			c.series.delete(ref)
 			return
 		}
 		if st.dirty {
 			firstErr = b.Set(stateKey(ref), c.encodeState(st), nil)
+			if !st.labelsSaved && firstErr == nil {
+				firstErr = b.Set(labelsKey(ref), encodeLabels(st.labels), nil)
+				newLabels = append(newLabels, st)
+			}
 		}
 	})
 	if firstErr != nil {
@@ -569,6 +597,9 @@ func (c *Compactor) Commit() error {
 		c.pending[ri] = c.pending[ri][:0]
 	}
 	c.series.all(func(_ wal.Ref, st *seriesState) { st.dirty = false })
+	for _, st := range newLabels {
+		st.labelsSaved = true
+	}
 	for _, gs := range c.groups {
 		for _, g := range gs {
 			g.dirty = false
@@ -613,6 +644,17 @@ func (c *Compactor) loadGroup(ri int, key string, g *group) error {
 	}
 	defer closer.Close()
 	return g.decode(v)
+}
+
+func labelsKey(ref wal.Ref) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), prefixLabels...), uint64(ref))
+}
+
+// prefixEnd is the first key after every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := slices.Clone(p)
+	end[len(end)-1]++
+	return end
 }
 
 func stateKey(ref wal.Ref) []byte {

@@ -9,29 +9,70 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 )
 
-// State encoding (version 1), per WAL series:
+// State encoding (version 2), per WAL series, rewritten at every commit
+// that changed it:
 //
-//	version u8 | seen i64 | rawPrev f64 | hasRawPrev u8 | nlabels uvarint | (name, value as uvarint-length strings)… |
+//	version u8 | seen i64 | rawPrev f64 | hasRawPrev u8 |
 //	nwindows uvarint | per window: res i64, start i64, count u64, sum f64, min f64, max f64,
 //	  firstT i64, lastT i64, firstV f64, lastV f64, total f64, prev f64, flags u8
 //	  (1: hasPrev, 2: hasClosed), closedUntil i64
 //
 // Windows are keyed by resolution, so a resolution added or removed in the
-// configuration keeps the others' state.
-const stateVersion = 1
+// configuration keeps the others' state. The series' labels are written once,
+// under their own key: nlabels uvarint | (name, value as uvarint-length
+// strings)….
+const stateVersion = 2
+
+func encodeLabels(ls labels.Labels) []byte {
+	b := binary.AppendUvarint(nil, uint64(ls.Len()))
+	ls.Range(func(l labels.Label) {
+		b = binary.AppendUvarint(b, uint64(len(l.Name)))
+		b = append(b, l.Name...)
+		b = binary.AppendUvarint(b, uint64(len(l.Value)))
+		b = append(b, l.Value...)
+	})
+	return b
+}
+
+func decodeLabels(b []byte) (labels.Labels, error) {
+	uv := func() (uint64, error) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, errShortState
+		}
+		b = b[n:]
+		return v, nil
+	}
+	str := func() (string, error) {
+		n, err := uv()
+		if err != nil || uint64(len(b)) < n {
+			return "", errShortState
+		}
+		s := string(b[:n])
+		b = b[n:]
+		return s, nil
+	}
+	nl, err := uv()
+	if err != nil || nl > 1<<16 {
+		return labels.EmptyLabels(), errShortState
+	}
+	sb := labels.NewScratchBuilder(int(nl))
+	for range nl {
+		n, err1 := str()
+		v, err2 := str()
+		if err1 != nil || err2 != nil {
+			return labels.EmptyLabels(), errShortState
+		}
+		sb.Add(n, v)
+	}
+	return sb.Labels(), nil
+}
 
 func (c *Compactor) encodeState(st *seriesState) []byte {
 	b := []byte{stateVersion}
 	b = binary.BigEndian.AppendUint64(b, uint64(st.seen))
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(st.RawPrev))
 	b = append(b, boolByte(st.HasRawPrev))
-	b = binary.AppendUvarint(b, uint64(st.labels.Len()))
-	st.labels.Range(func(l labels.Label) {
-		b = binary.AppendUvarint(b, uint64(len(l.Name)))
-		b = append(b, l.Name...)
-		b = binary.AppendUvarint(b, uint64(len(l.Value)))
-		b = append(b, l.Value...)
-	})
 	b = binary.AppendUvarint(b, uint64(len(st.windows)))
 	for ri, w := range st.windows {
 		f := func(x float64) { b = binary.BigEndian.AppendUint64(b, math.Float64bits(x)) }
@@ -63,7 +104,7 @@ func (c *Compactor) encodeState(st *seriesState) []byte {
 
 var errShortState = errors.New("state record too short")
 
-func (c *Compactor) decodeState(b []byte) (*seriesState, error) {
+func (c *Compactor) decodeState(b []byte, ls labels.Labels) (*seriesState, error) {
 	if len(b) < 18 || b[0] != stateVersion {
 		return nil, fmt.Errorf("unknown state encoding (%d bytes)", len(b))
 	}
@@ -72,6 +113,7 @@ func (c *Compactor) decodeState(b []byte) (*seriesState, error) {
 	st.RawPrev = math.Float64frombits(binary.BigEndian.Uint64(b[9:]))
 	st.HasRawPrev = b[17] == 1
 	b = b[18:]
+	st.labels, st.labelsSaved = ls, true
 	uv := func() (uint64, error) {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
@@ -80,29 +122,6 @@ func (c *Compactor) decodeState(b []byte) (*seriesState, error) {
 		b = b[n:]
 		return v, nil
 	}
-	str := func() (string, error) {
-		n, err := uv()
-		if err != nil || uint64(len(b)) < n {
-			return "", errShortState
-		}
-		s := string(b[:n])
-		b = b[n:]
-		return s, nil
-	}
-	nl, err := uv()
-	if err != nil || nl > 1<<16 {
-		return nil, errShortState
-	}
-	sb := labels.NewScratchBuilder(int(nl))
-	for range nl {
-		n, err1 := str()
-		v, err2 := str()
-		if err1 != nil || err2 != nil {
-			return nil, errShortState
-		}
-		sb.Add(n, v)
-	}
-	st.labels = sb.Labels()
 	nw, err := uv()
 	if err != nil {
 		return nil, err
