@@ -52,5 +52,16 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./agent/receive/ -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 
+# Debian and RPM packages (amd64, arm64) in dist/, built with nfpm from
+# tools.mod; see packaging/build.sh.
+.PHONY: packages test-packages
+packages:
+	GO=$(GO) sh packaging/build.sh
+
+# Inspects, lints and boot-tests the packages in dist/ (root; installs
+# lintian, rpm, debootstrap and systemd-container with apt if missing).
+test-packages: packages
+	FERRY_PACKAGES=1 FERRY_E2E_NORACE=1 $(GO) test -count=1 -timeout 30m -v -run '^TestPackage' ./integration/
+
 clean:
 	rm -rf bin dist data
