@@ -175,7 +175,9 @@ func (l *rollupLog) stage(b *pebble.Batch, samples []record.RefSample) (uint64, 
 		maxT = max(maxT, s.T)
 	}
 	v := enc.Samples(samples, u64(nil, uint64(maxT)))
+	l.mu.RLock()
 	seq := l.next
+	l.mu.RUnlock()
 	if err := b.Set(logKey(l.res, seq), v, nil); err != nil {
 		return 0, 0, err
 	}
@@ -185,7 +187,9 @@ func (l *rollupLog) stage(b *pebble.Batch, samples []record.RefSample) (uint64, 
 // published makes staged entries up to seq visible to readers, once their
 // batch is committed.
 func (l *rollupLog) published(seq uint64, size int, maxT int64) {
+	l.mu.Lock()
 	l.next = seq + 1
+	l.mu.Unlock()
 	l.bytes.Add(int64(size))
 	if maxT > l.highest.Load() {
 		l.highest.Store(maxT)
