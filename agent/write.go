@@ -59,7 +59,7 @@ func newReceiverMetrics(reg prometheus.Registerer) *receiverMetrics {
 			Name: "ferry_receiver_requests_total", Help: "Remote-write requests by HTTP status code.",
 		}, []string{"code"}),
 		samples: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "ferry_receiver_samples_total", Help: "Samples acknowledged (written to the WAL).",
+			Name: "ferry_receiver_samples_total", Help: "Samples and native histograms acknowledged (written to the WAL).",
 		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "ferry_receiver_request_duration_seconds", Help: "Time to decode, validate and durably append a request.",
@@ -67,7 +67,7 @@ func newReceiverMetrics(reg prometheus.Registerer) *receiverMetrics {
 		}),
 		unsupported: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_receiver_unsupported_total",
-			Help: "Items of accepted requests that Ferry does not store yet (native histograms, exemplars, metadata); they are not forwarded.",
+			Help: "Items of accepted requests that Ferry does not store yet (exemplars, metadata); they are not forwarded.",
 		}, []string{"kind"}),
 	}
 	if reg != nil {
@@ -199,7 +199,7 @@ func (h *writeHandler) serve(r *http.Request) (int, *httpError) {
 		return 0, &httpError{code: http.StatusBadRequest, msg: err.Error()}
 	}
 	h.countUnsupported(&buf.req)
-	batch := wal.Batch{Series: buf.req.Series, Labels: buf.req.Labels, Samples: buf.req.Samples}
+	batch := wal.Batch{Series: buf.req.Series, Labels: buf.req.Labels, Samples: buf.req.Samples, Histograms: buf.req.Histograms}
 	if err := app.Append(&batch); err != nil {
 		if errors.Is(err, wal.ErrFull) {
 			return 0, &httpError{code: http.StatusTooManyRequests, msg: "WAL is at max_size (when_full: backpressure): retry later", retryAfter: 5 * time.Second}
@@ -207,21 +207,20 @@ func (h *writeHandler) serve(r *http.Request) (int, *httpError) {
 		h.logger.Error("Appending to the WAL failed; the request was refused", zap.Error(err))
 		return 0, &httpError{code: http.StatusServiceUnavailable, msg: "write to WAL failed: " + err.Error(), retryAfter: 5 * time.Second}
 	}
-	return len(buf.req.Samples), nil
+	return len(buf.req.Samples) + len(buf.req.Histograms), nil
 }
 
 // countUnsupported counts, and warns at most once a minute about, what the
 // request carried that Ferry does not store yet.
 func (h *writeHandler) countUnsupported(req *receive.Request) {
-	var hist, ex int
+	var ex int
 	for _, s := range req.Series {
-		hist += int(s.Histograms)
 		ex += int(s.Exemplars)
 	}
 	for _, c := range []struct {
 		kind string
 		n    int
-	}{{"histogram", hist}, {"exemplar", ex}, {"metadata", req.Metadata}} {
+	}{{"exemplar", ex}, {"metadata", req.Metadata}} {
 		if c.n == 0 {
 			continue
 		}

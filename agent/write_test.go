@@ -38,10 +38,11 @@ type appendedSeries struct {
 // fakeAppender records what it is asked to append; err, if set, is
 // returned instead.
 type fakeAppender struct {
-	mu     sync.Mutex
-	err    error
-	calls  int
-	series []appendedSeries
+	mu         sync.Mutex
+	err        error
+	calls      int
+	series     []appendedSeries
+	histograms [][]byte
 }
 
 func (f *fakeAppender) Append(b *wal.Batch) error {
@@ -61,6 +62,9 @@ func (f *fakeAppender) Append(b *wal.Batch) error {
 		as.samples = append(as.samples, b.Samples[s.SamplesStart:s.SamplesEnd]...)
 		as.exemplars, as.histograms = s.Exemplars, s.Histograms
 		f.series = append(f.series, as)
+		for _, h := range b.Histograms[s.HistogramsStart : s.HistogramsStart+s.Histograms] {
+			f.histograms = append(f.histograms, bytes.Clone(h))
+		}
 	}
 	return nil
 }
@@ -541,7 +545,9 @@ func TestWriteDeclaredLengthDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func TestWriteCountsUnsupported(t *testing.T) {
+// Native histograms are stored as received; exemplars and metadata are
+// counted as unsupported.
+func TestWriteHistogramsStoredOthersCounted(t *testing.T) {
 	h, app := handlerWith(t, nil)
 	hist := prompb.Histogram{Count: &prompb.Histogram_CountInt{CountInt: 3}, Sum: 1.5, Timestamp: 10,
 		ZeroCount: &prompb.Histogram_ZeroCountInt{ZeroCountInt: 0}}
@@ -558,14 +564,21 @@ func TestWriteCountsUnsupported(t *testing.T) {
 	rec := serve(h, http.MethodPost, remoteWriteHeaders(), snappy.Encode(nil, marshal(t, wr)))
 	checkAnswer(t, rec, http.StatusNoContent, "")
 
-	for kind, want := range map[string]float64{"histogram": 2, "exemplar": 3, "metadata": 1} {
+	for kind, want := range map[string]float64{"histogram": 0, "exemplar": 3, "metadata": 1} {
 		if got := testutil.ToFloat64(h.m.unsupported.WithLabelValues(kind)); got != want {
 			t.Errorf(`ferry_receiver_unsupported_total{kind=%q} = %v, want %v`, kind, got, want)
 		}
 	}
 	// The float samples are stored; the histogram-only series is passed on
-	// with no samples and its counts.
+	// with its two histograms, byte for byte as received.
 	got := app.appended()
+	want, err := hist.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(app.histograms) != 2 || !bytes.Equal(app.histograms[0], want) || !bytes.Equal(app.histograms[1], want) {
+		t.Errorf("stored histograms %x, want two of %x", app.histograms, want)
+	}
 	checkAppended(t, got, []appendedSeries{
 		{labels: upSeries, samples: []wal.Sample{{Value: 1, Timestamp: 10}}},
 		{labels: []string{"__name__", "latency_seconds"}},

@@ -364,6 +364,11 @@ func (c *Compactor) apply(e *wal.Entry) {
 		}
 	}
 	c.m.samples.Add(float64(len(e.Samples)))
+	if len(e.Histograms) > 0 {
+		// Native histograms go to raw endpoints as received; they are not
+		// rolled up.
+		c.m.skipped.WithLabelValues("native_histogram").Add(float64(len(e.Histograms)))
+	}
 	c.pos = e.End
 }
 

@@ -15,6 +15,7 @@ type item struct {
 	ref    uint64
 	t      int64
 	v      float64
+	hist   []byte // a native histogram (prometheus.Histogram message) instead of t, v
 	rec    uint64 // sequence number of the WAL record it came from
 }
 
@@ -24,6 +25,7 @@ const (
 	tagTimeseries = 1<<3 | 2 // WriteRequest.timeseries, length-delimited
 	tagLabels     = 1<<3 | 2 // TimeSeries.labels
 	tagSamples    = 2<<3 | 2 // TimeSeries.samples
+	tagHistograms = 4<<3 | 2 // TimeSeries.histograms
 	tagName       = 1<<3 | 2 // Label.name
 	tagValue      = 2<<3 | 2 // Label.value
 	tagSampleV    = 1<<3 | 1 // Sample.value, fixed64
@@ -73,12 +75,21 @@ func (e *encoder) encode(items []item) []byte {
 		tsSize := len(lb)
 		for _, it := range items[i:j] {
 			n := sampleSize(it.t)
+			if it.hist != nil {
+				n = len(it.hist)
+			}
 			tsSize += 1 + sizeVarint(uint64(n)) + n
 		}
 		b = append(b, tagTimeseries)
 		b = binary.AppendUvarint(b, uint64(tsSize))
 		b = append(b, lb...)
 		for _, it := range items[i:j] {
+			if it.hist != nil {
+				b = append(b, tagHistograms)
+				b = binary.AppendUvarint(b, uint64(len(it.hist)))
+				b = append(b, it.hist...)
+				continue
+			}
 			b = append(b, tagSamples)
 			b = binary.AppendUvarint(b, uint64(sampleSize(it.t)))
 			b = append(b, tagSampleV)

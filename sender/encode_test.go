@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"bytes"
 	"math"
 	"testing"
 
@@ -71,4 +72,31 @@ func BenchmarkEncode(b *testing.B) {
 		e.encode(items)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(items)), "ns/sample")
+}
+
+func TestEncodeHistogramPassthrough(t *testing.T) {
+	h := prompb.Histogram{Count: &prompb.Histogram_CountInt{CountInt: 7}, Sum: 2.5, Schema: 3, Timestamp: 1234,
+		ZeroCount: &prompb.Histogram_ZeroCountInt{ZeroCountInt: 1},
+		PositiveSpans: []prompb.BucketSpan{{Offset: 0, Length: 2}}, PositiveDeltas: []int64{3, 2}}
+	raw, err := h.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := labels.FromStrings("__name__", "latency_seconds", "job", "api")
+	var e encoder
+	body, err := snappy.Decode(nil, e.encode([]item{{labels: ls, ref: 1, t: 1000, v: 1}, {labels: ls, ref: 1, hist: raw}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(body); err != nil {
+		t.Fatal(err)
+	}
+	if len(req.Timeseries) != 1 || len(req.Timeseries[0].Samples) != 1 || len(req.Timeseries[0].Histograms) != 1 {
+		t.Fatalf("got %+v", req.Timeseries)
+	}
+	got, _ := req.Timeseries[0].Histograms[0].Marshal()
+	if !bytes.Equal(got, raw) {
+		t.Fatalf("histogram changed in transit")
+	}
 }

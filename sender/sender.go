@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -260,19 +261,26 @@ func (s *Sender) dispatch(e *wal.Entry) bool {
 		if ls.IsEmpty() {
 			continue // unknown series, counted below
 		}
-		if s.relabelMemo != nil {
-			var keep bool
-			if ls, keep = s.relabel(uint64(smp.Ref), ls); !keep {
-				dropped++
-				continue
-			}
-			if ls.IsEmpty() { // a mapping rule drops it
-				ruleDropped++
-				continue
-			}
+		ls, ok := s.admit(uint64(smp.Ref), ls, &dropped, &ruleDropped)
+		if !ok {
+			continue
 		}
 		k := shardOf(uint64(smp.Ref), n)
 		s.route[k] = append(s.route[k], item{labels: ls, ref: uint64(smp.Ref), t: smp.T, v: smp.V, rec: seq})
+		count++
+	}
+	for _, h := range e.Histograms {
+		ls := h.Labels
+		if ls.IsEmpty() {
+			continue
+		}
+		ls, ok := s.admit(uint64(h.Ref), ls, &dropped, &ruleDropped)
+		if !ok {
+			continue
+		}
+		k := shardOf(uint64(h.Ref), n)
+		// The entry's data is only valid until the next read.
+		s.route[k] = append(s.route[k], item{labels: ls, ref: uint64(h.Ref), hist: bytes.Clone(h.Data), rec: seq})
 		count++
 	}
 	if e.Unknown > 0 {
@@ -291,6 +299,24 @@ func (s *Sender) dispatch(e *wal.Entry) bool {
 		}
 	}
 	return true
+}
+
+// admit applies write_relabel_configs and drop rules to a series; a series
+// they drop is counted in dropped (relabelling) or ruleDropped.
+func (s *Sender) admit(ref uint64, ls labels.Labels, dropped, ruleDropped *int) (labels.Labels, bool) {
+	if s.relabelMemo == nil {
+		return ls, true
+	}
+	ls, keep := s.relabel(ref, ls)
+	switch {
+	case !keep:
+		*dropped++
+		return ls, false
+	case ls.IsEmpty(): // a mapping rule drops it
+		*ruleDropped++
+		return ls, false
+	}
+	return ls, true
 }
 
 func (s *Sender) relabel(ref uint64, ls labels.Labels) (labels.Labels, bool) {

@@ -283,7 +283,9 @@ func (sh *shard) acknowledge(batch []item) {
 		i = j
 	}
 	for _, it := range batch {
-		hi = max(hi, it.t)
+		if it.hist == nil {
+			hi = max(hi, it.t)
+		}
 	}
 	for {
 		cur := s.highestAcked.Load()

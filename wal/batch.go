@@ -11,13 +11,15 @@ type Sample struct {
 }
 
 // BatchSeries is one series of a Batch: its labels are
-// Labels[LabelsStart:LabelsEnd] and its samples Samples[SamplesStart:SamplesEnd].
-// Exemplars and Histograms count what the request carried that the log does
+// Labels[LabelsStart:LabelsEnd], its samples Samples[SamplesStart:SamplesEnd]
+// and its native histograms Histograms[HistogramsStart:HistogramsStart+
+// Histograms]. Exemplars counts what the request carried that the log does
 // not store yet.
 type BatchSeries struct {
 	LabelsStart, LabelsEnd   int32
 	SamplesStart, SamplesEnd int32
 	Exemplars, Histograms    int32
+	HistogramsStart          int32
 }
 
 // Batch is the unit of Append: a validated set of series (labels sorted by
@@ -26,7 +28,10 @@ type Batch struct {
 	Series  []BatchSeries
 	Labels  []Label
 	Samples []Sample
+	// Histograms are native histograms as Remote-Write 1.0
+	// prometheus.Histogram messages, kept and forwarded as received.
+	Histograms [][]byte
 }
 
-// NumSamples returns the number of float samples in b.
-func (b *Batch) NumSamples() int { return len(b.Samples) }
+// NumSamples returns the number of float samples and histograms in b.
+func (b *Batch) NumSamples() int { return len(b.Samples) + len(b.Histograms) }

@@ -14,8 +14,13 @@
 //	                  record that uses the ref
 //	Samples (type 2)  (ref, timestamp, value) triples, delta-encoded
 //
-// Other tsdb/record types (histograms, exemplars, metadata) are reserved for
-// Remote-Write 2.0 and are skipped by readers that do not know them.
+//	Raw histograms (type 200, Ferry's own)  per native histogram: ref
+//	                  (uvarint), length (uvarint) and the Remote-Write 1.0
+//	                  prometheus.Histogram message as received
+//
+// Other tsdb/record types (exemplars, metadata, decoded histograms) are
+// reserved for Remote-Write 2.0 and are skipped by readers that do not know
+// them.
 //
 // A checkpoint directory checkpoint.NNNNNNNN holds, in the same segment
 // format, the Series records of every series still referenced by segments

@@ -17,6 +17,7 @@ type SegmentStats struct {
 	Records     int
 	Series      int
 	Samples     int
+	Histograms  int
 	IntactBytes int64  // end of the last intact record
 	Damage      string // why reading stopped early, if it did
 }
@@ -89,6 +90,12 @@ func inspectSegment(dir string, seg int) (SegmentStats, error) {
 	for r.Next() {
 		ss.Records++
 		rec := r.Record()
+		if len(rec) > 0 && rec[0] == recordRawHistograms {
+			if err := forEachRaw(rec, func(Ref, []byte) { ss.Histograms++ }); err != nil {
+				ss.Damage = "undecodable histogram record: " + err.Error()
+				return ss, nil
+			}
+		}
 		switch dec.Type(rec) {
 		case record.Series:
 			if series, err = dec.Series(rec, series[:0]); err != nil {

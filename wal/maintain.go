@@ -124,6 +124,10 @@ func (w *WAL) countSamples(p Position, upTo int) (int, error) {
 			if end <= from {
 				return
 			}
+			if len(rec) > 0 && rec[0] == recordRawHistograms {
+				_ = forEachRaw(rec, func(Ref, []byte) { n++ })
+				return
+			}
 			if t := dec.Type(rec); t == record.Samples || t == record.SamplesV2 {
 				var err error
 				if buf, err = dec.Samples(rec, buf[:0]); err == nil {

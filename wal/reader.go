@@ -2,6 +2,7 @@ package wal
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -24,9 +25,20 @@ type Entry struct {
 	// Labels[i] are the labels of Samples[i]'s series. They are shared with
 	// the log and must not be modified.
 	Labels []labels.Labels
-	// Unknown counts samples whose series is unknown (their Series record
-	// was lost to damage); their Labels are empty.
+	// Histograms are native histograms (from a raw histogram record; an
+	// entry holds samples or histograms, not both).
+	Histograms []RawHistogram
+	// Unknown counts samples and histograms whose series is unknown (their
+	// Series record was lost to damage); their Labels are empty.
 	Unknown int
+}
+
+// RawHistogram is a native histogram as received: a Remote-Write 1.0
+// prometheus.Histogram message. Data is valid until the reader's next call.
+type RawHistogram struct {
+	Ref    Ref
+	Labels labels.Labels
+	Data   []byte
 }
 
 // DropFunc is told that a consumer lost samples: the disk cap deleted
@@ -180,6 +192,15 @@ func (r *Reader) tryNext() (*Entry, error) {
 			r.setPos(Position{Segment: r.pos.Segment, Offset: r.lr.Offset()})
 			r.sealedEOF = false
 			rec := r.lr.Record()
+			if len(rec) > 0 && rec[0] == recordRawHistograms {
+				if err := r.decodeRaw(rec, start); err != nil {
+					r.w.m.corruptions.Inc()
+					r.w.logger.Error("Skipping undecodable WAL record", zap.String("consumer", r.name),
+						zap.Stringer("position", start), zap.Error(err))
+					continue
+				}
+				return &r.entry, nil
+			}
 			switch r.dec.Type(rec) {
 			case record.Samples, record.SamplesV2:
 				if err := r.decode(rec, start); err != nil {
@@ -279,6 +300,7 @@ func (r *Reader) decode(rec []byte, start Position) error {
 		return err
 	}
 	e.Start, e.End, e.Unknown = start, r.pos, 0
+	e.Histograms = e.Histograms[:0]
 	if cap(e.Labels) < len(e.Samples) {
 		e.Labels = make([]labels.Labels, len(e.Samples), 2*len(e.Samples))
 	}
@@ -294,5 +316,53 @@ func (r *Reader) decode(rec []byte, start Position) error {
 		}
 	}
 	t.mu.RUnlock()
+	return nil
+}
+
+// decodeRaw fills r.entry from a raw histogram record.
+func (r *Reader) decodeRaw(rec []byte, start Position) error {
+	e := &r.entry
+	e.Start, e.End, e.Unknown = start, r.pos, 0
+	e.Samples, e.Labels, e.Histograms = e.Samples[:0], e.Labels[:0], e.Histograms[:0]
+	err := forEachRaw(rec, func(ref Ref, data []byte) {
+		e.Histograms = append(e.Histograms, RawHistogram{Ref: ref, Data: data})
+	})
+	if err != nil {
+		return err
+	}
+	t := r.w.series
+	t.mu.RLock()
+	for i := range e.Histograms {
+		if ser := t.get(e.Histograms[i].Ref); ser != nil {
+			e.Histograms[i].Labels = ser.labels
+		} else {
+			e.Histograms[i].Labels = labels.EmptyLabels()
+			e.Unknown++
+		}
+	}
+	t.mu.RUnlock()
+	return nil
+}
+
+// forEachRaw calls fn for every histogram of a raw histogram record.
+func forEachRaw(rec []byte, fn func(ref Ref, data []byte)) error {
+	if len(rec) == 0 || rec[0] != recordRawHistograms {
+		return errors.New("not a raw histogram record")
+	}
+	b := rec[1:]
+	for len(b) > 0 {
+		ref, n := binary.Uvarint(b)
+		if n <= 0 {
+			return errors.New("raw histogram record: bad ref")
+		}
+		b = b[n:]
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return errors.New("raw histogram record: bad length")
+		}
+		b = b[n:]
+		fn(Ref(ref), b[:l:l])
+		b = b[l:]
+	}
 	return nil
 }

@@ -125,6 +125,16 @@ func (w *WAL) replay() error {
 			w.first = seg
 		}
 		size, err := w.replaySegment(seg, func(rec []byte) error {
+			if len(rec) > 0 && rec[0] == recordRawHistograms {
+				live := w.liveSet(seg)
+				return forEachRaw(rec, func(ref Ref, _ []byte) {
+					if w.series.get(ref) == nil {
+						orphans++
+						return
+					}
+					live.add(ref)
+				})
+			}
 			switch dec.Type(rec) {
 			case record.Series:
 				seriesBuf, err = dec.Series(rec, seriesBuf[:0])

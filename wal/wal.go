@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,14 @@ var (
 // maxSamplesPerRecord bounds a Samples record, so that readers decode and
 // checkpoint in steps of bounded size.
 const maxSamplesPerRecord = 4096
+
+// recordRawHistograms is Ferry's record of native histograms kept exactly as
+// received: the type byte, then per histogram its series ref (uvarint), the
+// length of its prometheus.Histogram message (uvarint) and the message.
+const recordRawHistograms = 200
+
+// maxRawRecord bounds a raw histogram record.
+const maxRawRecord = 1 << 20
 
 // wlogSegmentSize is what the wlog writer is told: larger than any segment
 // this package lets grow, so that rotation happens only here, where the
@@ -266,7 +275,7 @@ func (w *WAL) appendLocked(b *Batch, buf *appendBuf) (uint64, error) {
 			maxTs = max(maxTs, smp.Timestamp)
 		}
 	}
-	if len(buf.samples) == 0 {
+	if len(buf.samples) == 0 && len(b.Histograms) == 0 {
 		return w.seq.Load(), nil
 	}
 	var enc record.Encoder
@@ -278,6 +287,27 @@ func (w *WAL) appendLocked(b *Batch, buf *appendBuf) (uint64, error) {
 		buf.enc = enc.Samples(rest[:n], buf.enc)
 		buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
 		rest = rest[n:]
+	}
+	if len(b.Histograms) > 0 {
+		start := -1
+		for i, s := range b.Series {
+			for _, h := range b.Histograms[s.HistogramsStart : s.HistogramsStart+s.Histograms] {
+				if start >= 0 && len(buf.enc)-start+len(h) > maxRawRecord {
+					buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
+					start = -1
+				}
+				if start < 0 {
+					start = len(buf.enc)
+					buf.enc = append(buf.enc, recordRawHistograms)
+				}
+				buf.enc = binary.AppendUvarint(buf.enc, uint64(buf.refs[i]))
+				buf.enc = binary.AppendUvarint(buf.enc, uint64(len(h)))
+				buf.enc = append(buf.enc, h...)
+			}
+		}
+		if start >= 0 {
+			buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
+		}
 	}
 
 	w.mu.Lock()
@@ -296,7 +326,7 @@ func (w *WAL) appendLocked(b *Batch, buf *appendBuf) (uint64, error) {
 			break
 		}
 	}
-	w.m.appendedSamples.Add(float64(len(buf.samples)))
+	w.m.appendedSamples.Add(float64(len(buf.samples) + len(b.Histograms)))
 	w.m.appendedRequests.Inc()
 	return seq, nil
 }

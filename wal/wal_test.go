@@ -497,3 +497,51 @@ func TestStaleNaNBitsPreserved(t *testing.T) {
 		t.Fatalf("labels %s", e.Labels[0])
 	}
 }
+
+// Native histograms are kept as received, survive a restart, and come back
+// with their series' labels.
+func TestRawHistogramsRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	w := openTest(t, dir, DefaultOptions())
+	b := batchOf(0, 2, 1)
+	b.Series[1].HistogramsStart, b.Series[1].Histograms = 0, 2
+	b.Histograms = [][]byte{[]byte("histogram one"), []byte("histogram two")}
+	if err := w.Append(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w = openTest(t, dir, DefaultOptions())
+	defer w.Close()
+	r, err := w.NewReader("a", w.Oldest(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var hs []string
+	for len(hs) < 2 {
+		e, err := r.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range e.Histograms {
+			if h.Labels.Get("id") != "1" {
+				t.Fatalf("histogram of series %s", h.Labels)
+			}
+			hs = append(hs, string(h.Data))
+		}
+	}
+	if hs[0] != "histogram one" || hs[1] != "histogram two" {
+		t.Fatalf("histograms %q", hs)
+	}
+	st, err := Inspect(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Segments[0].Histograms != 2 {
+		t.Fatalf("inspect counts %d histograms", st.Segments[0].Histograms)
+	}
+}

@@ -17,10 +17,13 @@ import (
 // Label names and values alias the buffer passed to Decode: the buffer must
 // not be modified or reused while the Request is in use.
 type Request struct {
-	Series   []Series
-	Labels   []Label  // all series' labels, in request order
-	Samples  []Sample // all series' float samples, in request order
-	Metadata int      // number of metadata entries seen (content ignored for now)
+	Series  []Series
+	Labels  []Label  // all series' labels, in request order
+	Samples []Sample // all series' float samples, in request order
+	// Histograms are the native histograms' prometheus.Histogram messages,
+	// aliasing the input, in request order.
+	Histograms [][]byte
+	Metadata   int // number of metadata entries seen (content ignored for now)
 }
 
 // Series is one TimeSeries of a Request: its labels are
@@ -40,6 +43,8 @@ type Sample = wal.Sample
 // it held so that r no longer references the previously decoded buffer.
 func (r *Request) Reset() {
 	clear(r.Labels)
+	clear(r.Histograms)
+	r.Histograms = r.Histograms[:0]
 	r.Series = r.Series[:0]
 	r.Labels = r.Labels[:0]
 	r.Samples = r.Samples[:0]
@@ -156,7 +161,7 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 	labels, samples := r.Labels, r.Samples
 	defer func() { r.Labels, r.Samples = labels, samples }()
 
-	s := Series{LabelsStart: int32(len(labels)), SamplesStart: int32(len(samples))}
+	s := Series{LabelsStart: int32(len(labels)), SamplesStart: int32(len(samples)), HistogramsStart: int32(len(r.Histograms))}
 	for i < len(b) {
 		// Fast path: a label encoded as name then value with one-byte
 		// lengths, as every mainstream sender does. Anything else, including
@@ -224,10 +229,11 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 			s.Exemplars++
 			i = end
 		case tagHistogram:
-			_, end, err := readLen(b, j)
+			start, end, err := readLen(b, j)
 			if err != nil {
 				return err.in("histogram", int(s.Histograms))
 			}
+			r.Histograms = append(r.Histograms, b[start:end:end])
 			s.Histograms++
 			i = end
 		default:
