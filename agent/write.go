@@ -199,7 +199,7 @@ func (h *writeHandler) serve(r *http.Request) (int, *httpError) {
 		return 0, &httpError{code: http.StatusBadRequest, msg: err.Error()}
 	}
 	h.countUnsupported(&buf.req)
-	batch := wal.Batch{Series: buf.req.Series, Labels: buf.req.Labels, Samples: buf.req.Samples, Histograms: buf.req.Histograms}
+	batch := wal.Batch{Series: buf.req.Series, Labels: buf.req.Labels, Samples: buf.req.Samples, Histograms: buf.req.Histograms, Types: buf.req.Types}
 	if err := app.Append(&batch); err != nil {
 		if errors.Is(err, wal.ErrFull) {
 			return 0, &httpError{code: http.StatusTooManyRequests, msg: "WAL is at max_size (when_full: backpressure): retry later", retryAfter: 5 * time.Second}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,11 +57,14 @@ type seriesState struct {
 	members []membership
 	// RawPrev is the last raw value, for the increases counters contribute
 	// to rollup rules.
-	RawPrev     float64
-	HasRawPrev  bool
-	dirty       bool
-	labelsSaved bool  // labels are in the state database
-	seen        int64 // clock (ms) of the last sample, to forget series that stopped
+	RawPrev    float64
+	HasRawPrev bool
+	// counter is the series' type, decided once (typed) from metadata or
+	// its name, and kept with its state so that a restart decides alike.
+	counter, typed bool
+	dirty          bool
+	labelsSaved    bool  // labels are in the state database
+	seen           int64 // clock (ms) of the last sample, to forget series that stopped
 }
 
 // pendingSample is a closed-window sample waiting for the next commit.
@@ -85,6 +89,8 @@ type Compactor struct {
 	series   seriesIndex
 	pending  [][]pendingSample   // closed-window samples per resolution, not yet committed
 	groups   []map[string]*group // rollup rule groups per resolution, by output labels
+	types    map[string]uint8    // metric family → type from metadata
+	newTypes map[string]uint8    // types learned since the last commit
 	pos      wal.Position
 	m        *metrics
 	done     chan struct{}
@@ -145,6 +151,7 @@ func New(cfg Config, policies []StoragePolicy, db *pebble.DB, w *wal.WAL, o Opti
 		c.policies = append(c.policies, byRes[r])
 	}
 	c.pending = make([][]pendingSample, len(c.logs))
+	c.types, c.newTypes = map[string]uint8{}, map[string]uint8{}
 	c.groups = make([]map[string]*group, len(c.logs))
 	for i := range c.groups {
 		c.groups[i] = map[string]*group{}
@@ -217,6 +224,18 @@ func (c *Compactor) load() error {
 		}
 		c.pos = wal.Position{Segment: int(binary.BigEndian.Uint64(v)), Offset: int64(binary.BigEndian.Uint64(v[8:]))}
 		closer.Close()
+	}
+	tit, err := c.db.NewIter(&pebble.IterOptions{LowerBound: prefixType, UpperBound: prefixEnd(prefixType)})
+	if err != nil {
+		return err
+	}
+	for tit.First(); tit.Valid(); tit.Next() {
+		if v := tit.Value(); len(v) == 1 {
+			c.types[string(tit.Key()[len(prefixType):])] = v[0]
+		}
+	}
+	if err := tit.Close(); err != nil {
+		return err
 	}
 	lbls := map[wal.Ref]labels.Labels{}
 	it, err := c.db.NewIter(&pebble.IterOptions{LowerBound: prefixLabels, UpperBound: prefixEnd(prefixLabels)})
@@ -308,6 +327,12 @@ func (c *Compactor) Stop() error {
 
 // apply aggregates one WAL record.
 func (c *Compactor) apply(e *wal.Entry) {
+	for _, t := range e.Types {
+		if c.types[t.Family] != t.Type {
+			c.types[t.Family] = t.Type
+			c.newTypes[t.Family] = t.Type
+		}
+	}
 	nowMs := c.now().UnixMilli()
 	for i, s := range e.Samples {
 		ls := e.Labels[i]
@@ -376,8 +401,11 @@ func (c *Compactor) apply(e *wal.Entry) {
 func (c *Compactor) route(st *seriesState) {
 	st.routes = make([]route, len(c.logs))
 	name := st.labels.Get(labels.MetricName)
+	if !st.typed {
+		st.counter, st.typed = c.isCounter(name), true
+	}
 	def := "last"
-	if IsCounterName(name) {
+	if st.counter {
 		def = "counter"
 	}
 	for ri, ps := range c.policies {
@@ -433,6 +461,31 @@ func (c *Compactor) route(st *seriesState) {
 			st.members = append(st.members, membership{ri: ri, g: g})
 		}
 	}
+}
+
+// Metadata metric types (prometheus.MetricMetadata.MetricType).
+const (
+	typeCounter   = 1
+	typeGauge     = 2
+	typeHistogram = 3
+	typeSummary   = 5
+)
+
+// isCounter decides whether a series is a counter: from its family's type
+// in metadata when known (for histograms and summaries, their _count, _sum
+// and _bucket series are counters), else from its name.
+func (c *Compactor) isCounter(name string) bool {
+	if t, ok := c.types[name]; ok {
+		return t == typeCounter
+	}
+	for _, suffix := range []string{"_total", "_count", "_sum", "_bucket"} {
+		if fam, ok := strings.CutSuffix(name, suffix); ok {
+			if t, ok := c.types[fam]; ok {
+				return t == typeCounter || ((t == typeHistogram || t == typeSummary) && suffix != "_total")
+			}
+		}
+	}
+	return IsCounterName(name)
 }
 
 // groupLabels returns the output labels of a rollup rule for a member.
@@ -538,6 +591,11 @@ func (c *Compactor) Commit() error {
 		size int
 		maxT int64
 	}
+	for fam, t := range c.newTypes {
+		if err := b.Set(append(slices.Clone(prefixType), fam...), []byte{t}, nil); err != nil {
+			return err
+		}
+	}
 	// Rollup-rule groups: windows the clock closed, and dirty state.
 	for ri, gs := range c.groups {
 		for key, g := range gs {
@@ -610,6 +668,7 @@ func (c *Compactor) Commit() error {
 			g.dirty = false
 		}
 	}
+	clear(c.newTypes)
 	c.reader.Commit(c.pos)
 	for _, l := range c.logs {
 		n, err := l.applyRetention(nowMs)

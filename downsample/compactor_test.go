@@ -483,3 +483,43 @@ func TestRollupRuleGaugeBy(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+// Metadata decides a series' type when present; names decide otherwise.
+func TestMetadataTypes(t *testing.T) {
+	e := newEnv(t)
+	if err := e.w.Append(&wal.Batch{Series: []wal.BatchSeries{}, Types: []wal.MetricType{
+		{Type: typeGauge, Family: []byte("queue_total")}, {Type: typeCounter, Family: []byte("requests")},
+		{Type: typeHistogram, Family: []byte("latency")},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	// Series must come with a batch that has them; the types record above
+	// was written by an append without series, as metadata-only requests do.
+	e.append([]point{
+		{"queue_total", 0, 1000, 5}, {"requests", 0, 1000, 5}, {"latency_count", 0, 1000, 5}, {"plain_total", 0, 1000, 5},
+		{"queue_total", 0, 2000, 2}, {"requests", 0, 2000, 2}, {"latency_count", 0, 2000, 2}, {"plain_total", 0, 2000, 2},
+		{"queue_total", 0, 11000, 1}, {"requests", 0, 11000, 1}, {"latency_count", 0, 11000, 1}, {"plain_total", 0, 11000, 1},
+	})
+	c := e.compactor(Config{}, policy(10*time.Second, time.Hour, true))
+	drain(t, c, -1)
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, r := range rollups(t, c, 10*time.Second) {
+		got[r.labels] = r.v
+	}
+	// The first window holds 5 then 2: a counter reset (5 + 2 = 7), or a
+	// gauge's last value (2).
+	want := map[string]float64{
+		`{__name__="queue_total", id="0"}`:   2, // gauge by metadata despite its name
+		`{__name__="requests", id="0"}`:      7, // counter by metadata
+		`{__name__="latency_count", id="0"}`: 7, // a histogram's _count is a counter
+		`{__name__="plain_total", id="0"}`:   7, // counter by name
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %v, want %v", k, got[k], w)
+		}
+	}
+}

@@ -23,8 +23,11 @@
 //	last     the last value (the default for gauges)
 //	min, max, sum, count, avg  over the window
 //
-// A series is a counter when its name ends in _total, _count, _sum or
-// _bucket; mapping rules may ask for other aggregations. The default
+// A series is a counter when metadata says so (a counter family, or the
+// _count, _sum and _bucket series of a histogram or summary family), or,
+// without metadata, when its name ends in _total, _count, _sum or _bucket.
+// The decision is made once per series and kept with its state. Mapping
+// rules may ask for other aggregations. The default
 // aggregation keeps the series' labels; every other one is its own series
 // named <metric>:<aggregation>. Rollup rules aggregate across series (see
 // group).

@@ -22,6 +22,7 @@ import (
 //	ds/pos                                 compactor's WAL position: segment u64, offset u64
 //	ds/state/<ref u64>                     window state of a WAL series, for every resolution
 //	ds/labels/<ref u64>                    that series' labels, written once
+//	ds/type/<family>                       metric type from metadata (one byte)
 //	ds/series/<res ms u64>/<id u64>        labels of a rollup series (a tsdb/record Series record)
 //	ds/log/<res ms u64>/<seq u64>          rollup samples: maxT i64, then a tsdb/record Samples record
 //	ds/group/<res ms u64>/<output labels>  state of a rollup rule's group
@@ -35,6 +36,7 @@ var (
 	prefixLog      = []byte("ds/log/")
 	prefixGroup    = []byte("ds/group/")
 	prefixLabels   = []byte("ds/labels/")
+	prefixType     = []byte("ds/type/")
 	errLogClosed   = errors.New("downsample: rollup log closed")
 	discardLogger  = slog.New(slog.DiscardHandler)
 	recordDecoder  = record.NewDecoder(nil, discardLogger)

@@ -12,7 +12,7 @@ import (
 // State encoding (version 2), per WAL series, rewritten at every commit
 // that changed it:
 //
-//	version u8 | seen i64 | rawPrev f64 | hasRawPrev u8 |
+//	version u8 | seen i64 | rawPrev f64 | flags u8 (1 hasRawPrev, 2 typed, 4 counter) |
 //	nwindows uvarint | per window: res i64, start i64, count u64, sum f64, min f64, max f64,
 //	  firstT i64, lastT i64, firstV f64, lastV f64, total f64, prev f64, flags u8
 //	  (1: hasPrev, 2: hasClosed), closedUntil i64
@@ -72,7 +72,7 @@ func (c *Compactor) encodeState(st *seriesState) []byte {
 	b := []byte{stateVersion}
 	b = binary.BigEndian.AppendUint64(b, uint64(st.seen))
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(st.RawPrev))
-	b = append(b, boolByte(st.HasRawPrev))
+	b = append(b, boolByte(st.HasRawPrev)|boolByte(st.typed)<<1|boolByte(st.counter)<<2)
 	b = binary.AppendUvarint(b, uint64(len(st.windows)))
 	for ri, w := range st.windows {
 		f := func(x float64) { b = binary.BigEndian.AppendUint64(b, math.Float64bits(x)) }
@@ -111,7 +111,7 @@ func (c *Compactor) decodeState(b []byte, ls labels.Labels) (*seriesState, error
 	st := &seriesState{windows: make([]window, len(c.logs))}
 	st.seen = int64(binary.BigEndian.Uint64(b[1:]))
 	st.RawPrev = math.Float64frombits(binary.BigEndian.Uint64(b[9:]))
-	st.HasRawPrev = b[17] == 1
+	st.HasRawPrev, st.typed, st.counter = b[17]&1 != 0, b[17]&2 != 0, b[17]&4 != 0
 	b = b[18:]
 	st.labels, st.labelsSaved = ls, true
 	uv := func() (uint64, error) {

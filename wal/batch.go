@@ -31,6 +31,16 @@ type Batch struct {
 	// Histograms are native histograms as Remote-Write 1.0
 	// prometheus.Histogram messages, kept and forwarded as received.
 	Histograms [][]byte
+	// Types are metric types declared by the request's metadata.
+	Types []MetricType
+}
+
+// MetricType is a metric family's type as Remote-Write 1.0 metadata
+// declares it (prometheus.MetricMetadata.MetricType: 1 counter, 2 gauge,
+// 3 histogram, 4 gauge histogram, 5 summary, 6 info, 7 stateset).
+type MetricType struct {
+	Type   uint8
+	Family []byte
 }
 
 // NumSamples returns the number of float samples and histograms in b.

@@ -14,6 +14,9 @@
 //	                  record that uses the ref
 //	Samples (type 2)  (ref, timestamp, value) triples, delta-encoded
 //
+//	Types (type 201, Ferry's own)  per metric family from metadata: its type
+//	                  (one byte, prometheus.MetricMetadata.MetricType), name length
+//	                  (uvarint) and name
 //	Raw histograms (type 200, Ferry's own)  per native histogram: ref
 //	                  (uvarint), length (uvarint) and the Remote-Write 1.0
 //	                  prometheus.Histogram message as received

@@ -28,9 +28,17 @@ type Entry struct {
 	// Histograms are native histograms (from a raw histogram record; an
 	// entry holds samples or histograms, not both).
 	Histograms []RawHistogram
+	// Types are metric types declared by metadata (from a types record).
+	Types []Type
 	// Unknown counts samples and histograms whose series is unknown (their
 	// Series record was lost to damage); their Labels are empty.
 	Unknown int
+}
+
+// Type is a metric family's type from metadata (see MetricType).
+type Type struct {
+	Family string
+	Type   uint8
 }
 
 // RawHistogram is a native histogram as received: a Remote-Write 1.0
@@ -192,6 +200,15 @@ func (r *Reader) tryNext() (*Entry, error) {
 			r.setPos(Position{Segment: r.pos.Segment, Offset: r.lr.Offset()})
 			r.sealedEOF = false
 			rec := r.lr.Record()
+			if len(rec) > 0 && rec[0] == recordTypes {
+				if err := r.decodeTypes(rec, start); err != nil {
+					r.w.m.corruptions.Inc()
+					r.w.logger.Error("Skipping undecodable WAL record", zap.String("consumer", r.name),
+						zap.Stringer("position", start), zap.Error(err))
+					continue
+				}
+				return &r.entry, nil
+			}
 			if len(rec) > 0 && rec[0] == recordRawHistograms {
 				if err := r.decodeRaw(rec, start); err != nil {
 					r.w.m.corruptions.Inc()
@@ -300,7 +317,7 @@ func (r *Reader) decode(rec []byte, start Position) error {
 		return err
 	}
 	e.Start, e.End, e.Unknown = start, r.pos, 0
-	e.Histograms = e.Histograms[:0]
+	e.Histograms, e.Types = e.Histograms[:0], e.Types[:0]
 	if cap(e.Labels) < len(e.Samples) {
 		e.Labels = make([]labels.Labels, len(e.Samples), 2*len(e.Samples))
 	}
@@ -323,7 +340,7 @@ func (r *Reader) decode(rec []byte, start Position) error {
 func (r *Reader) decodeRaw(rec []byte, start Position) error {
 	e := &r.entry
 	e.Start, e.End, e.Unknown = start, r.pos, 0
-	e.Samples, e.Labels, e.Histograms = e.Samples[:0], e.Labels[:0], e.Histograms[:0]
+	e.Samples, e.Labels, e.Histograms, e.Types = e.Samples[:0], e.Labels[:0], e.Histograms[:0], e.Types[:0]
 	err := forEachRaw(rec, func(ref Ref, data []byte) {
 		e.Histograms = append(e.Histograms, RawHistogram{Ref: ref, Data: data})
 	})
@@ -362,6 +379,28 @@ func forEachRaw(rec []byte, fn func(ref Ref, data []byte)) error {
 		}
 		b = b[n:]
 		fn(Ref(ref), b[:l:l])
+		b = b[l:]
+	}
+	return nil
+}
+
+// decodeTypes fills r.entry from a types record.
+func (r *Reader) decodeTypes(rec []byte, start Position) error {
+	e := &r.entry
+	e.Start, e.End, e.Unknown = start, r.pos, 0
+	e.Samples, e.Labels, e.Histograms, e.Types = e.Samples[:0], e.Labels[:0], e.Histograms[:0], e.Types[:0]
+	b := rec[1:]
+	for len(b) > 0 {
+		if len(b) < 2 {
+			return errors.New("types record: truncated")
+		}
+		t := b[0]
+		l, n := binary.Uvarint(b[1:])
+		if n <= 0 || l > uint64(len(b)-1-n) {
+			return errors.New("types record: bad length")
+		}
+		b = b[1+n:]
+		e.Types = append(e.Types, Type{Family: string(b[:l]), Type: t})
 		b = b[l:]
 	}
 	return nil

@@ -37,6 +37,11 @@ const maxSamplesPerRecord = 4096
 // length of its prometheus.Histogram message (uvarint) and the message.
 const recordRawHistograms = 200
 
+// recordTypes is Ferry's record of metric types from metadata: the type
+// byte, then per family its type (one byte), the length of its name
+// (uvarint) and the name.
+const recordTypes = 201
+
 // maxRawRecord bounds a raw histogram record.
 const maxRawRecord = 1 << 20
 
@@ -214,7 +219,7 @@ type appendBuf struct {
 // durable as the sync policy promises; on error nothing of it may be
 // acknowledged (parts may still reach readers: delivery is at-least-once).
 func (w *WAL) Append(b *Batch) error {
-	if len(b.Series) == 0 {
+	if len(b.Series) == 0 && len(b.Types) == 0 {
 		return nil
 	}
 	if w.opts.MaxSize > 0 && w.opts.WhenFull == Backpressure && w.total.Load() >= w.opts.MaxSize {
@@ -275,7 +280,7 @@ func (w *WAL) appendLocked(b *Batch, buf *appendBuf) (uint64, error) {
 			maxTs = max(maxTs, smp.Timestamp)
 		}
 	}
-	if len(buf.samples) == 0 && len(b.Histograms) == 0 {
+	if len(buf.samples) == 0 && len(b.Histograms) == 0 && len(b.Types) == 0 {
 		return w.seq.Load(), nil
 	}
 	var enc record.Encoder
@@ -308,6 +313,16 @@ func (w *WAL) appendLocked(b *Batch, buf *appendBuf) (uint64, error) {
 		if start >= 0 {
 			buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
 		}
+	}
+	if len(b.Types) > 0 {
+		start := len(buf.enc)
+		buf.enc = append(buf.enc, recordTypes)
+		for _, t := range b.Types {
+			buf.enc = append(buf.enc, t.Type)
+			buf.enc = binary.AppendUvarint(buf.enc, uint64(len(t.Family)))
+			buf.enc = append(buf.enc, t.Family...)
+		}
+		buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
 	}
 
 	w.mu.Lock()

@@ -23,8 +23,14 @@ type Request struct {
 	// Histograms are the native histograms' prometheus.Histogram messages,
 	// aliasing the input, in request order.
 	Histograms [][]byte
-	Metadata   int // number of metadata entries seen (content ignored for now)
+	Metadata   int // number of metadata entries seen
+	// Types are the metric types the metadata declares, by family name.
+	Types []Type
 }
+
+// Type is a metric family's type from the request's metadata. Name aliases
+// the input.
+type Type = wal.MetricType
 
 // Series is one TimeSeries of a Request: its labels are
 // Labels[LabelsStart:LabelsEnd], its samples Samples[SamplesStart:SamplesEnd];
@@ -49,6 +55,8 @@ func (r *Request) Reset() {
 	r.Labels = r.Labels[:0]
 	r.Samples = r.Samples[:0]
 	r.Metadata = 0
+	clear(r.Types)
+	r.Types = r.Types[:0]
 }
 
 // NumSamples returns the number of float samples in r.
@@ -136,7 +144,10 @@ func Decode(buf []byte, r *Request) error {
 			}
 			i = end
 		case tagMetadata:
-			_, end, err := readLen(buf, j)
+			start, end, err := readLen(buf, j)
+			if err == nil {
+				err = decodeMetadata(r, buf[:end], start)
+			}
 			if err != nil {
 				return err.in("metadata", r.Metadata)
 			}
@@ -150,6 +161,45 @@ func Decode(buf []byte, r *Request) error {
 				return err.in("field", int(tag>>3))
 			}
 		}
+	}
+	return nil
+}
+
+// decodeMetadata decodes the MetricMetadata in b[i:] and keeps its type and
+// family name if both are set.
+func decodeMetadata(r *Request, b []byte, i int) *decodeError {
+	var t Type
+	for i < len(b) {
+		tag, j, err := readTag(b, i)
+		if err != nil {
+			return err
+		}
+		switch tag {
+		case 1<<3 | wireVarint: // type
+			v, k, err := readVarint(b, j)
+			if err != nil {
+				return err.in("type", 0)
+			}
+			t.Type = uint8(min(v, 255))
+			i = k
+		case 2<<3 | wireBytes: // metric_family_name
+			start, end, err := readLen(b, j)
+			if err != nil {
+				return err.in("metric_family_name", 0)
+			}
+			t.Family = b[start:end:end]
+			i = end
+		default:
+			if f := tag >> 3; f == 1 || f == 2 {
+				return wrongWireType(i, tag, "metadata")
+			}
+			if i, err = skipField(b, j, tag); err != nil {
+				return err.in("field", int(tag>>3))
+			}
+		}
+	}
+	if t.Type != 0 && len(t.Family) > 0 {
+		r.Types = append(r.Types, t)
 	}
 	return nil
 }

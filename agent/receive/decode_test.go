@@ -515,3 +515,25 @@ func BenchmarkPrompbUnmarshal(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/sample")
 }
+
+func TestDecodeMetadataTypes(t *testing.T) {
+	wr := prompb.WriteRequest{Metadata: []prompb.MetricMetadata{
+		{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "http_requests_total", Help: "Requests.", Unit: "requests"},
+		{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "temperature"},
+		{Type: prompb.MetricMetadata_UNKNOWN, MetricFamilyName: "mystery"}, // no type: not kept
+		{Type: prompb.MetricMetadata_SUMMARY},                              // no name: not kept
+	}}
+	buf, err := wr.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Request
+	if err := Decode(buf, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Metadata != 4 || len(r.Types) != 2 ||
+		string(r.Types[0].Family) != "http_requests_total" || r.Types[0].Type != 1 ||
+		string(r.Types[1].Family) != "temperature" || r.Types[1].Type != 2 {
+		t.Fatalf("metadata %d, types %+v", r.Metadata, r.Types)
+	}
+}
