@@ -76,7 +76,7 @@ func BenchmarkEncode(b *testing.B) {
 
 func TestEncodeHistogramPassthrough(t *testing.T) {
 	h := prompb.Histogram{Count: &prompb.Histogram_CountInt{CountInt: 7}, Sum: 2.5, Schema: 3, Timestamp: 1234,
-		ZeroCount: &prompb.Histogram_ZeroCountInt{ZeroCountInt: 1},
+		ZeroCount:     &prompb.Histogram_ZeroCountInt{ZeroCountInt: 1},
 		PositiveSpans: []prompb.BucketSpan{{Offset: 0, Length: 2}}, PositiveDeltas: []int64{3, 2}}
 	raw, err := h.Marshal()
 	if err != nil {
