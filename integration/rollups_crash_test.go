@@ -85,18 +85,35 @@ func (d *rollupData) request(round int) []byte {
 	return snappy.Encode(nil, raw)
 }
 
+// postSnappy posts a snappy-compressed WriteRequest to Ferry and returns
+// the status (0 on a network error).
+func postSnappy(addr string, body []byte) int {
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/v1/write", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "snappy")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// postWriteRequest marshals wr and posts it.
+func postWriteRequest(t testing.TB, addr string, wr *prompb.WriteRequest) int {
+	t.Helper()
+	raw, err := wr.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return postSnappy(addr, snappy.Encode(nil, raw))
+}
+
 func pushUntilAcked(addr string, body []byte, alive func() bool) {
 	for {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/v1/write", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/x-protobuf")
-		req.Header.Set("Content-Encoding", "snappy")
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusNoContent {
-				return
-			}
+		if postSnappy(addr, body) == http.StatusNoContent {
+			return
 		}
 		if !alive() {
 			return
