@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/prometheus/prompb"
 )
 
 // Every acknowledged sample reaches both endpoints although ferry is killed
@@ -108,23 +110,30 @@ func TestOneEndpointDownDoesNotSlowTheOther(t *testing.T) {
 	f.stop()
 }
 
-// An endpoint that refuses one batch with 400: that batch is dropped and
-// counted, the stream goes on.
-func TestEndpoint400DropsBatchAndGoesOn(t *testing.T) {
-	s := newSink(t, func(n int) int {
-		if n == 0 {
-			return http.StatusBadRequest
+// An endpoint that refuses with 400 every batch holding one particular
+// sample: the batch is split until that sample is isolated; it alone is
+// dropped, counted and logged, and everything else arrives.
+func TestEndpoint400DropsOnlyTheRefusedSample(t *testing.T) {
+	s := newSink(t, nil)
+	s.refuse = func(wr *prompb.WriteRequest) bool {
+		for _, ts := range wr.Timeseries {
+			for _, l := range ts.Labels {
+				if l.Name == "id" && l.Value == "42" && len(ts.Samples) > 0 && ts.Samples[0].Timestamp == 1 {
+					return true
+				}
+			}
 		}
-		return 0
-	})
+		return false
+	}
 	f := newFerry(t, "", "a="+s.url())
 	f.start()
 	p := newPusher(f.addr, 100)
-	p.pushRounds(t, 1, 1, 100)
-	waitUntil(t, 30*time.Second, func() bool { return f.metric("ferry_sender_samples_failed_total", `endpoint="a"`) == 100 })
-	p.pushRounds(t, 2, 5, 100)
-	waitUntil(t, 30*time.Second, func() bool { return s.count() >= 400 })
-	if !strings.Contains(f.logText(), "sink refuses request 0") {
+	p.pushRounds(t, 1, 5, 100)
+	waitUntil(t, 30*time.Second, func() bool { return f.metric("ferry_sender_samples_failed_total", `endpoint="a"`) == 1 })
+	acked, _ := p.snapshot()
+	acked["42"] = acked["42"][1:] // the refused sample
+	s.waitDelivered(acked, 30*time.Second)
+	if !strings.Contains(f.logText(), "sink refuses this batch") {
 		t.Fatalf("the endpoint's message was not logged:\n%s", f.logText())
 	}
 	f.stop()

@@ -57,6 +57,8 @@ type sink struct {
 	t      testing.TB
 	addr   string
 	behave func(n int) int
+	// refuse, if set, answers 400 to a request it returns true for.
+	refuse func(*prompb.WriteRequest) bool
 	mu     sync.Mutex
 	n      int
 	got    map[string][]int64 // series id → timestamps in arrival order
@@ -131,6 +133,10 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := req.Unmarshal(raw); err != nil {
 		s.t.Errorf("sink: protobuf: %v", err)
 		http.Error(w, err.Error(), 400)
+		return
+	}
+	if s.refuse != nil && s.refuse(&req) {
+		http.Error(w, "sink refuses this batch", http.StatusBadRequest)
 		return
 	}
 	s.mu.Lock()

@@ -17,8 +17,14 @@
 // A request that fails with a network error, a 5xx, or a 429 (unless
 // retry_on_http_429 is false) is sent again, without limit, after an
 // exponential backoff from min_backoff to max_backoff, or after the
-// endpoint's Retry-After (capped at 5 minutes). Any other 4xx drops the
-// batch; the endpoint's message is logged.
+// endpoint's Retry-After (capped at 5 minutes). A 400, 413 or 422 may be
+// caused by some samples only (Prometheus refuses a whole batch when one
+// sample is a duplicate, as a batch re-sent after a crash can be): the batch
+// is split in two at a series boundary and each half delivered in turn,
+// down to single series' runs, so only what the endpoint refuses on its own
+// is dropped. Any other 4xx drops the batch. Dropped samples are counted and
+// the endpoint's message is logged (the first time in full, then at most
+// every 10 seconds).
 //
 // # Checkpoints
 //

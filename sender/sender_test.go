@@ -36,6 +36,9 @@ type receiver struct {
 	t      testing.TB
 	srv    *httptest.Server
 	status func(n int) int
+	// refuse, if set, answers 400 to a request it returns true for, as
+	// Prometheus does to a batch with one duplicate sample.
+	refuse func(wr *prompb.WriteRequest) bool
 	mu     sync.Mutex
 	n      int
 	got    map[string][]int64 // series id → timestamps accepted, in arrival order
@@ -74,6 +77,10 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if err := wr.Unmarshal(raw); err != nil {
 		r.t.Errorf("protobuf: %v", err)
 		w.WriteHeader(400)
+		return
+	}
+	if r.refuse != nil && r.refuse(&wr) {
+		http.Error(w, "out of order sample", http.StatusBadRequest)
 		return
 	}
 	for _, ts := range wr.Timeseries {
@@ -294,22 +301,63 @@ func TestRetries503And429ThenDeliversInOrder(t *testing.T) {
 func TestRefused400IsDroppedCountedAndStreamGoesOn(t *testing.T) {
 	e := newEnv(t)
 	defer e.close()
-	var refused atomic.Int32
-	r := newReceiver(t, func(n int) int {
-		if n == 0 {
-			refused.Add(1)
-			return http.StatusBadRequest
+	// The endpoint refuses every request holding a sample of series 7 at
+	// timestamp 2, like Prometheus refusing a batch with one duplicate.
+	r := newReceiver(t, func(int) int { return 0 })
+	r.refuse = func(wr *prompb.WriteRequest) bool {
+		for _, ts := range wr.Timeseries {
+			for _, l := range ts.Labels {
+				if l.Name == "id" && l.Value == "7" {
+					for _, smp := range ts.Samples {
+						if smp.Timestamp == 2 {
+							return true
+						}
+					}
+				}
+			}
 		}
-		return 0
-	})
+		return false
+	}
 	s := e.sender("a", r.srv.URL, nil)
-	e.append(100, 1, 1) // one batch of 100: refused
-	waitFor(t, func() bool { return testutil.ToFloat64(e.m.failed.WithLabelValues("a")) == 100 })
-	e.append(100, 2, 3)
-	r.waitTotal(200)
+	e.append(100, 1, 3)
+	// Everything but that one sample arrives: the refused batch is split
+	// until the refusal is isolated.
+	r.waitTotal(299)
+	waitFor(t, func() bool { return testutil.ToFloat64(e.m.failed.WithLabelValues("a")) == 1 })
+	e.append(100, 4, 4)
+	r.waitTotal(399)
 	stop(t, s)
+	r.mu.Lock()
+	if ts := r.got["7"]; len(ts) != 3 || ts[0] != 1 || ts[1] != 3 || ts[2] != 4 {
+		t.Errorf("series 7 got %v, want [1 3 4]", ts)
+	}
+	r.mu.Unlock()
 	if p, _, _ := (PebbleCheckpoints{DB: e.db}).Load("a"); p != e.w.Head() {
-		t.Fatalf("checkpoint %v did not move past the refused batch to %v", p, e.w.Head())
+		t.Fatalf("checkpoint %v did not move past the refused sample to %v", p, e.w.Head())
+	}
+}
+
+func TestSplitPoint(t *testing.T) {
+	mk := func(refs ...uint64) []item {
+		out := make([]item, len(refs))
+		for i, r := range refs {
+			out[i].ref = r
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		refs []uint64
+		want int
+	}{
+		{[]uint64{1, 2}, 1},
+		{[]uint64{1, 1, 1, 2}, 3},
+		{[]uint64{1, 2, 2, 2}, 1},
+		{[]uint64{5, 5, 5, 5}, 2}, // one series: the middle
+		{[]uint64{1, 2, 3, 4, 5, 6}, 3},
+	} {
+		if got := splitPoint(mk(tc.refs...)); got != tc.want {
+			t.Errorf("splitPoint(%v) = %d, want %d", tc.refs, got, tc.want)
+		}
 	}
 }
 

@@ -28,6 +28,8 @@ type shard struct {
 	enc   encoder
 	busy  atomic.Int64 // nanoseconds spent sending
 	fails atomic.Int64 // consecutive failed attempts
+	// refusedLogged counts refusals, to log the first in full.
+	refusedLogged atomic.Int64
 }
 
 func (s *Sender) startShards(n int) {
@@ -212,18 +214,51 @@ func (sh *shard) run() {
 // acknowledging only when sendCtx ends.
 func (sh *shard) send(batch []item) {
 	s := sh.s
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	sh.deliver(batch)
+}
+
+// splittable reports whether a refusal may be caused by some of a batch's
+// samples only: then the batch is split to deliver the others. A real
+// Prometheus refuses a whole batch with 400 when one sample is out of order
+// or a duplicate, as a batch re-sent after a crash can be.
+func splittable(status int) bool {
+	return status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge || status == http.StatusUnprocessableEntity
+}
+
+// splitPoint returns where to cut a batch in two: at the boundary between
+// two series' runs nearest the middle, or in the middle of a single run.
+func splitPoint(batch []item) int {
+	mid := len(batch) / 2
+	for d := 0; d <= mid; d++ {
+		if i := mid - d; i > 0 && batch[i].ref != batch[i-1].ref {
+			return i
+		}
+		if i := mid + d; i < len(batch) && batch[i].ref != batch[i-1].ref {
+			return i
+		}
+	}
+	return mid
+}
+
+// deliver sends batch until it is acknowledged, retrying as send says; a
+// refused batch that splittable allows is cut in two and each half
+// delivered in turn (keeping per-series order), so that only the samples
+// the endpoint refuses on their own are dropped. It returns false once
+// sendCtx ends.
+func (sh *shard) deliver(batch []item) bool {
+	s := sh.s
 	q := s.cfg.QueueConfig
 	body := sh.enc.encode(batch)
 	backoff := time.Duration(q.MinBackoff)
-	s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
 	for {
 		start := time.Now()
 		status, retryAfter, msg, err := s.post(s.sendCtx, body)
 		elapsed := time.Since(start)
 		sh.busy.Add(int64(elapsed))
 		if s.sendCtx.Err() != nil {
-			return
+			return false
 		}
 		outcome := "success"
 		switch {
@@ -233,7 +268,7 @@ func (sh *shard) send(batch []item) {
 			s.sent.Add(float64(len(batch)))
 			s.sentBytes.Add(float64(len(body)))
 			sh.acknowledge(batch)
-			return
+			return true
 		case err != nil || status/100 == 5 || (status == http.StatusTooManyRequests && *q.RetryOnRateLimit):
 			outcome = "retry"
 			s.o.Metrics.duration.WithLabelValues(s.cfg.Name, outcome).Observe(elapsed.Seconds())
@@ -253,7 +288,7 @@ func (sh *shard) send(batch []item) {
 			select {
 			case <-time.After(wait):
 			case <-s.sendCtx.Done():
-				return
+				return false
 			}
 			backoff = min(2*backoff, time.Duration(q.MaxBackoff))
 		default:
@@ -261,11 +296,20 @@ func (sh *shard) send(batch []item) {
 			s.o.Metrics.duration.WithLabelValues(s.cfg.Name, outcome).Observe(elapsed.Seconds())
 			s.o.Metrics.lastSendError.WithLabelValues(s.cfg.Name).Set(float64(s.o.Now().Unix()))
 			sh.fails.Store(0)
+			if len(batch) > 1 && splittable(status) {
+				mid := splitPoint(batch)
+				// The halves re-encode into the shard's buffers: body is
+				// not used again.
+				return sh.deliver(batch[:mid]) && sh.deliver(batch[mid:])
+			}
 			s.failed.Add(float64(len(batch)))
-			s.logger.Error("Endpoint refused a batch; it is dropped and the stream goes on",
-				zap.Int("status", status), zap.String("message", msg), zap.Int("samples", len(batch)))
+			if sh.refusedLogged.Add(1) == 1 || s.shouldLog() {
+				s.logger.Error("Endpoint refused samples for good; they are dropped and counted, the stream goes on",
+					zap.Int("status", status), zap.String("message", msg), zap.Int("samples", len(batch)),
+					zap.String("series", batch[0].labels.String()), zap.Int64("timestamp", batch[0].t))
+			}
 			sh.acknowledge(batch)
-			return
+			return true
 		}
 	}
 }
