@@ -400,7 +400,7 @@ func (c *Compactor) apply(e *wal.Entry) {
 // route decides, per resolution, which aggregations a series gets.
 func (c *Compactor) route(st *seriesState) {
 	st.routes = make([]route, len(c.logs))
-	name := st.labels.Get(labels.MetricName)
+	name := st.labels.Get(model.MetricNameLabel)
 	if !st.typed {
 		st.counter, st.typed = c.isCounter(name), true
 	}
@@ -433,7 +433,7 @@ func (c *Compactor) route(st *seriesState) {
 		for i, a := range aggs {
 			rt.outs[i] = &output{labels: st.labels}
 			if a != def {
-				rt.outs[i].labels = labels.NewBuilder(st.labels).Set(labels.MetricName, name+":"+a).Labels()
+				rt.outs[i].labels = labels.NewBuilder(st.labels).Set(model.MetricNameLabel, name+":"+a).Labels()
 			}
 		}
 		st.routes[ri] = rt
@@ -501,7 +501,7 @@ func groupLabels(r RollupRule, ls labels.Labels) labels.Labels {
 			}
 		}
 	}
-	b.Set(labels.MetricName, r.NewName)
+	b.Set(model.MetricNameLabel, r.NewName)
 	return b.Labels()
 }
 

@@ -30,17 +30,16 @@ import (
 // A commit writes state, new rollup series, one log entry per resolution and
 // the WAL position in one synced batch.
 var (
-	keyPos         = []byte("ds/pos")
-	prefixState    = []byte("ds/state/")
-	prefixSeries   = []byte("ds/series/")
-	prefixLog      = []byte("ds/log/")
-	prefixGroup    = []byte("ds/group/")
-	prefixLabels   = []byte("ds/labels/")
-	prefixType     = []byte("ds/type/")
-	errLogClosed   = errors.New("downsample: rollup log closed")
-	discardLogger  = slog.New(slog.DiscardHandler)
-	recordDecoder  = record.NewDecoder(nil, discardLogger)
-	maxLogEntryMax = 64 << 10 // samples per log entry
+	keyPos        = []byte("ds/pos")
+	prefixState   = []byte("ds/state/")
+	prefixSeries  = []byte("ds/series/")
+	prefixLog     = []byte("ds/log/")
+	prefixGroup   = []byte("ds/group/")
+	prefixLabels  = []byte("ds/labels/")
+	prefixType    = []byte("ds/type/")
+	errLogClosed  = errors.New("downsample: rollup log closed")
+	discardLogger = slog.New(slog.DiscardHandler)
+	recordDecoder = record.NewDecoder(nil, discardLogger)
 )
 
 func u64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v) }

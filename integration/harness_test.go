@@ -216,12 +216,6 @@ func (s *sink) checkOrder() {
 	}
 }
 
-func (s *sink) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.total
-}
-
 // ---------------------------------------------------------------------------
 // The ferry process.
 
