@@ -65,9 +65,11 @@ type ReceiverConfig struct {
 	// It is read at start and on reload. Use it or basic_auth_users in
 	// web_config_file, not both: a request carries one Authorization header.
 	BearerTokenFile string `yaml:"bearer_token_file"`
-	// MaxConcurrentRequests bounds the write requests decoded at once, and
-	// with the two sizes above the receiver's memory. A request waits up
-	// to 10s for a slot, then gets 503.
+	// MaxConcurrentRequests bounds the write requests decoded and appended
+	// at once, and with max_decoded_bytes the memory decoding takes. A
+	// request whose body has arrived waits up to 10s for a slot, then gets
+	// 503. Bodies being received are not limited by it: a slow client holds
+	// only the bytes it sent, and the server's read timeout (1 minute).
 	MaxConcurrentRequests int `yaml:"max_concurrent_requests"`
 }
 

@@ -34,8 +34,9 @@ type writeHandler struct {
 	bufs    sync.Pool // *writeBuf
 	m       *receiverMetrics
 	lastLog sync.Map // kind → time of last warning
-	// slots bounds the requests being read and decoded at once; a request
-	// waits up to slotWait (default 10s) for one.
+	// slots bounds the requests being decoded and appended at once; a
+	// request whose body has arrived waits up to slotWait (default 10s) for
+	// one.
 	slots    chan struct{}
 	slotWait time.Duration
 }
@@ -138,24 +139,6 @@ func (h *writeHandler) serve(r *http.Request) (int, *httpError) {
 		return 0, &httpError{code: http.StatusUnsupportedMediaType, msg: fmt.Sprintf("unsupported content encoding %q: use snappy or zstd", enc)}
 	}
 	limits := h.limits()
-	if h.slots != nil {
-		wait := h.slotWait
-		if wait == 0 {
-			wait = 10 * time.Second
-		}
-		t := time.NewTimer(wait)
-		select {
-		case h.slots <- struct{}{}:
-			t.Stop()
-			defer func() { <-h.slots }()
-		case <-t.C:
-			return 0, &httpError{code: http.StatusServiceUnavailable, retryAfter: time.Second,
-				msg: fmt.Sprintf("too many concurrent write requests (max_concurrent_requests %d): retry later", cap(h.slots))}
-		case <-r.Context().Done():
-			t.Stop()
-			return 0, &httpError{code: http.StatusServiceUnavailable, msg: "client went away while waiting"}
-		}
-	}
 	if r.ContentLength > int64(limits.MaxRequestBytes) {
 		return 0, &httpError{code: http.StatusRequestEntityTooLarge,
 			msg: fmt.Sprintf("request body of %d bytes exceeds max_request_bytes (%d)", r.ContentLength, limits.MaxRequestBytes)}
@@ -175,6 +158,26 @@ func (h *writeHandler) serve(r *http.Request) (int, *httpError) {
 			return 0, &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body exceeds max_request_bytes (%d)", limits.MaxRequestBytes)}
 		}
 		return 0, &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("read request body: %v", err)}
+	}
+	// The slot is taken once the body is in: a client sending slowly holds
+	// only the bytes it sent, not a decoding slot.
+	if h.slots != nil {
+		wait := h.slotWait
+		if wait == 0 {
+			wait = 10 * time.Second
+		}
+		t := time.NewTimer(wait)
+		select {
+		case h.slots <- struct{}{}:
+			t.Stop()
+			defer func() { <-h.slots }()
+		case <-t.C:
+			return 0, &httpError{code: http.StatusServiceUnavailable, retryAfter: time.Second,
+				msg: fmt.Sprintf("too many concurrent write requests (max_concurrent_requests %d): retry later", cap(h.slots))}
+		case <-r.Context().Done():
+			t.Stop()
+			return 0, &httpError{code: http.StatusServiceUnavailable, msg: "client went away while waiting"}
+		}
 	}
 	decoded, err := h.bodies.Decode(enc, body, int(limits.MaxDecodedBytes), buf.decoded)
 	if decoded != nil {

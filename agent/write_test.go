@@ -607,60 +607,76 @@ func TestWriteReusesBuffers(t *testing.T) {
 	checkAppended(t, got[49:50], []appendedSeries{{labels: []string{"__name__", "m", "i", strings.Repeat("x", 50)}, samples: []wal.Sample{{Value: 49, Timestamp: 49}}}})
 }
 
-// With every decoding slot taken by a client that is slow to send its body,
-// another request waits, then gets 503 with Retry-After; once the slot is
-// free, requests succeed again.
+// gatedAppender blocks every Append until its gate is closed.
+type gatedAppender struct {
+	fakeAppender
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gatedAppender) Append(b *wal.Batch) error {
+	g.entered <- struct{}{}
+	<-g.gate
+	return g.fakeAppender.Append(b)
+}
+
+// With every decoding slot taken by a request stuck in the WAL append,
+// another request waits, then gets 503 with Retry-After; a client still
+// sending its body holds no slot; once the slot is free, requests succeed
+// again.
 func TestWriteHandlerConcurrencyLimit(t *testing.T) {
-	h, app := handlerWith(t, nil)
+	app := &gatedAppender{entered: make(chan struct{}, 4), gate: make(chan struct{})}
+	h := newWriteHandler(t, func() Appender { return app }, DefaultConfig().Receiver)
 	h.slots = make(chan struct{}, 1)
 	h.slotWait = 50 * time.Millisecond
 	srv := httptest.NewServer(h)
 	defer srv.Close()
+	body := snappyBody(t, ts([]string{"__name__", "up"}, prompb.Sample{Value: 1, Timestamp: 1}))
+	post := func() (int, string, string) {
+		resp, err := http.Post(srv.URL, "application/x-protobuf", bytes.NewReader(body))
+		if err != nil {
+			t.Error(err)
+			return 0, "", ""
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(msg), resp.Header.Get("Retry-After")
+	}
 
+	// A client that has sent nothing of its body yet holds no slot.
 	pr, pw := io.Pipe()
-	slow := make(chan int, 1)
+	slowDone := make(chan int, 1)
 	go func() {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL, pr)
 		req.Header.Set("Content-Type", "application/x-protobuf")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			slow <- 0
+			slowDone <- 0
 			return
 		}
 		resp.Body.Close()
-		slow <- resp.StatusCode
+		slowDone <- resp.StatusCode
 	}()
-	// Wait until the slow request holds the slot.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(h.slots) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("slow request never took the slot")
-		}
-		time.Sleep(time.Millisecond)
+
+	stuck := make(chan int, 1)
+	go func() { code, _, _ := post(); stuck <- code }()
+	<-app.entered // the first request holds the only slot, inside Append
+	code, msg, retry := post()
+	if code != http.StatusServiceUnavailable || retry == "" || !strings.Contains(msg, "max_concurrent_requests") {
+		t.Fatalf("with no free slot: %d %q (Retry-After %q)", code, msg, retry)
 	}
-	body := snappyBody(t, ts([]string{"__name__", "up"}, prompb.Sample{Value: 1, Timestamp: 1}))
-	resp, err := http.Post(srv.URL, "application/x-protobuf", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(msg), "max_concurrent_requests") {
-		t.Fatalf("with no free slot: %d %q (Retry-After %q)", resp.StatusCode, msg, resp.Header.Get("Retry-After"))
+	close(app.gate)
+	if code := <-stuck; code != http.StatusNoContent {
+		t.Fatalf("the request holding the slot: %d", code)
 	}
 	if _, err := pw.Write(body); err != nil {
 		t.Fatal(err)
 	}
 	pw.Close()
-	if code := <-slow; code != http.StatusNoContent {
+	if code := <-slowDone; code != http.StatusNoContent {
 		t.Fatalf("slow request: %d", code)
 	}
-	resp, err = http.Post(srv.URL, "application/x-protobuf", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent || len(app.appended()) != 2 {
-		t.Fatalf("after the slot freed: %d, %d appends", resp.StatusCode, len(app.appended()))
+	if code, _, _ := post(); code != http.StatusNoContent || len(app.appended()) != 3 {
+		t.Fatalf("after the slot freed: %d, %d appends", code, len(app.appended()))
 	}
 }

@@ -150,7 +150,7 @@ func soakTable(points []soakPoint) string {
 	b.WriteString("| elapsed | RSS (MiB) | goroutines | CPU (% of a core) | WAL (MiB) | samples received | lag a (s) | lag b (s) |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range points {
-		fmt.Fprintf(&b, "| %v | %.1f | %.0f | %.0f | %.1f | %.0f | %.1f | %.1f |\n",
+		fmt.Fprintf(&b, "| %v | %.1f | %.0f | %.1f | %.1f | %.0f | %.1f | %.1f |\n",
 			p.at, float64(p.rss)/(1<<20), p.goroutines, p.cpu, p.walBytes/(1<<20), p.received, p.lagA, p.lagB)
 	}
 	return b.String()
