@@ -287,7 +287,22 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// start runs ferry and waits until it is ready, failing the test otherwise.
 func (f *ferry) start() {
+	f.t.Helper()
+	f.spawn()
+	if !f.ready(60 * time.Second) {
+		select {
+		case <-f.exited:
+			f.t.Fatalf("ferry exited during start:\n%s", f.logText())
+		default:
+		}
+		f.t.Fatalf("ferry not ready after 60s:\n%s", f.logText())
+	}
+}
+
+// spawn starts the ferry process, collecting its log.
+func (f *ferry) spawn() {
 	f.t.Helper()
 	f.cmd = exec.Command(ferryBin, "run", "--config", f.cfgPath, "--log.level", "info")
 	pr, pw := io.Pipe()
@@ -304,34 +319,34 @@ func (f *ferry) start() {
 			f.log.WriteString(sc.Text() + "\n")
 			f.logMu.Unlock()
 		}
+		io.Copy(io.Discard, pr)
 	}()
-	go func(cmd *exec.Cmd) {
+	go func(cmd *exec.Cmd, exited chan struct{}) {
 		_ = cmd.Wait()
 		pw.Close()
-		close(f.exited)
-	}(f.cmd)
-	f.waitReady()
+		close(exited)
+	}(f.cmd, f.exited)
 }
 
-func (f *ferry) waitReady() {
-	f.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+// ready polls /-/ready until it answers 200 (true), the process exits or
+// within passes (false).
+func (f *ferry) ready(within time.Duration) bool {
+	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		select {
 		case <-f.exited:
-			f.t.Fatalf("ferry exited during start:\n%s", f.logText())
+			return false
 		default:
 		}
-		resp, err := http.Get("http://" + f.addr + "/-/ready")
-		if err == nil {
+		if resp, err := http.Get("http://" + f.addr + "/-/ready"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return true
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	f.t.Fatalf("ferry not ready after 60s:\n%s", f.logText())
+	return false
 }
 
 func (f *ferry) logText() string {

@@ -760,42 +760,6 @@ func pushEvery(ctx context.Context, p *pusher, interval time.Duration, batch int
 // running either way, unless it exited).
 func (f *ferry) tryStart(within time.Duration) bool {
 	f.t.Helper()
-	f.cmd = exec.Command(ferryBin, "run", "--config", f.cfgPath, "--log.level", "info")
-	pr, pw := io.Pipe()
-	f.cmd.Stdout, f.cmd.Stderr = pw, pw
-	if err := f.cmd.Start(); err != nil {
-		f.t.Fatalf("start ferry: %v", err)
-	}
-	f.exited = make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			f.logMu.Lock()
-			f.log.WriteString(sc.Text() + "\n")
-			f.logMu.Unlock()
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	go func(cmd *exec.Cmd, exited chan struct{}) {
-		_ = cmd.Wait()
-		pw.Close()
-		close(exited)
-	}(f.cmd, f.exited)
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		select {
-		case <-f.exited:
-			return false
-		default:
-		}
-		if resp, err := http.Get("http://" + f.addr + "/-/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return true
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
+	f.spawn()
+	return f.ready(within)
 }

@@ -200,32 +200,14 @@ func (r *Reader) tryNext() (*Entry, error) {
 			r.setPos(Position{Segment: r.pos.Segment, Offset: r.lr.Offset()})
 			r.sealedEOF = false
 			rec := r.lr.Record()
-			if len(rec) > 0 && rec[0] == recordTypes {
-				if err := r.decodeTypes(rec, start); err != nil {
-					r.w.m.corruptions.Inc()
-					r.w.logger.Error("Skipping undecodable WAL record", zap.String("consumer", r.name),
-						zap.Stringer("position", start), zap.Error(err))
-					continue
-				}
-				return &r.entry, nil
+			ok, err := r.decodeRecord(rec, start)
+			if err != nil {
+				r.w.m.corruptions.Inc()
+				r.w.logger.Error("Skipping undecodable WAL record", zap.String("consumer", r.name),
+					zap.Stringer("position", start), zap.Error(err))
+				continue
 			}
-			if len(rec) > 0 && rec[0] == recordRawHistograms {
-				if err := r.decodeRaw(rec, start); err != nil {
-					r.w.m.corruptions.Inc()
-					r.w.logger.Error("Skipping undecodable WAL record", zap.String("consumer", r.name),
-						zap.Stringer("position", start), zap.Error(err))
-					continue
-				}
-				return &r.entry, nil
-			}
-			switch r.dec.Type(rec) {
-			case record.Samples, record.SamplesV2:
-				if err := r.decode(rec, start); err != nil {
-					r.w.m.corruptions.Inc()
-					r.w.logger.Error("Skipping undecodable WAL record", zap.String("consumer", r.name),
-						zap.Stringer("position", start), zap.Error(err))
-					continue
-				}
+			if ok {
 				return &r.entry, nil
 			}
 			continue
@@ -306,6 +288,26 @@ func (r *Reader) openSegment() (bool, error) {
 	r.pos.Offset = r.lr.Offset()
 	r.setPos(r.pos)
 	return true, nil
+}
+
+// decodeRecord fills r.entry from a record consumers see (samples, raw
+// histograms, metric types); it returns false for records they skip
+// (series, unknown types).
+func (r *Reader) decodeRecord(rec []byte, start Position) (bool, error) {
+	if len(rec) == 0 {
+		return false, nil
+	}
+	switch rec[0] {
+	case recordTypes:
+		return true, r.decodeTypes(rec, start)
+	case recordRawHistograms:
+		return true, r.decodeRaw(rec, start)
+	}
+	switch r.dec.Type(rec) {
+	case record.Samples, record.SamplesV2:
+		return true, r.decode(rec, start)
+	}
+	return false, nil
 }
 
 // decode fills r.entry from a Samples record.
