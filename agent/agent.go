@@ -222,6 +222,23 @@ func (a *Agent) open() error {
 	if err != nil {
 		return err
 	}
+	defaultMinFree, fsSize, err := wal.DefaultMinFree(cfg.DataDirOrDefault())
+	if err != nil {
+		return fmt.Errorf("size the WAL's free-space floor: %w", err)
+	}
+	if opts.MinFree == 0 {
+		opts.MinFree = defaultMinFree
+	}
+	free, err := wal.FreeSpace(cfg.DataDirOrDefault())
+	if err != nil {
+		return fmt.Errorf("check the data directory's free space: %w", err)
+	}
+	a.logger.Info("WAL disk limits", zap.Int64("max_size", opts.MaxSize), zap.Int64("min_free_disk", opts.MinFree),
+		zap.Int64("filesystem_bytes", fsSize), zap.Int64("filesystem_free_bytes", free), zap.Stringer("when_full", opts.WhenFull))
+	if opts.MinFree > fsSize/2 {
+		a.logger.Warn("wal.min_free_disk is more than half of the data directory's filesystem: the WAL can hold little",
+			zap.Int64("min_free_disk", opts.MinFree), zap.Int64("filesystem_bytes", fsSize))
+	}
 	start := a.o.Now()
 	// A long replay keeps extending systemd's start timeout.
 	replayed := make(chan struct{})
@@ -488,6 +505,7 @@ func walOptions(c WALConfig) (wal.Options, error) {
 	o.SyncInterval = time.Duration(c.SyncInterval)
 	o.SegmentSize = int64(c.SegmentSize)
 	o.MaxSize = int64(c.MaxSize)
+	o.MinFree = int64(c.MinFreeDisk)
 	o.WhenFull = wal.DropOldest
 	if c.WhenFull == "backpressure" {
 		o.WhenFull = wal.Backpressure

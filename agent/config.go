@@ -78,9 +78,12 @@ type WALConfig struct {
 	Sync         string         `yaml:"sync"` // always | interval
 	SyncInterval model.Duration `yaml:"sync_interval"`
 	SegmentSize  Bytes          `yaml:"segment_size"`
-	MaxSize      Bytes          `yaml:"max_size"`  // 0: no cap
-	WhenFull     string         `yaml:"when_full"` // drop_oldest | backpressure
-	Compression  string         `yaml:"compression"`
+	MaxSize      Bytes          `yaml:"max_size"` // 0: no cap
+	// MinFreeDisk is the free space the WAL leaves on its filesystem; 0
+	// (the default) means 5% of the filesystem, at most 256MiB.
+	MinFreeDisk Bytes  `yaml:"min_free_disk"`
+	WhenFull    string `yaml:"when_full"` // drop_oldest | backpressure
+	Compression string `yaml:"compression"`
 }
 
 // Bytes is a size in bytes; YAML accepts plain integers and units
@@ -319,6 +322,9 @@ func (c *Config) validate() []pathError {
 	}
 	if w.MaxSize < 0 || (w.MaxSize > 0 && w.MaxSize < 2*w.SegmentSize) {
 		add("wal.max_size", "%d bytes: must be 0 (no cap) or at least two segments (2 × %d bytes)", w.MaxSize, w.SegmentSize)
+	}
+	if w.MinFreeDisk < 0 {
+		add("wal.min_free_disk", "%d bytes: must not be negative", w.MinFreeDisk)
 	}
 	if w.WhenFull != "drop_oldest" && w.WhenFull != "backpressure" {
 		add("wal.when_full", "%q: must be drop_oldest or backpressure", w.WhenFull)

@@ -205,7 +205,9 @@ func (h *writeHandler) serve(r *http.Request) (int, *httpError) {
 	batch := wal.Batch{Series: buf.req.Series, Labels: buf.req.Labels, Samples: buf.req.Samples, Histograms: buf.req.Histograms, Types: buf.req.Types}
 	if err := app.Append(&batch); err != nil {
 		if errors.Is(err, wal.ErrFull) {
-			return 0, &httpError{code: http.StatusTooManyRequests, msg: "WAL is at max_size (when_full: backpressure): retry later", retryAfter: 5 * time.Second}
+			// 503, not 429: Prometheus retries 5xx, but drops a batch
+			// answered 429 unless retry_on_http_429 is set.
+			return 0, &httpError{code: http.StatusServiceUnavailable, msg: err.Error() + ": retry later", retryAfter: 5 * time.Second}
 		}
 		h.logger.Error("Appending to the WAL failed; the request was refused", zap.Error(err))
 		return 0, &httpError{code: http.StatusServiceUnavailable, msg: "write to WAL failed: " + err.Error(), retryAfter: 5 * time.Second}

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -388,14 +389,18 @@ func TestWriteAppendFailures(t *testing.T) {
 		wantMsg  string
 	}{
 		{
-			name:     "WAL full under backpressure",
-			app:      func() Appender { return &fakeAppender{err: wal.ErrFull} },
-			wantCode: http.StatusTooManyRequests, wantMsg: "WAL is at max_size",
+			name: "WAL at max_size under backpressure",
+			app: func() Appender {
+				return &fakeAppender{err: fmt.Errorf("%w: the WAL is at max_size (3145728 bytes)", wal.ErrFull)}
+			},
+			wantCode: http.StatusServiceUnavailable, wantMsg: "wal: full: the WAL is at max_size (3145728 bytes): retry later",
 		},
 		{
-			name:     "wrapped ErrFull",
-			app:      func() Appender { return &fakeAppender{err: errors.Join(errors.New("segment 3"), wal.ErrFull)} },
-			wantCode: http.StatusTooManyRequests, wantMsg: "retry later",
+			name: "filesystem below min_free_disk",
+			app: func() Appender {
+				return &fakeAppender{err: errors.Join(errors.New("below min_free_disk"), wal.ErrFull)}
+			},
+			wantCode: http.StatusServiceUnavailable, wantMsg: "below min_free_disk",
 		},
 		{
 			name: "disk error",

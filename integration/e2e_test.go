@@ -217,29 +217,34 @@ func uniqueCount(s *sink) int {
 	return n
 }
 
-// backpressure: past the cap ferry answers 429 with Retry-After and
-// acknowledges nothing it did not write; everything acknowledged arrives.
+// backpressure: past the cap ferry answers 503 with Retry-After (Prometheus
+// retries 5xx; it drops a batch answered 429 unless retry_on_http_429 is
+// set) and acknowledges nothing it did not write; everything acknowledged
+// arrives.
 func TestDiskCapBackpressure(t *testing.T) {
 	s := newSink(t, nil)
 	s.down()
 	f := newFerry(t, "segment_size: 1MiB\nmax_size: 3MiB\nwhen_full: backpressure", "a="+s.url())
 	f.start()
 	p := newPusher(f.addr, 1000)
-	var got429 bool
-	for ts := int64(1); ts <= 2000 && !got429; ts++ {
+	var refused bool
+	for ts := int64(1); ts <= 2000 && !refused; ts++ {
 		code, hdr := p.push(ts, 0, 1000)
 		switch {
-		case code == http.StatusTooManyRequests:
-			got429 = true
+		case code == http.StatusServiceUnavailable:
+			refused = true
 			if hdr.Get("Retry-After") == "" {
-				t.Fatal("429 without Retry-After")
+				t.Fatal("503 without Retry-After")
 			}
 		case code/100 != 2:
 			t.Fatalf("round %d: status %d", ts, code)
 		}
 	}
-	if !got429 {
-		t.Fatal("never answered 429")
+	if !refused {
+		t.Fatal("never answered 503")
+	}
+	if n := f.metric("ferry_wal_full_rejections_total", `limit="max_size"`); n == 0 {
+		t.Fatal("ferry_wal_full_rejections_total{limit=\"max_size\"} did not count the refusal")
 	}
 	if d := f.metric("ferry_sender_samples_dropped_total"); d != 0 {
 		t.Fatalf("%v samples dropped under backpressure", d)

@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -487,124 +489,170 @@ func TestDiskFull(t *testing.T) {
 
 // The WAL itself fills the small data filesystem while the only endpoint
 // is down (the disk is smaller than wal.max_size, as on an edge host whose
-// disk is shared): ferry must refuse writes with 5xx or 429 and stay up,
-// and once the endpoint is back it must deliver, delete the delivered
-// segments and accept writes again, by itself.
-//
-// FERRY BUG (fails): when the endpoint returns, the first checkpoint save
-// makes Pebble (the state database on the same full disk) hit ENOSPC, and
-// Pebble's fatal commit error ends the process (FATAL pebble "fatal commit
-// error ... no space left on device"); and the WAL cannot delete segments
-// because it must first write a series checkpoint directory, which ENOSPC
-// also prevents ("WAL truncation failed ... checkpoint ... no space left").
-// A restarted ferry does not get out of it either. Only after an operator
-// frees space (the test deletes a 4 MiB ballast file it created) does
-// ferry recover; then every acknowledged sample is checked downstream.
+// disk is shared). The WAL stops at min_free_disk (default: 5% of the
+// filesystem, at least 32 MiB), which keeps room for the state database and the WAL's own
+// checkpoints, so ferry stays up and recovers by itself once the endpoint
+// is back:
+//   - backpressure: writes are refused with 503, also after a kill -9 and a
+//     restart on the full disk; once the endpoint is back every
+//     acknowledged sample is delivered, the delivered segments are deleted
+//     and writes are accepted again;
+//   - drop_oldest: the oldest segments are dropped instead, and the samples
+//     missing downstream are exactly those counted as dropped.
 func TestDiskFilledByWALDuringOutage(t *testing.T) {
 	requireIntegration(t)
-	if os.Getenv("FERRY_KNOWN_BUGS") != "1" {
-		t.Skip("known bug, open: Ferry cannot recover by itself when its WAL fills the data filesystem (Pebble's fatal " +
-			"commit error on ENOSPC ends the process; truncation needs space for its checkpoint). Set FERRY_KNOWN_BUGS=1 to reproduce.")
+	for _, policy := range []string{"backpressure", "drop_oldest"} {
+		t.Run(policy, func(t *testing.T) {
+			a := startProm(t, "downstream-a", promReceiver, "")
+			a.stop(30 * time.Second)
+			f := newFerry(t, "segment_size: 1MiB\nwhen_full: "+policy, "a="+a.writeURL())
+			dataDir := filepath.Join(f.dir, "data")
+			kind := mountSmallFS(t, dataDir, 128<<20, f.kill)
+			f.start()
+			p := newPusher(f.addr, 2000)
+			ts := time.Now().UnixMilli()
+			// push sends one round and fails the test on an answer other
+			// than 2xx or 503 with Retry-After.
+			push := func() int {
+				code, hdr := p.push(ts, 0, p.series)
+				ts++
+				if code/100 != 2 && (code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "") {
+					t.Fatalf("WAL filling the disk: push answered %d (Retry-After %q), want 2xx or 503 with Retry-After", code, hdr.Get("Retry-After"))
+				}
+				return code
+			}
+			// checkFloor fails the test if the WAL ate into min_free_disk
+			// (32 MiB) by more than the state database may use.
+			checkFloor := func(when string) {
+				if free := freeBytes(t, dataDir); free < 16<<20 {
+					t.Fatalf("%s: %d KiB free on %s, want about min_free_disk (32 MiB)", when, free>>10, kind)
+				}
+			}
+			deadline := time.Now().Add(3 * time.Minute)
+			if policy == "backpressure" {
+				refusals := 0
+				for refusals < 20 && time.Now().Before(deadline) {
+					if push() == http.StatusServiceUnavailable {
+						refusals++
+					}
+				}
+				if refusals == 0 {
+					t.Fatalf("the WAL never filled %s (status counts %v)", kind, p.status)
+				}
+				if n := f.metric("ferry_wal_full_rejections_total", `limit="min_free_disk"`); n == 0 {
+					t.Fatal(`refused, but not counted in ferry_wal_full_rejections_total{limit="min_free_disk"}`)
+				}
+			} else {
+				for f.metric("ferry_wal_cap_dropped_segments_total") < 8 && time.Now().Before(deadline) {
+					for range 20 {
+						push()
+					}
+					checkFloor("dropping the oldest segments")
+				}
+				if f.metric("ferry_wal_cap_dropped_segments_total") < 8 {
+					t.Fatalf("the WAL dropped no segments on %s within 3 minutes (status counts %v, %s)", kind, p.status, freeSpace(dataDir))
+				}
+				if !regexp.MustCompile(`disk cap.*"limit":\s*"min_free_disk"`).MatchString(f.logText()) {
+					t.Errorf("the drop was not logged with its limit:\n%s", grepLines(f.logText(), "disk cap"))
+				}
+			}
+			checkFloor("WAL full")
+			_, n := p.snapshot()
+			t.Logf("%s full of WAL after %d acknowledged samples: status counts %v, WAL %.1f MiB, %s",
+				kind, n, p.status, f.metric("ferry_wal_size_bytes")/(1<<20), freeSpace(dataDir))
+
+			// What a supervisor (systemd Restart=) does after a crash: the
+			// restart on the full disk must work, and keep refusing or
+			// dropping as before. Counters start again from zero.
+			droppedBefore := int(f.metric("ferry_sender_samples_dropped_total", `endpoint="a"`, `reason="disk_cap"`))
+			f.kill9()
+			if !f.tryStart(30 * time.Second) {
+				t.Fatalf("restarted on the full disk, ferry did not become ready within 30s (%s):\n%s",
+					freeSpace(dataDir), tailLines(f.logText(), 20))
+			}
+			if policy == "backpressure" && push() != http.StatusServiceUnavailable {
+				t.Fatal("restarted on the full disk, ferry acknowledged a write it has no room for")
+			}
+			checkFloor("after the restart")
+
+			// The endpoint comes back: ferry delivers, deletes what it
+			// delivered and accepts writes again, by itself.
+			a.start()
+			deadline = time.Now().Add(90 * time.Second)
+			for push()/100 != 2 {
+				if !f.running() {
+					t.Fatalf("ferry exited on the full disk:\n%s", tailLines(f.logText(), 20))
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the endpoint is back for 90s but ferry still refuses writes (%s):\n%s",
+						freeSpace(dataDir), grepLines(f.logText(), "ERROR", "FATAL"))
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			p.pushRounds(t, ts, ts+9, 2000)
+			ts += 10
+			acked, n := p.snapshot()
+			if policy == "backpressure" {
+				waitAcked(t, acked, 3*time.Minute, a)
+				t.Logf("%d acknowledged samples, all in Prometheus; status counts %v", n, p.status)
+			} else {
+				waitLossAccounted(t, f, a, acked, droppedBefore)
+			}
+			// Everything is delivered: the delivered segments must go.
+			deadline = time.Now().Add(45 * time.Second)
+			for f.metric("ferry_wal_size_bytes") > 8<<20 {
+				if time.Now().After(deadline) {
+					t.Fatalf("everything is delivered, yet 45s later the WAL still holds %.1f MiB (%s):\n%s",
+						f.metric("ferry_wal_size_bytes")/(1<<20), freeSpace(dataDir), grepLines(f.logText(), "truncation failed"))
+				}
+				time.Sleep(time.Second)
+			}
+			if n := f.metric("ferry_wal_write_errors_total") + f.metric("ferry_wal_fsync_errors_total"); n != 0 {
+				t.Errorf("%v WAL writes or fsyncs failed: the floor did not keep the disk from filling", n)
+			}
+			f.stop()
+		})
 	}
-	a := startProm(t, "downstream-a", promReceiver, "")
-	a.stop(30 * time.Second)
-	f := newFerry(t, "segment_size: 1MiB", "a="+a.writeURL())
-	dataDir := filepath.Join(f.dir, "data")
-	kind := mountSmallFS(t, dataDir, 64<<20, f.kill)
-	ballast := filepath.Join(dataDir, "ballast")
-	if err := os.WriteFile(ballast, bytes.Repeat([]byte{1}, 4<<20), 0o600); err != nil {
+}
+
+// waitLossAccounted waits until the acknowledged samples missing from the
+// Prometheus at a are exactly those ferry counted as dropped for endpoint a
+// by the disk cap (plus those an earlier process counted).
+func waitLossAccounted(t *testing.T, f *ferry, a *prom, acked map[string][]int64, droppedBefore int) {
+	t.Helper()
+	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+	for _, tss := range acked {
+		for _, ts := range tss {
+			lo, hi = min(lo, ts), max(hi, ts)
+		}
+	}
+	end, rng := time.UnixMilli(hi), time.Duration(hi-lo+1)*time.Millisecond
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		dropped := droppedBefore + int(f.metric("ferry_sender_samples_dropped_total", `endpoint="a"`, `reason="disk_cap"`))
+		miss, ex, err := ackedMissing(a, acked, end, rng)
+		if err != nil {
+			t.Fatalf("query %s: %v", a.name, err)
+		}
+		if miss == dropped && dropped > 0 {
+			t.Logf("%d acknowledged samples, %d dropped by the disk cap and counted, the rest all in Prometheus", ackedCount(acked), dropped)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d acknowledged samples missing in Prometheus, %d counted as dropped (e.g. %v)", miss, dropped, ex)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// freeBytes returns the bytes available on the filesystem holding dir.
+func freeBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	f.start()
-	p := newPusher(f.addr, 2000)
-	ts := time.Now().UnixMilli()
-	refusals := 0
-	deadline := time.Now().Add(3 * time.Minute)
-	for refusals < 20 && time.Now().Before(deadline) {
-		code, _ := p.push(ts, 0, p.series)
-		ts++
-		switch {
-		case code/100 == 2:
-		case code/100 == 5 || code == 429:
-			refusals++
-		default:
-			t.Fatalf("disk full: push answered %d, want 2xx, 5xx or 429", code)
-		}
-	}
-	_, n := p.snapshot()
-	if refusals == 0 {
-		t.Fatalf("the WAL never filled %s (%d samples acknowledged)", kind, n)
-	}
-	t.Logf("%s full of WAL after %d acknowledged samples: status counts %v, WAL %.1f MiB, %s", kind, n, p.status, f.metric("ferry_wal_size_bytes")/(1<<20), freeSpace(dataDir))
-
-	// recovered waits until ferry accepts a write again, or exits.
-	recovered := func(within time.Duration) (ok, exited bool) {
-		deadline := time.Now().Add(within)
-		for time.Now().Before(deadline) {
-			if !f.running() {
-				return false, true
-			}
-			code, _ := p.push(ts, 0, p.series)
-			ts++
-			if code/100 == 2 {
-				return true, false
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-		return false, !f.running()
-	}
-	a.start()
-	ok, exited := recovered(60 * time.Second)
-	switch {
-	case exited:
-		t.Errorf("FERRY BUG: ferry exited on the full disk once the endpoint came back (it must answer 503 and stay up):\n%s",
-			grepLines(f.logText(), "FATAL", "truncation failed"))
-	case !ok:
-		t.Errorf("FERRY BUG: the endpoint is back for 60s but ferry still refuses every write: it cannot free the delivered segments on a full disk (%s):\n%s",
-			freeSpace(dataDir), grepLines(f.logText(), "FATAL", "truncation failed"))
-	}
-	if !ok {
-		// What a supervisor (systemd Restart=) would do.
-		f.kill()
-		before := len(f.logText())
-		if !f.tryStart(30 * time.Second) {
-			t.Errorf("FERRY BUG: restarted on the full disk, ferry does not even become ready within 30s (exited: %v; %s):\n%s",
-				!f.running(), freeSpace(dataDir), grepLines(f.logText()[before:], "FATAL", "background error"))
-		} else if ok, exited = recovered(30 * time.Second); !ok {
-			t.Errorf("FERRY BUG: restarted on the full disk, ferry did not recover within 30s either (exited: %v)", exited)
-		}
-	}
-	if !ok {
-		// The operator frees space.
-		f.kill()
-		if err := os.Remove(ballast); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("operator deleted the 4 MiB ballast: %s", freeSpace(dataDir))
-		f.start()
-		if ok, exited = recovered(2 * time.Minute); !ok {
-			t.Fatalf("ferry did not recover within 2m after 4 MiB were freed (exited: %v)", exited)
-		}
-		t.Logf("ferry recovered after the operator freed 4 MiB and restarted it")
-	}
-	p.pushRounds(t, ts, ts+9, 2000)
-	acked, n := p.snapshot()
-	waitAcked(t, acked, 3*time.Minute, a)
-	t.Logf("%d acknowledged samples, all in Prometheus; status counts %v", n, p.status)
-	// Everything is delivered: the delivered segments must go.
-	walSize := func() float64 { v, _ := f.metricOK("ferry_wal_size_bytes"); return v }
-	deadline = time.Now().Add(45 * time.Second)
-	for walSize() > 8<<20 && time.Now().Before(deadline) {
-		time.Sleep(time.Second)
-	}
-	if size := walSize(); size > 8<<20 {
-		du, _ := exec.Command("du", "-a", "--block-size=1K", dataDir).CombinedOutput()
-		t.Errorf("FERRY BUG: everything is delivered, yet 45s later the WAL still holds %.1f MiB (%s):\n%s\ndisk usage (KiB) outside wal/:\n%s",
-			size/(1<<20), freeSpace(dataDir), grepLines(f.logText(), "truncation failed"), grepLines(string(du), "state", "ballast", "lost+found"))
-		f.kill()
-		return
-	}
-	f.stop()
+	return int64(st.Bavail) * st.Bsize
 }
 
 // freeSpace describes the free space of the filesystem holding dir.

@@ -5,9 +5,17 @@
 //
 // Every sample in the WAL reaches the endpoint at least once, unless the
 // endpoint refuses it for good (a 4xx other than 429), write_relabel_configs
-// drop it, or the WAL's disk cap deletes it before it was read; each of
+// drop it, or the WAL's disk cap deletes it before it was delivered; each of
 // those is counted in ferry_sender_samples_failed_total or
 // ferry_sender_samples_dropped_total and logged.
+//
+// When the disk cap deletes segments the sender has not finished, it counts
+// the samples it had not read yet and writes off those it had read but not
+// delivered: the shards discard them, and the checkpoint moves past them.
+// Each is counted once, when the segments go, so a crash afterwards loses
+// nothing uncounted. A request already in flight at that moment may still
+// succeed: its samples are then both delivered and counted as dropped (at
+// most one batch per shard).
 //
 // Samples of one series are sent in WAL order: series are spread over shards
 // by their ref, and a shard has one request in flight at a time.

@@ -208,10 +208,16 @@ func (s *Sender) Run() {
 	go s.checkpointLoop()
 }
 
+// onDrop counts what the disk cap took: the n samples the reader had not
+// read yet, and those it had read but not delivered, which are written off
+// (the shards discard them) so that each is counted once, here, whether or
+// not the process lives to retry them.
 func (s *Sender) onDrop(n int, from, to wal.Position) {
-	s.droppedCap.Add(float64(n))
+	queued := s.track.writeOff(to)
+	s.droppedCap.Add(float64(n + queued))
 	s.logger.Error("WAL disk cap dropped samples this endpoint had not sent",
-		zap.Int("samples", n), zap.Stringer("from", from), zap.Stringer("to", to))
+		zap.Int("samples", n+queued), zap.Int("unread", n), zap.Int("read_not_delivered", queued),
+		zap.Stringer("from", from), zap.Stringer("to", to))
 }
 
 // readLoop reads the WAL and hands samples to the shards.
@@ -292,7 +298,11 @@ func (s *Sender) dispatch(e *wal.Entry) bool {
 	if ruleDropped > 0 {
 		s.droppedRule.Add(float64(ruleDropped))
 	}
-	s.track.add(e.End, count)
+	if n := s.track.add(e.End, count); n > 0 {
+		s.droppedCap.Add(float64(n))
+		s.logger.Error("WAL disk cap dropped samples this endpoint had read but not sent",
+			zap.Int("samples", n), zap.Stringer("record_end", e.End))
+	}
 	for k, items := range s.route {
 		if len(items) > 0 && !s.shards[k].enqueue(s.readCtx, items) {
 			return false

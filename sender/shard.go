@@ -253,6 +253,13 @@ func (sh *shard) deliver(batch []item) bool {
 	body := sh.enc.encode(batch)
 	backoff := time.Duration(q.MinBackoff)
 	for {
+		// Samples the disk cap wrote off (and counted) are not sent.
+		if k := s.track.retired(batch); k > 0 {
+			if batch = batch[k:]; len(batch) == 0 {
+				return true
+			}
+			body = sh.enc.encode(batch)
+		}
 		start := time.Now()
 		status, retryAfter, msg, err := s.post(s.sendCtx, body)
 		elapsed := time.Since(start)

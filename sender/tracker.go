@@ -17,6 +17,9 @@ type tracker struct {
 	head    int
 	done    wal.Position
 	changed bool
+	// writeOffTo is where the disk cap last moved the reader: records
+	// ending before it are written off.
+	writeOffTo wal.Position
 }
 
 type trackedRecord struct {
@@ -33,8 +36,10 @@ func (t *tracker) next() uint64 {
 	return t.base + uint64(len(t.recs)-t.head)
 }
 
-// add registers a record ending at end with n samples in flight.
-func (t *tracker) add(end wal.Position, n int) {
+// add registers a record ending at end with n samples in flight. A record
+// the disk cap dropped while it was being dispatched is written off at
+// once: add returns how many samples that wrote off.
+func (t *tracker) add(end wal.Position, n int) (writtenOff int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.head > 0 && t.head >= len(t.recs)/2 {
@@ -42,16 +47,55 @@ func (t *tracker) add(end wal.Position, n int) {
 		t.recs = t.recs[:k]
 		t.head = 0
 	}
+	if end.Less(t.writeOffTo) {
+		writtenOff, n = n, 0
+	}
 	t.recs = append(t.recs, trackedRecord{end: end, remaining: n})
 	t.advance()
+	return writtenOff
 }
 
-// ack marks n samples of record seq as done.
+// ack marks n samples of record seq as done. Samples of a record already
+// written off are ignored.
 func (t *tracker) ack(seq uint64, n int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if seq < t.base {
+		return
+	}
 	t.recs[t.head+int(seq-t.base)].remaining -= n
 	t.advance()
+}
+
+// writeOff retires every record that ends before to, the position the disk
+// cap moved the reader to once it deleted the segments before it, and
+// returns the number of their samples not yet acknowledged: read, but now
+// never to be delivered.
+func (t *tracker) writeOff(to wal.Position) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.writeOffTo.Less(to) {
+		t.writeOffTo = to
+	}
+	n := 0
+	for i := t.head; i < len(t.recs) && t.recs[i].end.Less(to); i++ {
+		n += t.recs[i].remaining
+		t.recs[i].remaining = 0
+	}
+	t.advance()
+	return n
+}
+
+// retired returns how many leading items of batch (in record order) belong
+// to retired records: in a shard's hands, only written-off ones are.
+func (t *tracker) retired(batch []item) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := 0
+	for k < len(batch) && batch[k].rec < t.base {
+		k++
+	}
+	return k
 }
 
 func (t *tracker) advance() {

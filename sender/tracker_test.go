@@ -49,3 +49,46 @@ func TestTrackerAdvancesOnlyPastFullyAcknowledgedRecords(t *testing.T) {
 		t.Fatalf("%d records pending", tr.pending())
 	}
 }
+
+// The disk cap writes off what was read but not delivered from the segments
+// it deleted: each sample is counted once, acknowledgements that come later
+// are ignored, and the shards see which items to discard.
+func TestTrackerWriteOff(t *testing.T) {
+	tr := newTracker(wal.Position{Segment: 1})
+	at := func(seg int, o int64) wal.Position { return wal.Position{Segment: seg, Offset: o} }
+	s0 := tr.next()
+	tr.add(at(1, 100), 3)
+	s1 := tr.next()
+	tr.add(at(2, 100), 2)
+	tr.ack(s0, 1) // one sample of record 0 was delivered
+
+	// Segments 1..3 are dropped: the reader moves to 4:0.
+	if n := tr.writeOff(at(4, 0)); n != 2+2 {
+		t.Fatalf("wrote off %d samples, want 4 (2 of record 0, 2 of record 1)", n)
+	}
+	if p, _ := tr.position(); p != at(2, 100) {
+		t.Fatalf("checkpoint %v, want %v", p, at(2, 100))
+	}
+	// A record dispatched while the drop happened is written off at add.
+	s3 := tr.next()
+	if n := tr.add(at(3, 50), 5); n != 5 {
+		t.Fatalf("add of a dropped record wrote off %d samples, want 5", n)
+	}
+	s2 := tr.next()
+	if n := tr.add(at(4, 100), 4); n != 0 { // read after the reader jumped: kept
+		t.Fatalf("add of a retained record wrote off %d samples", n)
+	}
+	// A shard's batch: written-off items first, then live ones.
+	batch := []item{{rec: s0}, {rec: s1}, {rec: s1}, {rec: s3}, {rec: s2}, {rec: s2}}
+	if k := tr.retired(batch); k != 4 {
+		t.Fatalf("retired prefix %d, want 4", k)
+	}
+	tr.ack(s1, 2) // a late acknowledgement of written-off samples is ignored
+	tr.ack(s2, 4)
+	if p, _ := tr.position(); p != at(4, 100) {
+		t.Fatalf("checkpoint %v, want %v", p, at(4, 100))
+	}
+	if tr.pending() != 0 {
+		t.Fatalf("%d records pending", tr.pending())
+	}
+}

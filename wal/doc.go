@@ -57,12 +57,21 @@
 // # Truncation and the disk cap
 //
 // Segments every registered consumer has committed past are deleted, after a
-// checkpoint carries the live series forward. When the log exceeds its
-// MaxSize, WhenFull decides: DropOldest deletes the oldest segments even if
-// consumers have not read them, moves those consumers forward, and reports
-// the number of samples each consumer lost; Backpressure makes Append return
-// ErrFull, so nothing is acknowledged that was not written. The cap is
-// enforced at segment granularity.
+// checkpoint carries the live series forward. The log has two limits: its
+// own size (MaxSize) and the free space it leaves on its filesystem
+// (MinFree), which keeps room for the series checkpoint that truncation
+// writes and for the state database beside the log, so that delivering and
+// truncating still work when the log has filled the disk. An append that
+// would start below MinFree is refused with ErrFull under either policy
+// (free space is taken from statfs(2) at most every 100 ms, less what the
+// log wrote since). When a limit is reached, WhenFull decides:
+// DropOldest deletes the oldest sealed segments, even if consumers have not
+// read them, until the log is within MaxSize and MinFree plus one segment is
+// free; it moves those consumers forward and reports the number of samples
+// each consumer lost. Backpressure makes Append return ErrFull until
+// consumers catch up, so nothing is acknowledged that was not written. The
+// limits are enforced at segment granularity; the head segment is never
+// dropped.
 //
 // If a write fails (disk full, I/O error), the current segment is sealed and
 // a new one begun before the next append is accepted, so a half-written

@@ -23,7 +23,7 @@ func (w *WAL) maintain() {
 		w.m.truncationErrors.Inc()
 		w.logger.Error("WAL truncation failed", zap.Error(err))
 	}
-	if w.opts.MaxSize > 0 && w.opts.WhenFull == DropOldest && w.Size() > w.opts.MaxSize {
+	if w.opts.WhenFull == DropOldest && (w.opts.MaxSize > 0 || w.opts.MinFree > 0) {
 		if err := w.dropOldest(); err != nil {
 			w.m.truncationErrors.Inc()
 			w.logger.Error("WAL disk cap: dropping old segments failed", zap.Error(err))
@@ -50,13 +50,18 @@ func (w *WAL) truncateConsumed() error {
 	return w.truncate(low.Segment)
 }
 
-// dropOldest deletes the oldest sealed segments until the log fits its cap,
-// moving readers that had not finished them and reporting their losses.
+// dropOldest deletes the oldest sealed segments until the log fits its cap
+// (MaxSize, and MinFree plus one segment free on its filesystem), moving
+// readers that had not finished them and reporting their losses.
 func (w *WAL) dropOldest() error {
 	w.truncMu.Lock()
 	defer w.truncMu.Unlock()
+	excess, reason := w.dropTarget()
+	if excess <= 0 {
+		return nil
+	}
 	w.mu.Lock()
-	upTo, excess := w.first, w.total.Load()-w.opts.MaxSize
+	upTo := w.first
 	var bytes int64
 	for upTo < w.head.Segment && excess > 0 {
 		excess -= w.sizes[upTo]
@@ -105,8 +110,9 @@ func (w *WAL) dropOldest() error {
 	w.m.droppedBytes.Add(float64(bytes))
 	slices.Sort(affected)
 	w.logger.Error("WAL reached its disk cap: dropped the oldest segments before every endpoint read them",
-		zap.Int("first_segment", first), zap.Int("last_segment", upTo-1), zap.Int64("bytes", bytes),
-		zap.Int64("max_size", w.opts.MaxSize), zap.String("endpoints_losing_samples", strings.Join(affected, ", ")))
+		zap.String("limit", reason), zap.Int("first_segment", first), zap.Int("last_segment", upTo-1), zap.Int64("bytes", bytes),
+		zap.Int64("max_size", w.opts.MaxSize), zap.Int64("min_free_disk", w.opts.MinFree),
+		zap.String("endpoints_losing_samples", strings.Join(affected, ", ")))
 	return nil
 }
 

@@ -1,6 +1,10 @@
 package wal
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"math"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	appendedSamples   prometheus.Counter
@@ -12,7 +16,8 @@ type metrics struct {
 	fsyncDuration     prometheus.Histogram
 	fsyncErrors       prometheus.Counter
 	writeErrors       prometheus.Counter
-	fullRejections    prometheus.Counter
+	fullRejections    *prometheus.CounterVec
+	freeBytes         prometheus.GaugeFunc
 	sizeBytes         prometheus.GaugeFunc
 	segments          prometheus.GaugeFunc
 	segmentCurrent    prometheus.GaugeFunc
@@ -58,8 +63,18 @@ func newMetrics(w *WAL, reg prometheus.Registerer) *metrics {
 		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ferry_wal_write_errors_total", Help: "Failed WAL writes; the appends were refused.",
 		}),
-		fullRejections: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "ferry_wal_full_rejections_total", Help: "Appends refused because the WAL reached max_size under backpressure.",
+		fullRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_wal_full_rejections_total",
+			Help: "Appends refused for lack of space, by limit: max_size (under backpressure) or min_free_disk.",
+		}, []string{"limit"}),
+		freeBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ferry_wal_filesystem_free_bytes", Help: "Bytes available on the WAL's filesystem.",
+		}, func() float64 {
+			free, err := w.opts.FreeSpace(w.dir)
+			if err != nil {
+				return math.NaN()
+			}
+			return float64(free)
 		}),
 		sizeBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "ferry_wal_size_bytes", Help: "Bytes the WAL uses on disk (segments and checkpoint).",
@@ -104,10 +119,13 @@ func newMetrics(w *WAL, reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.appendedSamples, m.appendedRequests, m.seriesCreated, m.seriesRemoved,
-			m.activeSeries, m.fsyncs, m.fsyncDuration, m.fsyncErrors, m.writeErrors, m.fullRejections,
+			m.activeSeries, m.fsyncs, m.fsyncDuration, m.fsyncErrors, m.writeErrors, m.fullRejections, m.freeBytes,
 			m.sizeBytes, m.segments, m.segmentCurrent, m.truncations, m.truncationErrors,
 			m.droppedSegments, m.droppedBytes, m.repairedBytes, m.corruptions, m.replayDuration,
 			m.replayedSamples, m.highestTimestamp, m.checkpointSeconds)
+	}
+	for _, l := range []string{reasonMaxSize, reasonMinFree} {
+		m.fullRejections.WithLabelValues(l)
 	}
 	return m
 }

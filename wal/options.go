@@ -27,6 +27,13 @@ const (
 	Backpressure
 )
 
+func (p FullPolicy) String() string {
+	if p == Backpressure {
+		return "backpressure"
+	}
+	return "drop_oldest"
+}
+
 // Options configure a WAL. The zero value is not valid: use DefaultOptions.
 type Options struct {
 	Sync         SyncPolicy
@@ -35,8 +42,17 @@ type Options struct {
 	// begun. It is rounded up to a multiple of 32 KiB.
 	SegmentSize int64
 	// MaxSize caps the bytes the log may use on disk; 0 means no cap.
-	MaxSize  int64
+	MaxSize int64
+	// MinFree is the free space the log leaves on its filesystem, for the
+	// state database and its own checkpoints: below it, appends are refused
+	// with ErrFull, and under DropOldest the oldest segments are dropped
+	// until MinFree plus one segment is free. 0 disables the check.
+	MinFree int64
+	// WhenFull says what happens when MaxSize or MinFree is reached.
 	WhenFull FullPolicy
+	// FreeSpace reports the bytes available on the filesystem holding a
+	// directory; nil means statfs(2) (FreeSpace).
+	FreeSpace func(dir string) (int64, error)
 	// Compression of record payloads (compression.None or compression.Snappy).
 	Compression compression.Type
 	// MaintenanceInterval is how often truncation and the cap are checked,
@@ -71,6 +87,12 @@ func (o *Options) validate() error {
 	}
 	if o.MaxSize > 0 && o.MaxSize < 2*o.SegmentSize {
 		return fmt.Errorf("wal: max size %d must hold at least two segments of %d bytes", o.MaxSize, o.SegmentSize)
+	}
+	if o.MinFree < 0 {
+		return fmt.Errorf("wal: min free space must not be negative, got %d", o.MinFree)
+	}
+	if o.FreeSpace == nil {
+		o.FreeSpace = FreeSpace
 	}
 	if o.MaintenanceInterval <= 0 {
 		o.MaintenanceInterval = 10 * time.Second

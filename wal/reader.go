@@ -124,7 +124,7 @@ func (r *Reader) Position() Position { return *r.readPos.Load() }
 // before p's segment may be deleted.
 func (r *Reader) Commit(p Position) {
 	r.committed.Store(&p)
-	if r.w.opts.MaxSize > 0 && r.w.Size() >= r.w.opts.MaxSize {
+	if (r.w.opts.MaxSize > 0 && r.w.Size() >= r.w.opts.MaxSize) || r.w.lowOnSpace() {
 		r.w.kickMaintenance()
 	}
 }

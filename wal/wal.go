@@ -21,8 +21,9 @@ import (
 )
 
 var (
-	// ErrFull is returned by Append when the log is at MaxSize under the
-	// Backpressure policy. Nothing of the batch was written.
+	// ErrFull is wrapped by the error Append returns when the log is at
+	// MaxSize under the Backpressure policy, or its filesystem has less than
+	// MinFree bytes available. Nothing of the batch was written.
 	ErrFull = errors.New("wal: full")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("wal: closed")
@@ -99,6 +100,7 @@ type WAL struct {
 	isClosed     atomic.Bool
 	stopc, donec chan struct{}
 	liveMetrics  *wlog.LiveReaderMetrics
+	space        diskSpace
 }
 
 // Open opens the log in dir, creating it if needed, repairs damaged segment
@@ -222,9 +224,8 @@ func (w *WAL) Append(b *Batch) error {
 	if len(b.Series) == 0 && len(b.Types) == 0 {
 		return nil
 	}
-	if w.opts.MaxSize > 0 && w.opts.WhenFull == Backpressure && w.total.Load() >= w.opts.MaxSize {
-		w.m.fullRejections.Inc()
-		return ErrFull
+	if err := w.checkSpace(); err != nil {
+		return err
 	}
 	buf, _ := w.bufs.Get().(*appendBuf)
 	if buf == nil {

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -439,7 +440,7 @@ func TestDiskCapBackpressure(t *testing.T) {
 	var full bool
 	for ts := int64(1); ts <= 500; ts++ {
 		err := w.Append(batchOf(0, 20, ts))
-		if err == ErrFull {
+		if errors.Is(err, ErrFull) {
 			full = true
 			break
 		}
