@@ -25,8 +25,13 @@ test:
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # Suites against real peers (Prometheus from Debian) and real systemd.
+# The 10-minute soak runs beside the rest of the suite; its output follows.
 test-integration:
-	FERRY_INTEGRATION=1 $(GO) test -count=1 -timeout 40m -v ./integration/
+	@soaklog=$$(mktemp); rc=0; \
+	FERRY_INTEGRATION=1 $(GO) test -count=1 -timeout 40m -v -run '^TestSoak$$' ./integration/ >$$soaklog 2>&1 & soak=$$!; \
+	FERRY_INTEGRATION=1 $(GO) test -count=1 -timeout 40m -v -skip '^TestSoak$$' ./integration/ || rc=$$?; \
+	wait $$soak || rc=$$?; \
+	echo "=== TestSoak (run beside the suite above)"; cat $$soaklog; rm -f $$soaklog; exit $$rc
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./wal/ ./sender/ ./agent/...

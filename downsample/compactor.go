@@ -161,6 +161,9 @@ func New(cfg Config, policies []StoragePolicy, db *pebble.DB, w *wal.WAL, o Opti
 		return nil, err
 	}
 	r, err := w.NewReader(consumerName, c.pos, func(n int, from, to wal.Position) {
+		if n == 0 {
+			return
+		}
 		c.m.skipped.WithLabelValues("disk_cap").Add(float64(n))
 		c.logger.Error("WAL disk cap dropped samples the compactor had not read; their windows are incomplete",
 			zap.Int("samples", n), zap.Stringer("from", from), zap.Stringer("to", to))

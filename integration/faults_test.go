@@ -268,15 +268,14 @@ func envDuration(t testing.TB, name string, def time.Duration) time.Duration {
 	return d
 }
 
-// One downstream is stopped for FERRY_OUTAGE (default 90s; the issue asks
-// for "several minutes", shortened to fit the suite's budget) while the
+// One downstream is stopped for FERRY_OUTAGE (default 3m) while the
 // upstream Prometheus and the pusher keep writing, then restarted on the
 // same storage path. Meanwhile the other downstream keeps receiving
 // promptly; afterwards both hold every upstream sample of the whole run
 // (no gaps) and every acknowledged pushed sample.
 func TestDownstreamOutageNoGaps(t *testing.T) {
 	requireIntegration(t)
-	outage := envDuration(t, "FERRY_OUTAGE", 90*time.Second)
+	outage := envDuration(t, "FERRY_OUTAGE", 3*time.Minute)
 	node := startNodeExporter(t)
 	a := startProm(t, "downstream-a", promReceiver, "")
 	b := startProm(t, "downstream-b", promReceiver, "")
@@ -615,9 +614,12 @@ func TestDiskFilledByWALDuringOutage(t *testing.T) {
 	}
 }
 
-// waitLossAccounted waits until the acknowledged samples missing from the
-// Prometheus at a are exactly those ferry counted as dropped for endpoint a
-// by the disk cap (plus those an earlier process counted).
+// waitLossAccounted waits until delivery to the Prometheus at a is done and
+// checks that every acknowledged sample missing there was counted as
+// dropped by the disk cap for endpoint a (by this process, or droppedBefore
+// by an earlier one). The count may exceed what is missing by what was in
+// flight when its segment was dropped and still got delivered: at most one
+// batch per shard.
 func waitLossAccounted(t *testing.T, f *ferry, a *prom, acked map[string][]int64, droppedBefore int) {
 	t.Helper()
 	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
@@ -628,20 +630,27 @@ func waitLossAccounted(t *testing.T, f *ferry, a *prom, acked map[string][]int64
 	}
 	end, rng := time.UnixMilli(hi), time.Duration(hi-lo+1)*time.Millisecond
 	deadline := time.Now().Add(3 * time.Minute)
+	last := -1
 	for {
 		dropped := droppedBefore + int(f.metric("ferry_sender_samples_dropped_total", `endpoint="a"`, `reason="disk_cap"`))
 		miss, ex, err := ackedMissing(a, acked, end, rng)
 		if err != nil {
 			t.Fatalf("query %s: %v", a.name, err)
 		}
-		if miss == dropped && dropped > 0 {
-			t.Logf("%d acknowledged samples, %d dropped by the disk cap and counted, the rest all in Prometheus", ackedCount(acked), dropped)
+		if miss <= dropped && miss == last { // delivery has settled
+			const bound = 50 * 2000 // max_shards × max_samples_per_send
+			if dropped == 0 || dropped-miss > bound {
+				t.Fatalf("%d acknowledged samples missing in Prometheus, %d counted as dropped", miss, dropped)
+			}
+			t.Logf("%d acknowledged samples: %d missing in Prometheus, %d counted as dropped by the disk cap (%d delivered while in flight as their segment went)",
+				ackedCount(acked), miss, dropped, dropped-miss)
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d acknowledged samples missing in Prometheus, %d counted as dropped (e.g. %v)", miss, dropped, ex)
+			t.Fatalf("%d acknowledged samples missing in Prometheus, only %d counted as dropped (e.g. %v)", miss, dropped, ex)
 		}
-		time.Sleep(500 * time.Millisecond)
+		last = miss
+		time.Sleep(3 * time.Second)
 	}
 }
 

@@ -214,6 +214,9 @@ func (s *Sender) Run() {
 // not the process lives to retry them.
 func (s *Sender) onDrop(n int, from, to wal.Position) {
 	queued := s.track.writeOff(to)
+	if n+queued == 0 {
+		return
+	}
 	s.droppedCap.Add(float64(n + queued))
 	s.logger.Error("WAL disk cap dropped samples this endpoint had not sent",
 		zap.Int("samples", n+queued), zap.Int("unread", n), zap.Int("read_not_delivered", queued),

@@ -67,8 +67,9 @@
 // log wrote since). When a limit is reached, WhenFull decides:
 // DropOldest deletes the oldest sealed segments, even if consumers have not
 // read them, until the log is within MaxSize and MinFree plus one segment is
-// free; it moves those consumers forward and reports the number of samples
-// each consumer lost. Backpressure makes Append return ErrFull until
+// free; it moves those consumers forward and tells every consumer that had
+// not committed past them how many samples it had not read (what it read but
+// has not stored is its own to count). Backpressure makes Append return ErrFull until
 // consumers catch up, so nothing is acknowledged that was not written. The
 // limits are enforced at segment granularity; the head segment is never
 // dropped.

@@ -87,18 +87,26 @@ func (w *WAL) dropOldest() error {
 		if r.jump != nil {
 			from = *r.jump
 		}
-		if !from.Less(to) {
+		if !from.Less(to) && !r.committed.Load().Less(to) {
 			r.mu.Unlock()
 			continue
 		}
-		n, err := w.countSamples(from, upTo)
-		if err != nil {
-			w.logger.Error("Counting the samples a consumer loses to the disk cap failed; the count is a lower bound",
-				zap.String("consumer", r.name), zap.Error(err))
+		// The consumer has not stored everything before to: it may hold
+		// records it read from the dropped segments, and is told, even
+		// when it read them all (n is 0).
+		n := 0
+		if from.Less(to) {
+			var err error
+			if n, err = w.countSamples(from, upTo); err != nil {
+				w.logger.Error("Counting the samples a consumer loses to the disk cap failed; the count is a lower bound",
+					zap.String("consumer", r.name), zap.Error(err))
+			}
+			r.jump = &to
+			affected = append(affected, fmt.Sprintf("%s (%d samples)", r.name, n))
+		} else {
+			from = to
 		}
-		r.jump = &to
 		r.mu.Unlock()
-		affected = append(affected, fmt.Sprintf("%s (%d samples)", r.name, n))
 		if r.onDrop != nil {
 			r.onDrop(n, from, to)
 		}
@@ -109,10 +117,10 @@ func (w *WAL) dropOldest() error {
 	w.m.droppedSegments.Add(float64(upTo - first))
 	w.m.droppedBytes.Add(float64(bytes))
 	slices.Sort(affected)
-	w.logger.Error("WAL reached its disk cap: dropped the oldest segments before every endpoint read them",
+	w.logger.Error("WAL reached its disk cap: dropped the oldest segments before every consumer stored them",
 		zap.String("limit", reason), zap.Int("first_segment", first), zap.Int("last_segment", upTo-1), zap.Int64("bytes", bytes),
 		zap.Int64("max_size", w.opts.MaxSize), zap.Int64("min_free_disk", w.opts.MinFree),
-		zap.String("endpoints_losing_samples", strings.Join(affected, ", ")))
+		zap.String("unread_samples", strings.Join(affected, ", ")))
 	return nil
 }
 

@@ -49,8 +49,11 @@ type RawHistogram struct {
 	Data   []byte
 }
 
-// DropFunc is told that a consumer lost samples: the disk cap deleted
-// segments between from and to before the consumer read them.
+// DropFunc is told that the disk cap deleted segments before to that the
+// consumer had not committed past. samples were not read yet (between from,
+// the read position, and to; 0 if the consumer had read them all). What the
+// consumer read before to but has not stored is lost too once it crashes:
+// it should count and discard it now.
 type DropFunc func(samples int, from, to Position)
 
 // Reader reads the log for one consumer, from a position the consumer

@@ -1,7 +1,6 @@
 package wal
 
 import (
-	"context"
 	"errors"
 	"io/fs"
 	"path/filepath"
@@ -145,17 +144,7 @@ func TestMinFreeBackpressure(t *testing.T) {
 // in order up to the newest append.
 func TestMinFreeDropOldest(t *testing.T) {
 	w, d := openOnSmallDisk(t, DropOldest, time.Now)
-	var mu sync.Mutex
-	dropped := 0
-	r, err := w.NewReader("endpoint", w.Oldest(), func(n int, from, to Position) {
-		mu.Lock()
-		dropped += n
-		mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, dropped := countingReader(t, w)
 	const rounds = 1500
 	refusals := 0
 	for ts := int64(1); ts <= rounds; ts++ {
@@ -174,26 +163,10 @@ func TestMinFreeDropOldest(t *testing.T) {
 			t.Fatalf("round %d: %d bytes free, below min_free_disk (%d)", ts, free, w.opts.MinFree)
 		}
 	}
-	mu.Lock()
-	lost := dropped
-	mu.Unlock()
-	if refusals == 0 || lost == 0 {
-		t.Fatalf("the log never reached the floor (refusals %d, samples lost %d)", refusals, lost)
+	if refusals == 0 || dropped() == 0 {
+		t.Fatalf("the log never reached the floor (refusals %d, samples lost %d)", refusals, dropped())
 	}
-	gs, _ := readN(t, r, rounds*100-lost)
-	if gs[len(gs)-1].ts != rounds {
-		t.Fatalf("last sample read at %d, want %d", gs[len(gs)-1].ts, rounds)
-	}
-	for i := 1; i < len(gs); i++ {
-		if gs[i].ts < gs[i-1].ts {
-			t.Fatalf("sample %d at %d after one at %d", i, gs[i].ts, gs[i-1].ts)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if _, err := r.Next(ctx); err == nil {
-		t.Fatal("read more than appended minus dropped")
-	}
+	checkRestAfterDrop(t, r, rounds, dropped())
 }
 
 // Free space is asked of the filesystem at most every spaceCheckInterval

@@ -383,17 +383,7 @@ func TestDiskCapDropOldestCountsLosses(t *testing.T) {
 	opts.MaxSize = 4 * pageSize
 	w := openTest(t, dir, opts)
 	defer w.Close()
-	var mu sync.Mutex
-	dropped := 0
-	r, err := w.NewReader("slow", w.Oldest(), func(n int, from, to Position) {
-		mu.Lock()
-		dropped += n
-		mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, dropped := countingReader(t, w)
 	const rounds = 300
 	for ts := int64(1); ts <= rounds; ts++ {
 		if err := w.Append(batchOf(0, 100, ts)); err != nil {
@@ -404,17 +394,43 @@ func TestDiskCapDropOldestCountsLosses(t *testing.T) {
 	if w.Size() > opts.MaxSize+opts.SegmentSize {
 		t.Fatalf("size %d above cap %d", w.Size(), opts.MaxSize)
 	}
-	// Everything not dropped is still readable, in order, and the counts
-	// add up exactly.
-	mu.Lock()
-	d := dropped
-	mu.Unlock()
-	if d == 0 {
+	if dropped() == 0 {
 		t.Fatal("nothing dropped")
 	}
-	gs, _ := readN(t, r, rounds*100-d)
+	checkRestAfterDrop(t, r, rounds, dropped())
+}
+
+// countingReader registers a reader at the oldest record that sums the
+// samples the disk cap reports lost.
+func countingReader(t *testing.T, w *WAL) (*Reader, func() int) {
+	t.Helper()
+	var mu sync.Mutex
+	dropped := 0
+	r, err := w.NewReader("endpoint", w.Oldest(), func(n int, from, to Position) {
+		mu.Lock()
+		dropped += n
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, func() int { mu.Lock(); defer mu.Unlock(); return dropped }
+}
+
+// checkRestAfterDrop reads what the disk cap left of rounds rounds of 100
+// samples: exactly the samples not reported lost, in order, up to the last
+// round.
+func checkRestAfterDrop(t *testing.T, r *Reader, rounds int64, lost int) {
+	t.Helper()
+	gs, _ := readN(t, r, int(rounds)*100-lost)
 	if gs[len(gs)-1].ts != rounds {
-		t.Fatalf("last sample at %d, want %d", gs[len(gs)-1].ts, rounds)
+		t.Fatalf("last sample read at %d, want %d", gs[len(gs)-1].ts, rounds)
+	}
+	for i := 1; i < len(gs); i++ {
+		if gs[i].ts < gs[i-1].ts {
+			t.Fatalf("sample %d at %d after one at %d", i, gs[i].ts, gs[i-1].ts)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
