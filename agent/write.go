@@ -209,7 +209,9 @@ func (h *writeHandler) serve(r *http.Request) (int, *httpError) {
 			// answered 429 unless retry_on_http_429 is set.
 			return 0, &httpError{code: http.StatusServiceUnavailable, msg: err.Error() + ": retry later", retryAfter: 5 * time.Second}
 		}
-		h.logger.Error("Appending to the WAL failed; the request was refused", zap.Error(err))
+		if h.shouldLog("append_error", 10*time.Second) {
+			h.logger.Error("Appending to the WAL failed; the request was refused (logged at most every 10s; every refusal is counted in ferry_receiver_requests_total{code=\"503\"})", zap.Error(err))
+		}
 		return 0, &httpError{code: http.StatusServiceUnavailable, msg: "write to WAL failed: " + err.Error(), retryAfter: 5 * time.Second}
 	}
 	return len(buf.req.Samples) + len(buf.req.Histograms), nil
@@ -230,13 +232,22 @@ func (h *writeHandler) countUnsupported(req *receive.Request) {
 			continue
 		}
 		h.m.unsupported.WithLabelValues(c.kind).Add(float64(c.n))
-		now := time.Now()
-		if last, ok := h.lastLog.Load(c.kind); !ok || now.Sub(last.(time.Time)) > time.Minute {
-			h.lastLog.Store(c.kind, now)
+		if h.shouldLog(c.kind, time.Minute) {
 			h.logger.Warn("Request carried items Ferry does not store yet; they are counted in ferry_receiver_unsupported_total and not forwarded",
 				zap.String("kind", c.kind), zap.Int("count", c.n))
 		}
 	}
+}
+
+// shouldLog reports whether a message of this kind may be logged: at most
+// once per interval.
+func (h *writeHandler) shouldLog(kind string, every time.Duration) bool {
+	now := time.Now()
+	if last, ok := h.lastLog.Load(kind); ok && now.Sub(last.(time.Time)) <= every {
+		return false
+	}
+	h.lastLog.Store(kind, now)
+	return true
 }
 
 var errBodyTooLarge = errors.New("body too large")
