@@ -40,12 +40,19 @@ func benchBatches(series, size int) []*Batch {
 // commit) and without (SyncInterval).
 func BenchmarkAppend(b *testing.B) {
 	for _, pol := range []struct {
-		name string
-		p    SyncPolicy
-	}{{"sync=always", SyncAlways}, {"sync=interval", SyncInterval}} {
+		name    string
+		p       SyncPolicy
+		minFree int64
+	}{
+		{"sync=always", SyncAlways, 0},
+		{"sync=interval", SyncInterval, 0},
+		// As Ferry runs: the filesystem's free space checked before appends.
+		{"sync=interval,min_free_disk", SyncInterval, 1 << 20},
+	} {
 		b.Run(pol.name, func(b *testing.B) {
 			opts := DefaultOptions()
 			opts.Sync = pol.p
+			opts.MinFree = pol.minFree
 			w, err := Open(b.TempDir(), opts, zap.NewNop(), nil, time.Now)
 			if err != nil {
 				b.Fatal(err)
@@ -112,4 +119,21 @@ func BenchmarkRead(b *testing.B) {
 		r.Close()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/sample")
+}
+
+// BenchmarkCheckSpace measures the free-space check every append makes.
+func BenchmarkCheckSpace(b *testing.B) {
+	opts := DefaultOptions()
+	opts.MinFree = 1 << 20
+	w, err := Open(b.TempDir(), opts, zap.NewNop(), nil, time.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := w.checkSpace(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
