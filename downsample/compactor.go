@@ -161,6 +161,12 @@ func New(cfg Config, policies []StoragePolicy, db *pebble.DB, w *wal.WAL, o Opti
 		return nil, err
 	}
 	r, err := w.NewReader(consumerName, c.pos, func(n int, from, to wal.Position) {
+		// What was aggregated from the segments being dropped is in memory
+		// only: store it before they go, or a crash now would lose it
+		// uncounted (the restart could not read it again).
+		if err := c.Commit(); err != nil {
+			c.logger.Error("Compactor: commit before the disk cap drops segments failed; a crash before the next commit loses what was aggregated from them", zap.Error(err))
+		}
 		if n == 0 {
 			return
 		}
@@ -171,8 +177,10 @@ func New(cfg Config, policies []StoragePolicy, db *pebble.DB, w *wal.WAL, o Opti
 	if err != nil {
 		return nil, fmt.Errorf("downsample: open WAL reader: %w", err)
 	}
+	c.mu.Lock() // a drop may already call Commit
 	c.reader = r
 	c.pos = r.Position()
+	c.mu.Unlock()
 	return c, nil
 }
 
@@ -672,7 +680,9 @@ func (c *Compactor) Commit() error {
 		}
 	}
 	clear(c.newTypes)
-	c.reader.Commit(c.pos)
+	if c.reader != nil {
+		c.reader.Commit(c.pos)
+	}
 	for _, l := range c.logs {
 		n, err := l.applyRetention(nowMs)
 		if err != nil {

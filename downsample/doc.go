@@ -40,7 +40,11 @@
 // reloads the last commit and re-reads the WAL from its position: no window
 // is counted twice or missed, and the rollups equal those of an
 // uninterrupted run. WAL truncation waits for the compactor's committed
-// position as for any consumer.
+// position as for any consumer. When the WAL's disk cap (drop_oldest) drops
+// segments the compactor has not committed past, it commits first, so a
+// crash then loses nothing it had aggregated; samples it had not read yet
+// are counted in ferry_downsample_skipped_samples_total{reason="disk_cap"}
+// and their windows are incomplete.
 //
 // # Rollup logs
 //
