@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,6 +98,19 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.cond.Broadcast()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// newDownReceiver returns a receiver that answers status while down is set,
+// as it is at first.
+func newDownReceiver(t testing.TB, status int) (*receiver, *atomic.Bool) {
+	down := &atomic.Bool{}
+	down.Store(true)
+	return newReceiver(t, func(int) int {
+		if down.Load() {
+			return status
+		}
+		return 0
+	}), down
 }
 
 // waitTotal waits until at least n samples were accepted.
@@ -189,6 +203,16 @@ func (e *env) close() {
 	if err := e.db.Close(); err != nil {
 		e.t.Fatal(err)
 	}
+}
+
+// reopen stops s within drain (a short drain is a crash: the queues are
+// lost, the checkpoint and the WAL stay) and reopens the WAL and the state
+// database.
+func (e *env) reopen(s *Sender, drain time.Duration) {
+	e.t.Helper()
+	stopWithin(e.t, s, drain)
+	e.close()
+	e.open()
 }
 
 type quietPebble struct{}
@@ -368,25 +392,11 @@ func TestSplitPoint(t *testing.T) {
 
 func TestRestartDuringOutageLosesNothing(t *testing.T) {
 	e := newEnv(t)
-	var down atomic.Bool
-	down.Store(true)
-	r := newReceiver(t, func(int) int {
-		if down.Load() {
-			return http.StatusBadGateway
-		}
-		return 0
-	})
+	r, down := newDownReceiver(t, http.StatusBadGateway)
 	s := e.sender("a", r.srv.URL, nil)
 	e.append(20, 1, 10)
 	waitFor(t, func() bool { return testutil.ToFloat64(e.m.retried.WithLabelValues("a")) > 0 })
-	stopWithin(t, s, 50*time.Millisecond)
-	e.close()
-
-	// Restarted with room: no drop races the deliveries (a request in
-	// flight when its segment is dropped may be both delivered and
-	// counted).
-	e.walOpts = func(o *wal.Options) { o.Sync = wal.SyncInterval; o.SegmentSize = 32 << 10 }
-	e.open()
+	e.reopen(s, 50*time.Millisecond)
 	defer e.close()
 	down.Store(false)
 	s = e.sender("a", r.srv.URL, nil)
@@ -399,14 +409,7 @@ func TestRestartDuringOutageLosesNothing(t *testing.T) {
 func TestDownEndpointDoesNotHoldBackAnother(t *testing.T) {
 	e := newEnv(t)
 	defer e.close()
-	var down atomic.Bool
-	down.Store(true)
-	bad := newReceiver(t, func(int) int {
-		if down.Load() {
-			return http.StatusServiceUnavailable
-		}
-		return 0
-	})
+	bad, down := newDownReceiver(t, http.StatusServiceUnavailable)
 	good := newReceiver(t, func(int) int { return 0 })
 	sb := e.sender("bad", bad.srv.URL, nil)
 	sg := e.sender("good", good.srv.URL, nil)
@@ -491,14 +494,7 @@ func TestDiskCapLossIsCountedOnce(t *testing.T) {
 		o.MaintenanceInterval = 5 * time.Millisecond
 	}}
 	e.open()
-	var down atomic.Bool
-	down.Store(true)
-	r := newReceiver(t, func(int) int {
-		if down.Load() {
-			return http.StatusServiceUnavailable
-		}
-		return 0
-	})
+	r, down := newDownReceiver(t, http.StatusServiceUnavailable)
 	s := e.sender("a", r.srv.URL, nil)
 	e.w.Start()
 	dropped := func() int { return int(testutil.ToFloat64(e.m.dropped.WithLabelValues("a", "disk_cap"))) }
@@ -506,15 +502,12 @@ func TestDiskCapLossIsCountedOnce(t *testing.T) {
 	e.append(series, 1, 2000)
 	waitFor(t, func() bool { return dropped() > 0 && e.w.Size() <= 128<<10 })
 	before := dropped()
-	// What a crash leaves: the checkpoint and the WAL, not the queues.
-	stopWithin(t, s, time.Millisecond)
-	e.close()
-
-	// Restarted with room: no drop races the deliveries (a request in
-	// flight when its segment is dropped may be both delivered and
-	// counted).
+	// Restarted with room, so that no drop races the deliveries (a request
+	// in flight when its segment is dropped may be both delivered and
+	// counted). What a crash leaves: the checkpoint and the WAL, not the
+	// queues.
 	e.walOpts = func(o *wal.Options) { o.Sync = wal.SyncInterval; o.SegmentSize = 32 << 10 }
-	e.open()
+	e.reopen(s, time.Millisecond)
 	defer e.close()
 	down.Store(false)
 	s = e.sender("a", r.srv.URL, nil)
@@ -537,11 +530,7 @@ func distinct(r *receiver) int {
 	defer r.mu.Unlock()
 	n := 0
 	for _, ts := range r.got {
-		seen := map[int64]bool{}
-		for _, t := range ts {
-			seen[t] = true
-		}
-		n += len(seen)
+		n += len(slices.Compact(slices.Sorted(slices.Values(ts))))
 	}
 	return n
 }
