@@ -125,17 +125,22 @@ func (c *Config) Validate(policies []StoragePolicy) []error {
 		}
 	}
 	pp := parser.NewParser(parser.Options{})
+	// rule checks what every rule has, a name and a filter, and returns the
+	// filter's matchers.
+	rule := func(where, name, filter string) []*labels.Matcher {
+		if name == "" {
+			add("%s: name is required", where)
+		}
+		ms, err := pp.ParseMetricSelector(filter)
+		if err != nil {
+			add("%s: filter %q: %v", where, filter, err)
+		}
+		return ms
+	}
 	for i := range c.MappingRules {
 		r := &c.MappingRules[i]
 		where := fmt.Sprintf("downsample.mapping_rules[%d] (%s)", i, r.Name)
-		if r.Name == "" {
-			add("%s: name is required", where)
-		}
-		ms, err := pp.ParseMetricSelector(r.Filter)
-		if err != nil {
-			add("%s: filter %q: %v", where, r.Filter, err)
-		}
-		r.matchers = ms
+		r.matchers = rule(where, r.Name, r.Filter)
 		for _, a := range r.Aggregations {
 			if !ValidAggregation(a) {
 				add("%s: unknown aggregation %q (known: %s)", where, a, strings.Join(aggregations, ", "))
@@ -149,14 +154,7 @@ func (c *Config) Validate(policies []StoragePolicy) []error {
 	for i := range c.RollupRules {
 		r := &c.RollupRules[i]
 		where := fmt.Sprintf("downsample.rollup_rules[%d] (%s)", i, r.Name)
-		if r.Name == "" {
-			add("%s: name is required", where)
-		}
-		ms, err := pp.ParseMetricSelector(r.Filter)
-		if err != nil {
-			add("%s: filter %q: %v", where, r.Filter, err)
-		}
-		r.matchers = ms
+		r.matchers = rule(where, r.Name, r.Filter)
 		if len(r.By) > 0 && len(r.Without) > 0 {
 			add("%s: use by or without, not both", where)
 		}

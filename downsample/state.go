@@ -114,18 +114,11 @@ func (c *Compactor) decodeState(b []byte, ls labels.Labels) (*seriesState, error
 	st.HasRawPrev, st.typed, st.counter = b[17]&1 != 0, b[17]&2 != 0, b[17]&4 != 0
 	b = b[18:]
 	st.labels, st.labelsSaved = ls, true
-	uv := func() (uint64, error) {
-		v, n := binary.Uvarint(b)
-		if n <= 0 {
-			return 0, errShortState
-		}
-		b = b[n:]
-		return v, nil
+	nw, n := binary.Uvarint(b)
+	if n <= 0 {
+		return nil, errShortState
 	}
-	nw, err := uv()
-	if err != nil {
-		return nil, err
-	}
+	b = b[n:]
 	const wsize = 8*13 + 1
 	for range nw {
 		if len(b) < wsize {
