@@ -64,20 +64,8 @@ func (b badRequest) send(t *testing.T, addr string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	switch b.ctype {
-	case "":
-		req.Header.Set("Content-Type", "application/x-protobuf")
-	case "-":
-	default:
-		req.Header.Set("Content-Type", b.ctype)
-	}
-	switch b.encoding {
-	case "":
-		req.Header.Set("Content-Encoding", "snappy")
-	case "-":
-	default:
-		req.Header.Set("Content-Encoding", b.encoding)
-	}
+	setHeader(req.Header, "Content-Type", b.ctype, "application/x-protobuf")
+	setHeader(req.Header, "Content-Encoding", b.encoding, "snappy")
 	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
@@ -338,4 +326,16 @@ func TestSlowClientsDoNotStarveOthers(t *testing.T) {
 	waitAcked(t, acked, time.Minute, a)
 	t.Logf("%d samples from the well-behaved client and %d from the slow ones acknowledged and delivered", n, len(okSlow))
 	f.stop()
+}
+
+// setHeader sets key to v, to def if v is "", and leaves it unset if v is
+// "-".
+func setHeader(h http.Header, key, v, def string) {
+	switch v {
+	case "-":
+	case "":
+		h.Set(key, def)
+	default:
+		h.Set(key, v)
+	}
 }

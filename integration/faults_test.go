@@ -6,7 +6,6 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -54,19 +53,13 @@ var messageRE = regexp.MustCompile(`"message": "((?:[^"\\]|\\.)*)"`)
 func TestKill9LoopRealDownstreams(t *testing.T) {
 	requireIntegration(t)
 	const cycles = 20
-	node := startNodeExporter(t)
 	a := startProm(t, "downstream-a", promReceiver, "")
 	b := startProm(t, "downstream-b", promReceiver, "")
 	pa, pb := newRWProxy(t, a.writeURL()), newRWProxy(t, b.writeURL())
 	f := newFerry(t, "", "a="+pa.url(), "b="+pb.url())
 	f.start()
-	begin := time.Now().Add(-time.Second)
-	up := startProm(t, "upstream", promServer, upstreamConfig(node, f.addr))
-
-	p := newPusher(f.addr, 100)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := pushEvery(ctx, p, 20*time.Millisecond, 50)
+	l := startLoad(t, f, promServer, nil, 100, 20*time.Millisecond, 50)
+	up, p, begin := l.up, l.p, l.begin
 
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
 	for cycle := 0; cycle < cycles; cycle++ {
@@ -76,8 +69,7 @@ func TestKill9LoopRealDownstreams(t *testing.T) {
 		f.kill9()
 		f.start()
 	}
-	cancel()
-	<-done
+	l.stopPushing()
 	end := time.Now()
 	rng := end.Sub(begin) + time.Second
 	acked, n := p.snapshot()
@@ -173,7 +165,7 @@ func crashAfterDelivery(t *testing.T, f *ferry, px *rwProxy, p *pusher, before f
 	t.Helper()
 	px.setHang()
 	base := time.Now().UnixMilli()
-	if code := p.pushSamples([]int64{base, base + 1}, 0, p.series); code/100 != 2 {
+	if code, _ := p.pushSamples([]int64{base, base + 1}, 0, p.series); code/100 != 2 {
 		t.Fatalf("push: status %d", code)
 	}
 	waitUntil(t, 30*time.Second, func() bool { return px.heldSamples() >= 2*p.series })
@@ -185,6 +177,16 @@ func crashAfterDelivery(t *testing.T, f *ferry, px *rwProxy, p *pusher, before f
 	return base
 }
 
+// proxiedFerry starts a Prometheus receiver, a proxy in front of it, ferry
+// forwarding to the proxy as endpoint "a", and a pusher of 100 series.
+func proxiedFerry(t *testing.T) (*prom, *rwProxy, *ferry, *pusher) {
+	a := startProm(t, "downstream-a", promReceiver, "")
+	pa := newRWProxy(t, a.writeURL())
+	f := newFerry(t, "", "a="+pa.url())
+	f.start()
+	return a, pa, f, newPusher(f.addr, 100)
+}
+
 // A batch Prometheus already stored is re-sent after a crash (kill -9 after
 // delivery, before the checkpoint persisted); real Prometheus refuses it
 // with 400 "out of order sample". Ferry splits the refused batch until each
@@ -193,11 +195,7 @@ func crashAfterDelivery(t *testing.T, f *ferry, px *rwProxy, p *pusher, before f
 // samples arrive, and nothing acknowledged is missing.
 func TestDuplicatesAfterReplayRefused400(t *testing.T) {
 	requireIntegration(t)
-	a := startProm(t, "downstream-a", promReceiver, "")
-	pa := newRWProxy(t, a.writeURL())
-	f := newFerry(t, "", "a="+pa.url())
-	f.start()
-	p := newPusher(f.addr, 100)
+	a, pa, f, p := proxiedFerry(t)
 	base := crashAfterDelivery(t, f, pa, p, nil)
 	f.start()
 	// Of each series' two re-sent samples, Prometheus refuses the older
@@ -234,11 +232,7 @@ func TestDuplicatesAfterReplayRefused400(t *testing.T) {
 // new samples together (max_samples_per_send 500).
 func TestReplayMixedBatchKeepsAcknowledgedSamples(t *testing.T) {
 	requireIntegration(t)
-	a := startProm(t, "downstream-a", promReceiver, "")
-	pa := newRWProxy(t, a.writeURL())
-	f := newFerry(t, "", "a="+pa.url())
-	f.start()
-	p := newPusher(f.addr, 100)
+	a, pa, f, p := proxiedFerry(t)
 	crashAfterDelivery(t, f, pa, p, func(base int64) {
 		p.pushRounds(t, base+2, base+4, 100) // acknowledged, in the WAL, not sent yet
 	})
@@ -276,18 +270,13 @@ func envDuration(t testing.TB, name string, def time.Duration) time.Duration {
 func TestDownstreamOutageNoGaps(t *testing.T) {
 	requireIntegration(t)
 	outage := envDuration(t, "FERRY_OUTAGE", 3*time.Minute)
-	node := startNodeExporter(t)
 	a := startProm(t, "downstream-a", promReceiver, "")
 	b := startProm(t, "downstream-b", promReceiver, "")
 	pa := newRWProxy(t, a.writeURL())
 	f := newFerry(t, "", "a="+pa.url(), "b="+b.writeURL())
 	f.start()
-	begin := time.Now().Add(-time.Second)
-	up := startProm(t, "upstream", promServer, upstreamConfig(node, f.addr))
-	p := newPusher(f.addr, 100)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := pushEvery(ctx, p, 100*time.Millisecond, 100)
+	l := startLoad(t, f, promServer, nil, 100, 100*time.Millisecond, 100)
+	up, p, begin := l.up, l.p, l.begin
 
 	waitScrapes(t, up, 10, time.Minute)
 	b.stop(30 * time.Second)
@@ -324,8 +313,7 @@ func TestDownstreamOutageNoGaps(t *testing.T) {
 	t.Logf("downstream-b back after %v (lag %.0fs); slowest wait for the latest round at downstream-a during the outage: %v",
 		time.Since(down).Round(time.Second), lagB, worst)
 	waitUntil(t, 2*time.Minute, func() bool { return f.metric("ferry_sender_lag_seconds", `endpoint="b"`) < 5 })
-	cancel()
-	<-done
+	l.stopPushing()
 	end := time.Now().Add(-2 * time.Second)
 	rng := end.Sub(begin)
 	ref := waitSame(t, up, scrapedSelector, end, rng, 2*time.Minute, a, b)
@@ -688,19 +676,6 @@ func grepLines(s string, subs ...string) string {
 		out = append(out[:10], "...")
 	}
 	return strings.Join(out, "\n")
-}
-
-// running reports whether the ferry process is alive.
-func (f *ferry) running() bool {
-	if f.cmd == nil {
-		return false
-	}
-	select {
-	case <-f.exited:
-		return false
-	default:
-		return true
-	}
 }
 
 // percentile returns the p-th percentile (0..1) of ds.

@@ -1,8 +1,8 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -220,29 +220,24 @@ func (s *sink) checkOrder() {
 // The ferry process.
 
 type ferry struct {
-	t       testing.TB
+	proc
 	dir     string
 	cfgPath string
 	addr    string
-	cmd     *exec.Cmd
-	logMu   sync.Mutex
-	log     bytes.Buffer
-	exited  chan struct{}
+	binary  string // "" for ferryBin
 }
 
 // newFerry writes a config with the given endpoints and extra YAML under
 // wal:, and a fixed port.
 func newFerry(t testing.TB, walYAML string, endpoints ...string) *ferry {
-	f := &ferry{t: t, dir: t.TempDir()}
+	f := &ferry{proc: proc{t: t, name: "ferry"}, dir: t.TempDir()}
 	f.addr = freeAddr(t)
 	f.cfgPath = filepath.Join(f.dir, "ferry.yml")
 	f.writeConfig(walYAML, endpoints...)
 	t.Cleanup(func() {
 		f.kill()
 		if t.Failed() {
-			f.logMu.Lock()
-			t.Logf("ferry log:\n%s", f.log.String())
-			f.logMu.Unlock()
+			t.Logf("ferry log:\n%s", f.logText())
 		}
 	})
 	return f
@@ -304,28 +299,9 @@ func (f *ferry) start() {
 // spawn starts the ferry process, collecting its log.
 func (f *ferry) spawn() {
 	f.t.Helper()
-	f.cmd = exec.Command(ferryBin, "run", "--config", f.cfgPath, "--log.level", "info")
-	pr, pw := io.Pipe()
-	f.cmd.Stdout, f.cmd.Stderr = pw, pw
-	if err := f.cmd.Start(); err != nil {
-		f.t.Fatalf("start ferry: %v", err)
-	}
-	f.exited = make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			f.logMu.Lock()
-			f.log.WriteString(sc.Text() + "\n")
-			f.logMu.Unlock()
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	go func(cmd *exec.Cmd, exited chan struct{}) {
-		_ = cmd.Wait()
-		pw.Close()
-		close(exited)
-	}(f.cmd, f.exited)
+	f.bin = cmp.Or(f.binary, ferryBin)
+	f.args = []string{"run", "--config", f.cfgPath, "--log.level", "info"}
+	f.proc.start()
 }
 
 // ready polls /-/ready until it answers 200 (true), the process exits or
@@ -347,12 +323,6 @@ func (f *ferry) ready(within time.Duration) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
-}
-
-func (f *ferry) logText() string {
-	f.logMu.Lock()
-	defer f.logMu.Unlock()
-	return f.log.String()
 }
 
 // kill9 kills the process without warning.
@@ -439,16 +409,24 @@ func seriesID(i int) string { return strconv.Itoa(i) }
 // push sends one round at timestamp ts for series [from, to); it returns the
 // HTTP status (0 on a network error).
 func (p *pusher) push(ts int64, from, to int) (int, http.Header) {
+	return p.pushSamples([]int64{ts}, from, to)
+}
+
+// pushSamples sends one request holding, for each series in [from, to),
+// one sample per timestamp in tss (one WAL record), and records them as
+// acknowledged on a 2xx. It returns the status (0 on a network error).
+func (p *pusher) pushSamples(tss []int64, from, to int) (int, http.Header) {
 	req := prompb.WriteRequest{}
 	for i := from; i < to; i++ {
-		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
-			Labels: []prompb.Label{
-				{Name: "__name__", Value: "e2e_metric"},
-				{Name: "id", Value: seriesID(i)},
-				{Name: "job", Value: "e2e"},
-			},
-			Samples: []prompb.Sample{{Timestamp: ts, Value: float64(ts)}},
-		})
+		ts := prompb.TimeSeries{Labels: []prompb.Label{
+			{Name: "__name__", Value: "e2e_metric"},
+			{Name: "id", Value: seriesID(i)},
+			{Name: "job", Value: "e2e"},
+		}}
+		for _, t := range tss {
+			ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: t, Value: float64(t)})
+		}
+		req.Timeseries = append(req.Timeseries, ts)
 	}
 	raw, err := req.Marshal()
 	if err != nil {
@@ -472,8 +450,8 @@ func (p *pusher) push(ts int64, from, to int) (int, http.Header) {
 	p.status[resp.StatusCode]++
 	if resp.StatusCode/100 == 2 {
 		for i := from; i < to; i++ {
-			p.acked[seriesID(i)] = append(p.acked[seriesID(i)], ts)
-			p.ackedN++
+			p.acked[seriesID(i)] = append(p.acked[seriesID(i)], tss...)
+			p.ackedN += len(tss)
 		}
 	}
 	return resp.StatusCode, resp.Header

@@ -718,20 +718,55 @@ func ferryPlainBinary(t testing.TB) string {
 	return plainBin
 }
 
-// startWith starts ferry from another binary. It swaps the package-level
-// ferryBin for the duration of start: this package's tests do not run in
-// parallel.
+// startWith starts ferry from another binary; later starts use ferryBin.
 func (f *ferry) startWith(bin string) {
 	f.t.Helper()
-	old := ferryBin
-	ferryBin = bin
-	defer func() { ferryBin = old }()
+	f.binary = bin
+	defer func() { f.binary = "" }()
 	f.start()
 }
 
 // pushEvery pushes one round of all series every interval, with timestamp
 // max(previous+1, now) in ms, until ctx ends; the returned channel closes
 // when it has stopped. Pushes that fail are not retried.
+// load is what the suite's real-Prometheus tests feed Ferry: an upstream
+// Prometheus scraping itself and node-exporter every second and
+// remote-writing to Ferry, and a pusher sending a round of its synthetic
+// series at a steady interval.
+type load struct {
+	up     *prom
+	p      *pusher
+	begin  time.Time // before the first sample
+	cancel context.CancelFunc
+	done   <-chan struct{}
+}
+
+// startLoad starts node-exporter, the upstream (in mode, also
+// remote-writing to extraRW) and a pusher of series series, pushed every
+// interval in requests of batch, against the running ferry f. The pushing
+// ends with stopPushing or the test.
+func startLoad(t testing.TB, f *ferry, mode promMode, extraRW []string, series int, interval time.Duration, batch int) *load {
+	t.Helper()
+	node := startNodeExporter(t)
+	l := &load{begin: time.Now().Add(-time.Second)}
+	name := "upstream"
+	if mode == promAgent {
+		name = "agent"
+	}
+	l.up = startProm(t, name, mode, upstreamConfig(node, f.addr, extraRW...))
+	l.p = newPusher(f.addr, series)
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel, l.done = cancel, pushEvery(ctx, l.p, interval, batch)
+	t.Cleanup(l.stopPushing)
+	return l
+}
+
+// stopPushing stops the pusher and waits for its last round.
+func (l *load) stopPushing() {
+	l.cancel()
+	<-l.done
+}
+
 func pushEvery(ctx context.Context, p *pusher, interval time.Duration, batch int) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {

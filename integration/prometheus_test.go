@@ -6,7 +6,6 @@ package integration
 // downstreams hold is compared, sample by sample, with what reached Ferry.
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -112,78 +111,47 @@ func waitScrapes(t *testing.T, p *prom, n int, within time.Duration) {
 // pusher adds synthetic series: both downstreams hold exactly the upstream's
 // samples (every series, every timestamp, every value) and every sample
 // Ferry acknowledged to the pusher.
-func TestPrometheusServerThroughFerry(t *testing.T) {
-	requireIntegration(t)
-	node := startNodeExporter(t)
-	a := startProm(t, "downstream-a", promReceiver, "")
-	b := startProm(t, "downstream-b", promReceiver, "")
-	f := newFerry(t, "", "a="+a.writeURL(), "b="+b.writeURL())
-	f.start()
-	begin := time.Now().Add(-time.Second)
-	up := startProm(t, "upstream", promServer, upstreamConfig(node, f.addr))
-
-	p := newPusher(f.addr, 50)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := pushEvery(ctx, p, 500*time.Millisecond, 50)
-
-	waitScrapes(t, up, 30, 2*time.Minute)
-	cancel()
-	<-done
-	end := time.Now().Add(-2 * time.Second)
-	rng := end.Sub(begin)
-
-	ref := waitSame(t, up, scrapedSelector, end, rng, 2*time.Minute, a, b)
-	if len(ref) < 100 || ref.count() < 100*25 {
-		t.Fatalf("too little compared to be meaningful: %d series, %d samples", len(ref), ref.count())
-	}
-	compareCounts(t, up, scrapedSelector, end, rng, a, b)
-	acked, n := p.snapshot()
-	waitAcked(t, acked, time.Minute, a, b)
-	checkFerryClean(t, f, "a", "b")
-	t.Logf("upstream window %v: %d series, %d samples identical in both downstreams; %d pushed samples acknowledged and delivered; ferry received %v samples",
-		rng.Round(time.Second), len(ref), ref.count(), n, f.metric("ferry_receiver_samples_total"))
-	up.stop(30 * time.Second)
-	f.stop()
-}
+func TestPrometheusServerThroughFerry(t *testing.T) { upstreamThroughFerry(t, promServer) }
 
 // The same with the upstream in agent mode (--enable-feature=agent), which
 // keeps no queryable TSDB: it also remote-writes directly to a third,
 // reference Prometheus, and both downstreams behind Ferry must hold exactly
 // what the reference holds.
-func TestPrometheusAgentThroughFerry(t *testing.T) {
+func TestPrometheusAgentThroughFerry(t *testing.T) { upstreamThroughFerry(t, promAgent) }
+
+func upstreamThroughFerry(t *testing.T, mode promMode) {
 	requireIntegration(t)
-	node := startNodeExporter(t)
-	ref := startProm(t, "reference", promReceiver, "")
+	var ref *prom
+	var extraRW []string
+	if mode == promAgent {
+		ref = startProm(t, "reference", promReceiver, "")
+		extraRW = []string{ref.writeURL()}
+	}
 	a := startProm(t, "downstream-a", promReceiver, "")
 	b := startProm(t, "downstream-b", promReceiver, "")
 	f := newFerry(t, "", "a="+a.writeURL(), "b="+b.writeURL())
 	f.start()
-	begin := time.Now().Add(-time.Second)
-	agent := startProm(t, "agent", promAgent, upstreamConfig(node, f.addr, ref.writeURL()))
+	l := startLoad(t, f, mode, extraRW, 50, 500*time.Millisecond, 50)
+	if ref == nil {
+		ref = l.up
+	}
 
-	p := newPusher(f.addr, 50)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := pushEvery(ctx, p, 500*time.Millisecond, 50)
-
-	// The reference receives the agent's scrapes; wait for 30 of them.
+	// The reference receives the upstream's scrapes; wait for 30 of them.
 	waitScrapes(t, ref, 30, 2*time.Minute)
-	cancel()
-	<-done
+	l.stopPushing()
 	end := time.Now().Add(-2 * time.Second)
-	rng := end.Sub(begin)
+	rng := end.Sub(l.begin)
 
 	want := waitSame(t, ref, scrapedSelector, end, rng, 2*time.Minute, a, b)
 	if len(want) < 100 || want.count() < 100*25 {
 		t.Fatalf("too little compared to be meaningful: %d series, %d samples", len(want), want.count())
 	}
 	compareCounts(t, ref, scrapedSelector, end, rng, a, b)
-	acked, n := p.snapshot()
+	acked, n := l.p.snapshot()
 	waitAcked(t, acked, time.Minute, a, b)
 	checkFerryClean(t, f, "a", "b")
-	t.Logf("agent window %v: %d series, %d samples identical in the reference and both downstreams; %d pushed samples delivered",
-		rng.Round(time.Second), len(want), want.count(), n)
-	agent.stop(30 * time.Second)
+	t.Logf("%s window %v: %d series, %d samples identical in %s and both downstreams; %d pushed samples acknowledged and delivered; ferry received %v samples",
+		l.up.name, rng.Round(time.Second), len(want), want.count(), ref.name, n, f.metric("ferry_receiver_samples_total"))
+	l.up.stop(30 * time.Second)
 	f.stop()
 }

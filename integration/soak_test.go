@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -49,17 +48,12 @@ func TestSoak(t *testing.T) {
 	requireIntegration(t)
 	d := envDuration(t, "FERRY_SOAK", 10*time.Minute)
 	warmup := min(time.Minute, d/5)
-	node := startNodeExporter(t)
 	a := startProm(t, "downstream-a", promReceiver, "")
 	b := startProm(t, "downstream-b", promReceiver, "")
 	f := newFerry(t, "", "a="+a.writeURL(), "b="+b.writeURL())
 	f.startWith(ferryPlainBinary(t))
-	begin := time.Now().Add(-time.Second)
-	up := startProm(t, "upstream", promServer, upstreamConfig(node, f.addr))
-	p := newPusher(f.addr, 2000)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := pushEvery(ctx, p, time.Second, 500)
+	l := startLoad(t, f, promServer, nil, 2000, time.Second, 500)
+	up, p, begin := l.up, l.p, l.begin
 
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
@@ -88,8 +82,7 @@ func TestSoak(t *testing.T) {
 			t.Fatalf("ferry exited during the soak:\n%s", f.logText())
 		}
 	}
-	cancel()
-	<-done
+	l.stopPushing()
 	end := time.Now().Add(-2 * time.Second)
 
 	table := soakTable(points)

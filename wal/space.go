@@ -82,10 +82,13 @@ func (w *WAL) lowOnSpace() bool {
 }
 
 // errLowSpace describes a refusal for lack of space.
-type errLowSpace struct{ free, minFree int64 }
+type errLowSpace struct {
+	dir           string
+	free, minFree int64
+}
 
 func (e errLowSpace) Error() string {
-	return fmt.Sprintf("%s: the filesystem has %d bytes free, below min_free_disk (%d bytes)", ErrFull, e.free, e.minFree)
+	return fmt.Sprintf("%s: the filesystem of %s has %d bytes free, below min_free_disk (%d bytes)", ErrFull, e.dir, e.free, e.minFree)
 }
 
 func (e errLowSpace) Unwrap() error { return ErrFull }
@@ -115,7 +118,7 @@ func (w *WAL) checkSpace() error {
 	w.noteLowSpace(low, free)
 	if low {
 		w.m.fullRejections.WithLabelValues(reasonMinFree).Inc()
-		return errLowSpace{free: free, minFree: w.opts.MinFree}
+		return errLowSpace{dir: w.dir, free: free, minFree: w.opts.MinFree}
 	}
 	return nil
 }
