@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,11 +18,13 @@ import (
 
 	"github.com/ferrymetrics/ferry/agent/receive"
 	"github.com/ferrymetrics/ferry/wal"
+	"github.com/ferrymetrics/ferry/wal/model"
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"go.uber.org/zap"
 )
 
@@ -31,9 +34,23 @@ const staleNaN = 0x7ff0000000000002
 
 // appendedSeries is a copy of one series of a batch given to fakeAppender.
 type appendedSeries struct {
-	labels                []string // name, value, name, value, ...
-	samples               []wal.Sample
-	exemplars, histograms int32
+	labels     []string // name, value, name, value, ...
+	samples    []model.Sample
+	exemplars  []appendedExemplar
+	histograms int
+}
+
+// appendedExemplar is a copy of one exemplar given to fakeAppender.
+type appendedExemplar struct {
+	labels []string
+	value  float64
+	ts     int64
+}
+
+// appendedMetadata is a copy of one metadata entry given to fakeAppender.
+type appendedMetadata struct {
+	family, help, unit string
+	typ                model.MetricType
 }
 
 // fakeAppender records what it is asked to append; err, if set, is
@@ -44,9 +61,10 @@ type fakeAppender struct {
 	calls      int
 	series     []appendedSeries
 	histograms [][]byte
+	metadata   []appendedMetadata
 }
 
-func (f *fakeAppender) Append(b *wal.Batch) error {
+func (f *fakeAppender) Append(b *model.Batch) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
@@ -55,17 +73,26 @@ func (f *fakeAppender) Append(b *wal.Batch) error {
 	}
 	// The batch aliases the request buffer, which the handler reuses:
 	// copy everything.
-	for _, s := range b.Series {
-		var as appendedSeries
-		for _, l := range b.Labels[s.LabelsStart:s.LabelsEnd] {
-			as.labels = append(as.labels, string(l.Name), string(l.Value))
+	flat := func(ls []model.Label) []string {
+		var out []string
+		for _, l := range ls {
+			out = append(out, string(l.Name), string(l.Value))
 		}
-		as.samples = append(as.samples, b.Samples[s.SamplesStart:s.SamplesEnd]...)
-		as.exemplars, as.histograms = s.Exemplars, s.Histograms
+		return out
+	}
+	for i := range b.Series {
+		as := appendedSeries{labels: flat(b.SeriesLabels(i)), histograms: len(b.SeriesHistograms(i))}
+		as.samples = append(as.samples, b.SeriesSamples(i)...)
+		for _, e := range b.SeriesExemplars(i) {
+			as.exemplars = append(as.exemplars, appendedExemplar{labels: flat(b.ExemplarLabels(&e)), value: e.Value, ts: e.Timestamp})
+		}
 		f.series = append(f.series, as)
-		for _, h := range b.Histograms[s.HistogramsStart : s.HistogramsStart+s.Histograms] {
+		for _, h := range b.SeriesHistograms(i) {
 			f.histograms = append(f.histograms, bytes.Clone(h))
 		}
+	}
+	for _, m := range b.Metadata {
+		f.metadata = append(f.metadata, appendedMetadata{family: string(m.Family), help: string(m.Help), unit: string(m.Unit), typ: m.Type})
 	}
 	return nil
 }
@@ -183,8 +210,8 @@ func TestWriteAccepts(t *testing.T) {
 	}
 	other := []string{"__name__", "http_requests_total", "code", "200"}
 	want := []appendedSeries{
-		{labels: upSeries, samples: []wal.Sample{{Value: 1, Timestamp: 1_700_000_000_000}, {Value: math.Float64frombits(staleNaN), Timestamp: 1_700_000_015_000}}},
-		{labels: other, samples: []wal.Sample{{Value: -0.5, Timestamp: 42}}},
+		{labels: upSeries, samples: []model.Sample{{Value: 1, Timestamp: 1_700_000_000_000}, {Value: math.Float64frombits(staleNaN), Timestamp: 1_700_000_015_000}}},
+		{labels: other, samples: []model.Sample{{Value: -0.5, Timestamp: 42}}},
 	}
 	series := []prompb.TimeSeries{ts(upSeries, samples...), ts(other, prompb.Sample{Value: -0.5, Timestamp: 42})}
 
@@ -214,8 +241,13 @@ func TestWriteAccepts(t *testing.T) {
 			if got := testutil.ToFloat64(h.m.samples); got != 3 {
 				t.Errorf("ferry_receiver_samples_total = %v, want 3", got)
 			}
-			if got := testutil.ToFloat64(h.m.requests.WithLabelValues("204")); got != 1 {
-				t.Errorf(`ferry_receiver_requests_total{code="204"} = %v, want 1`, got)
+			if got := testutil.ToFloat64(h.m.requests.WithLabelValues("204", "1.0")); got != 1 {
+				t.Errorf(`ferry_receiver_requests_total{code="204",proto="1.0"} = %v, want 1`, got)
+			}
+			for _, name := range []string{headerSamplesWritten, headerHistogramsWritten, headerExemplarsWritten} {
+				if v, ok := rec.Header()[name]; ok {
+					t.Errorf("Remote-Write 1.0 answer with %s: %q", name, v)
+				}
 			}
 		})
 	}
@@ -288,9 +320,9 @@ func TestWriteRejects(t *testing.T) {
 			wantCode: http.StatusUnsupportedMediaType, wantMsg: "Remote-Write 1.0",
 		},
 		{
-			name:   "Remote-Write 2.0 content type",
-			header: withHeader("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request"), body: valid,
-			wantCode: http.StatusUnsupportedMediaType, wantMsg: "Ferry accepts Remote-Write 1.0",
+			name:   "unknown protobuf message",
+			header: withHeader("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v3.Request"), body: valid,
+			wantCode: http.StatusUnsupportedMediaType, wantMsg: `unsupported protobuf message "io.prometheus.write.v3.Request"`,
 		},
 		{
 			name: "gzip", header: withHeader("Content-Encoding", "gzip"), body: valid,
@@ -360,7 +392,7 @@ func TestWriteRejects(t *testing.T) {
 			if app.calls != 0 {
 				t.Errorf("appender called %d times for a rejected request: %+v", app.calls, app.appended())
 			}
-			if got := testutil.ToFloat64(h.m.requests.WithLabelValues(strconv.Itoa(tc.wantCode))); got != 1 {
+			if got := requestsWithCode(h, tc.wantCode); got != 1 {
 				t.Errorf(`ferry_receiver_requests_total{code="%d"} = %v, want 1`, tc.wantCode, got)
 			}
 		})
@@ -376,7 +408,7 @@ func TestWriteUTF8NameValidation(t *testing.T) {
 	checkAnswer(t, serve(h, http.MethodPost, remoteWriteHeaders(), body), http.StatusNoContent, "")
 	checkAppended(t, app.appended(), []appendedSeries{{
 		labels:  []string{"__name__", "http.requests", "service.name", "api"},
-		samples: []wal.Sample{{Value: 1, Timestamp: 1}},
+		samples: []model.Sample{{Value: 1, Timestamp: 1}},
 	}})
 }
 
@@ -550,9 +582,19 @@ func TestWriteDeclaredLengthDoesNotAllocate(t *testing.T) {
 	}
 }
 
-// Native histograms are stored as received; exemplars and metadata are
-// counted as unsupported.
-func TestWriteHistogramsStoredOthersCounted(t *testing.T) {
+// requestsWithCode returns ferry_receiver_requests_total{code} summed over
+// protocols.
+func requestsWithCode(h *writeHandler, code int) float64 {
+	var n float64
+	for _, p := range []protoVersion{protoUnknown, protoV1, protoV2} {
+		n += testutil.ToFloat64(h.m.requests.WithLabelValues(strconv.Itoa(code), p.String()))
+	}
+	return n
+}
+
+// Native histograms are stored as received, exemplars and metadata with
+// them.
+func TestWriteStoresHistogramsExemplarsMetadata(t *testing.T) {
 	h, app := handlerWith(t, nil)
 	hist := prompb.Histogram{Count: &prompb.Histogram_CountInt{CountInt: 3}, Sum: 1.5, Timestamp: 10,
 		ZeroCount: &prompb.Histogram_ZeroCountInt{ZeroCountInt: 0}}
@@ -564,18 +606,25 @@ func TestWriteHistogramsStoredOthersCounted(t *testing.T) {
 	histOnly.Exemplars = []prompb.Exemplar{ex}
 	wr := &prompb.WriteRequest{
 		Timeseries: []prompb.TimeSeries{withExtras, histOnly},
-		Metadata:   []prompb.MetricMetadata{{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "up", Help: "Up."}},
+		Metadata:   []prompb.MetricMetadata{{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "up", Help: "Up.", Unit: "bool"}},
 	}
 	rec := serve(h, http.MethodPost, remoteWriteHeaders(), snappy.Encode(nil, marshal(t, wr)))
 	checkAnswer(t, rec, http.StatusNoContent, "")
 
-	for kind, want := range map[string]float64{"histogram": 0, "exemplar": 3, "metadata": 1} {
-		if got := testutil.ToFloat64(h.m.unsupported.WithLabelValues(kind)); got != want {
-			t.Errorf(`ferry_receiver_unsupported_total{kind=%q} = %v, want %v`, kind, got, want)
+	for name, c := range map[string]struct {
+		m    prometheus.Counter
+		want float64
+	}{
+		"ferry_receiver_samples_total":   {h.m.samples, 3},
+		"ferry_receiver_exemplars_total": {h.m.exemplars, 3},
+		"ferry_receiver_metadata_total":  {h.m.metadata, 1},
+	} {
+		if got := testutil.ToFloat64(c.m); got != c.want {
+			t.Errorf("%s = %v, want %v", name, got, c.want)
 		}
 	}
-	// The float samples are stored; the histogram-only series is passed on
-	// with its two histograms, byte for byte as received.
+	// The histogram-only series is passed on with its two histograms, byte
+	// for byte as received.
 	got := app.appended()
 	want, err := hist.Marshal()
 	if err != nil {
@@ -585,11 +634,234 @@ func TestWriteHistogramsStoredOthersCounted(t *testing.T) {
 		t.Errorf("stored histograms %x, want two of %x", app.histograms, want)
 	}
 	checkAppended(t, got, []appendedSeries{
-		{labels: upSeries, samples: []wal.Sample{{Value: 1, Timestamp: 10}}},
+		{labels: upSeries, samples: []model.Sample{{Value: 1, Timestamp: 10}}},
 		{labels: []string{"__name__", "latency_seconds"}},
 	})
-	if len(got) == 2 && (got[0].exemplars != 2 || got[1].histograms != 2 || got[1].exemplars != 1) {
-		t.Errorf("batch counts: %+v", got)
+	wantEx := appendedExemplar{labels: []string{"trace_id", "abc"}, value: 1, ts: 10}
+	if len(got) == 2 && (len(got[0].exemplars) != 2 || got[1].histograms != 2 || len(got[1].exemplars) != 1 ||
+		!equalExemplar(got[0].exemplars[1], wantEx) || !equalExemplar(got[1].exemplars[0], wantEx)) {
+		t.Errorf("stored series %+v", got)
+	}
+	if wantMeta := []appendedMetadata{{family: "up", help: "Up.", unit: "bool", typ: model.TypeGauge}}; !slices.Equal(app.metadata, wantMeta) {
+		t.Errorf("stored metadata %+v, want %+v", app.metadata, wantMeta)
+	}
+}
+
+func equalExemplar(a, b appendedExemplar) bool {
+	return slices.Equal(a.labels, b.labels) && a.value == b.value && a.ts == b.ts
+}
+
+// v2Headers are what a Prometheus Remote-Write 2.0 sender sets.
+func v2Headers() http.Header {
+	return http.Header{
+		"Content-Type":                      {"application/x-protobuf;proto=io.prometheus.write.v2.Request"},
+		"Content-Encoding":                  {"snappy"},
+		"X-Prometheus-Remote-Write-Version": {"2.0.0"},
+	}
+}
+
+// v2Body encodes req snappy-compressed.
+func v2Body(t *testing.T, req *writev2.Request) []byte {
+	t.Helper()
+	b, err := req.Marshal()
+	if err != nil {
+		t.Fatalf("marshal writev2.Request: %v", err)
+	}
+	return snappy.Encode(nil, b)
+}
+
+// checkWrittenHeaders checks the Remote-Write 2.0 written counts of rec.
+func checkWrittenHeaders(t *testing.T, rec *httptest.ResponseRecorder, samples, histograms, exemplars int) {
+	t.Helper()
+	for name, want := range map[string]int{headerSamplesWritten: samples, headerHistogramsWritten: histograms, headerExemplarsWritten: exemplars} {
+		if got := rec.Header().Values(name); len(got) != 1 || got[0] != strconv.Itoa(want) {
+			t.Errorf("%s: %q, want %d", name, got, want)
+		}
+	}
+}
+
+// v2Request returns a Remote-Write 2.0 request like Prometheus sends: a
+// counter with a start timestamp and an exemplar, a custom-buckets native
+// histogram, and metadata.
+func v2Request() *writev2.Request {
+	st := writev2.NewSymbolTable()
+	refs := func(kv ...string) []uint32 {
+		var out []uint32
+		for _, s := range kv {
+			out = append(out, st.Symbolize(s))
+		}
+		return out
+	}
+	req := &writev2.Request{Timeseries: []writev2.TimeSeries{
+		{
+			LabelsRefs: refs(upSeries...),
+			Samples:    []writev2.Sample{{Value: 1, Timestamp: 2000, StartTimestamp: 1000}, {Value: math.Float64frombits(staleNaN), Timestamp: 3000}},
+			Exemplars:  []writev2.Exemplar{{LabelsRefs: refs("trace_id", "abc"), Value: 1, Timestamp: 1500}},
+			Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_GAUGE, HelpRef: st.Symbolize("Up."), UnitRef: st.Symbolize("")},
+		},
+		{
+			LabelsRefs: refs("__name__", "latency_seconds", "job", "api"),
+			Histograms: []writev2.Histogram{{Count: &writev2.Histogram_CountInt{CountInt: 3}, Sum: 1.5, Schema: -53,
+				PositiveSpans: []writev2.BucketSpan{{Length: 2}}, PositiveDeltas: []int64{1, 1}, CustomValues: []float64{0.5, 1},
+				Timestamp: 2000, StartTimestamp: 1000}},
+			Metadata: writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_HISTOGRAM, UnitRef: st.Symbolize("seconds")},
+		},
+	}}
+	req.Symbols = st.Symbols()
+	return req
+}
+
+func TestWriteV2Accepts(t *testing.T) {
+	req := v2Request()
+	h, app := handlerWith(t, nil)
+	rec := serve(h, http.MethodPost, v2Headers(), v2Body(t, req))
+	checkAnswer(t, rec, http.StatusNoContent, "")
+	if rec.Body.Len() != 0 {
+		t.Errorf("204 with body %q", rec.Body)
+	}
+	checkWrittenHeaders(t, rec, 2, 1, 1)
+
+	got := app.appended()
+	checkAppended(t, got, []appendedSeries{
+		{labels: upSeries, samples: []model.Sample{{Value: 1, Timestamp: 2000, Start: 1000}, {Value: math.Float64frombits(staleNaN), Timestamp: 3000}}},
+		{labels: []string{"__name__", "latency_seconds", "job", "api"}},
+	})
+	if len(got) == 2 {
+		if s := got[0].samples; len(s) == 2 && (s[0].Start != 1000 || s[1].Start != 0) {
+			t.Errorf("start timestamps %d, %d; want 1000, 0", s[0].Start, s[1].Start)
+		}
+		if len(got[0].exemplars) != 1 || !equalExemplar(got[0].exemplars[0], appendedExemplar{labels: []string{"trace_id", "abc"}, value: 1, ts: 1500}) {
+			t.Errorf("exemplars %+v", got[0].exemplars)
+		}
+	}
+	// The histogram is kept as the writev2.Histogram message it was sent
+	// as, custom buckets and start timestamp included.
+	want, err := req.Timeseries[1].Histograms[0].Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(app.histograms) != 1 || !bytes.Equal(app.histograms[0], want) {
+		t.Errorf("stored histograms %x, want %x", app.histograms, want)
+	}
+	wantMeta := []appendedMetadata{{family: "up", help: "Up.", typ: model.TypeGauge}, {family: "latency_seconds", unit: "seconds", typ: model.TypeHistogram}}
+	if !slices.Equal(app.metadata, wantMeta) {
+		t.Errorf("stored metadata %+v, want %+v", app.metadata, wantMeta)
+	}
+	for name, c := range map[string]struct {
+		m    prometheus.Counter
+		want float64
+	}{
+		"ferry_receiver_samples_total":   {h.m.samples, 3},
+		"ferry_receiver_exemplars_total": {h.m.exemplars, 1},
+		"ferry_receiver_metadata_total":  {h.m.metadata, 2},
+	} {
+		if got := testutil.ToFloat64(c.m); got != c.want {
+			t.Errorf("%s = %v, want %v", name, got, c.want)
+		}
+	}
+	if got := testutil.ToFloat64(h.m.requests.WithLabelValues("204", "2.0")); got != 1 {
+		t.Errorf(`ferry_receiver_requests_total{code="204",proto="2.0"} = %v, want 1`, got)
+	}
+
+	// An empty request writes nothing, and says so.
+	rec = serve(h, http.MethodPost, v2Headers(), v2Body(t, &writev2.Request{Symbols: []string{""}}))
+	checkAnswer(t, rec, http.StatusNoContent, "")
+	checkWrittenHeaders(t, rec, 0, 0, 0)
+}
+
+func TestWriteV2Rejects(t *testing.T) {
+	valid := v2Body(t, v2Request())
+	withHeader := func(k, v string) http.Header {
+		h := v2Headers()
+		h.Set(k, v)
+		return h
+	}
+	both := v2Request()
+	both.Timeseries[0].Histograms = both.Timeseries[1].Histograms
+	badRef := v2Request()
+	badRef.Timeseries[1].LabelsRefs[3] = uint32(len(badRef.Symbols))
+	unsorted := v2Request()
+	unsorted.Timeseries[1].LabelsRefs = []uint32{unsorted.Timeseries[1].LabelsRefs[2], unsorted.Timeseries[1].LabelsRefs[3], unsorted.Timeseries[1].LabelsRefs[0], unsorted.Timeseries[1].LabelsRefs[1]}
+	badExemplar := v2Request()
+	badExemplar.Timeseries[0].Exemplars[0].LabelsRefs = []uint32{0, 1}
+	for _, tc := range []struct {
+		name     string
+		header   http.Header
+		body     []byte
+		app      *fakeAppender
+		wantCode int
+		wantMsg  string
+		headers  bool // written headers expected
+	}{
+		{
+			name: "unknown protobuf message", header: withHeader("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v3.Request"), body: valid,
+			wantCode: http.StatusUnsupportedMediaType, wantMsg: "proto=io.prometheus.write.v2.Request for Remote-Write 2.0",
+		},
+		{
+			name: "other media type with the 2.0 proto", header: withHeader("Content-Type", "application/json;proto=io.prometheus.write.v2.Request"), body: valid,
+			wantCode: http.StatusUnsupportedMediaType, wantMsg: "unsupported content type",
+		},
+		{
+			name: "gzip", header: withHeader("Content-Encoding", "gzip"), body: valid,
+			wantCode: http.StatusUnsupportedMediaType, wantMsg: `unsupported content encoding "gzip"`,
+		},
+		{
+			name: "garbage snappy", header: v2Headers(), body: []byte("\x10not snappy"),
+			wantCode: http.StatusBadRequest, wantMsg: "snappy", headers: true,
+		},
+		{
+			name: "samples and histograms in one series", header: v2Headers(), body: v2Body(t, both),
+			wantCode: http.StatusBadRequest, wantMsg: "decode timeseries 0: 2 samples and 1 histograms in one series", headers: true,
+		},
+		{
+			name: "label ref outside the symbols table", header: v2Headers(), body: v2Body(t, badRef),
+			wantCode: http.StatusBadRequest, wantMsg: "decode timeseries 1: labels_refs: label ref", headers: true,
+		},
+		{
+			name: "unsorted labels", header: v2Headers(), body: v2Body(t, unsorted),
+			wantCode: http.StatusBadRequest, wantMsg: `label names not sorted: "__name__" after "job"`, headers: true,
+		},
+		{
+			name: "exemplar label with an empty name", header: v2Headers(), body: v2Body(t, badExemplar),
+			wantCode: http.StatusBadRequest, wantMsg: "exemplar 0: label 0 has an empty name", headers: true,
+		},
+		{
+			name: "a 1.0 request sent as 2.0", header: v2Headers(), body: snappyBody(t, ts(upSeries, prompb.Sample{Value: 1, Timestamp: 1})),
+			wantCode: http.StatusNoContent, headers: true, // fields 1 to 3 are reserved in 2.0: an empty request
+		},
+		{
+			name: "WAL full", header: v2Headers(), body: valid, app: &fakeAppender{err: fmt.Errorf("%w: at max_size", wal.ErrFull)},
+			wantCode: http.StatusServiceUnavailable, wantMsg: "wal: full: at max_size: retry later", headers: true,
+		},
+		{
+			name: "body over the limit", header: v2Headers(), body: bytes.Repeat([]byte{0}, int(DefaultConfig().Receiver.MaxRequestBytes)+1),
+			wantCode: http.StatusRequestEntityTooLarge, wantMsg: "max_request_bytes", headers: true,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app := tc.app
+			if app == nil {
+				app = &fakeAppender{}
+			}
+			h := newWriteHandler(t, func() Appender { return app }, DefaultConfig().Receiver)
+			rec := serve(h, http.MethodPost, tc.header, tc.body)
+			checkAnswer(t, rec, tc.wantCode, tc.wantMsg)
+			if tc.headers {
+				checkWrittenHeaders(t, rec, 0, 0, 0)
+			} else if got := rec.Header().Get(headerSamplesWritten); got != "" {
+				t.Errorf("%s: %q before the content type was accepted", headerSamplesWritten, got)
+			}
+			if tc.wantCode != http.StatusNoContent && tc.app == nil && app.calls != 0 {
+				t.Errorf("appender called %d times for a rejected request", app.calls)
+			}
+			proto := "2.0"
+			if !tc.headers {
+				proto = "unknown"
+			}
+			if got := testutil.ToFloat64(h.m.requests.WithLabelValues(strconv.Itoa(tc.wantCode), proto)); got != 1 {
+				t.Errorf(`ferry_receiver_requests_total{code="%d",proto=%q} = %v, want 1`, tc.wantCode, proto, got)
+			}
+		})
 	}
 }
 
@@ -608,8 +880,8 @@ func TestWriteReusesBuffers(t *testing.T) {
 	if len(got) != 51 {
 		t.Fatalf("appended %d series, want 51", len(got))
 	}
-	checkAppended(t, got[50:], []appendedSeries{{labels: upSeries, samples: []wal.Sample{{Value: 7, Timestamp: 7}}}})
-	checkAppended(t, got[49:50], []appendedSeries{{labels: []string{"__name__", "m", "i", strings.Repeat("x", 50)}, samples: []wal.Sample{{Value: 49, Timestamp: 49}}}})
+	checkAppended(t, got[50:], []appendedSeries{{labels: upSeries, samples: []model.Sample{{Value: 7, Timestamp: 7}}}})
+	checkAppended(t, got[49:50], []appendedSeries{{labels: []string{"__name__", "m", "i", strings.Repeat("x", 50)}, samples: []model.Sample{{Value: 49, Timestamp: 49}}}})
 }
 
 // gatedAppender blocks every Append until its gate is closed.
@@ -619,7 +891,7 @@ type gatedAppender struct {
 	gate    chan struct{}
 }
 
-func (g *gatedAppender) Append(b *wal.Batch) error {
+func (g *gatedAppender) Append(b *model.Batch) error {
 	g.entered <- struct{}{}
 	<-g.gate
 	return g.fakeAppender.Append(b)

@@ -2,6 +2,7 @@ package downsample
 
 import (
 	"fmt"
+	model "github.com/ferrymetrics/ferry/wal/model"
 	"testing"
 	"time"
 
@@ -13,25 +14,25 @@ import (
 func appendRounds(tb testing.TB, w *wal.WAL, series, rounds int, step int64) {
 	tb.Helper()
 	for r := range rounds {
-		b := &wal.Batch{}
+		b := &model.Batch{}
 		for i := range series {
 			name := "node_cpu_seconds_total"
 			if i%2 == 1 {
 				name = "node_memory_free_bytes"
 			}
-			s := wal.BatchSeries{LabelsStart: int32(len(b.Labels)), SamplesStart: int32(len(b.Samples))}
+			s := model.Series{LabelsStart: int32(len(b.Labels)), SamplesStart: int32(len(b.Samples))}
 			b.Labels = append(b.Labels,
-				wal.Label{Name: []byte("__name__"), Value: []byte(name)},
-				wal.Label{Name: []byte("id"), Value: []byte(fmt.Sprint(i))},
-				wal.Label{Name: []byte("instance"), Value: []byte("edge-host-042:9100")})
-			b.Samples = append(b.Samples, wal.Sample{Timestamp: int64(r+1) * step, Value: float64(r * (i + 1))})
+				model.Label{Name: []byte("__name__"), Value: []byte(name)},
+				model.Label{Name: []byte("id"), Value: []byte(fmt.Sprint(i))},
+				model.Label{Name: []byte("instance"), Value: []byte("edge-host-042:9100")})
+			b.Samples = append(b.Samples, model.Sample{Timestamp: int64(r+1) * step, Value: float64(r * (i + 1))})
 			s.LabelsEnd, s.SamplesEnd = int32(len(b.Labels)), int32(len(b.Samples))
 			b.Series = append(b.Series, s)
 			if len(b.Series) == 1000 {
 				if err := w.Append(b); err != nil {
 					tb.Fatal(err)
 				}
-				b = &wal.Batch{}
+				b = &model.Batch{}
 			}
 		}
 		if len(b.Series) > 0 {

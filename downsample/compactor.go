@@ -144,6 +144,9 @@ func New(cfg Config, policies []StoragePolicy, db *pebble.DB, w *wal.WAL, o Opti
 			ret = max(ret, int64(time.Duration(p.Retention)/time.Millisecond))
 		}
 		l, err := openRollupLog(db, r, ret)
+		if l != nil && w != nil {
+			l.meta = w
+		}
 		if err != nil {
 			return nil, fmt.Errorf("downsample: open rollup log %dms: %w", r, err)
 		}
@@ -338,10 +341,10 @@ func (c *Compactor) Stop() error {
 
 // apply aggregates one WAL record.
 func (c *Compactor) apply(e *wal.Entry) {
-	for _, t := range e.Types {
-		if c.types[t.Family] != t.Type {
-			c.types[t.Family] = t.Type
-			c.newTypes[t.Family] = t.Type
+	for _, m := range e.Metadata {
+		if t := uint8(m.Type); t != 0 && c.types[m.Family] != t {
+			c.types[m.Family] = t
+			c.newTypes[m.Family] = t
 		}
 	}
 	nowMs := c.now().UnixMilli()
@@ -487,7 +490,19 @@ const (
 // and _bucket series are counters), else from its name.
 func (c *Compactor) isCounter(name string) bool {
 	if t, ok := c.types[name]; ok {
-		return t == typeCounter
+		switch t {
+		case typeCounter:
+			return true
+		case typeHistogram, typeSummary:
+			// Remote-Write 2.0 gives every series its family's metadata:
+			// foo_bucket, foo_count and foo_sum say "histogram".
+			for _, suffix := range []string{"_count", "_sum", "_bucket"} {
+				if strings.HasSuffix(name, suffix) {
+					return true
+				}
+			}
+		}
+		return false
 	}
 	for _, suffix := range []string{"_total", "_count", "_sum", "_bucket"} {
 		if fam, ok := strings.CutSuffix(name, suffix); ok {

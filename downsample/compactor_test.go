@@ -3,6 +3,7 @@ package downsample
 import (
 	"context"
 	"fmt"
+	ferrymodel "github.com/ferrymetrics/ferry/wal/model"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -97,10 +98,10 @@ type point struct {
 func (e *env) append(pts []point) {
 	e.t.Helper()
 	for _, p := range pts {
-		b := &wal.Batch{
-			Series:  []wal.BatchSeries{{LabelsStart: 0, LabelsEnd: 2, SamplesStart: 0, SamplesEnd: 1}},
-			Labels:  []wal.Label{{Name: []byte("__name__"), Value: []byte(p.name)}, {Name: []byte("id"), Value: []byte(fmt.Sprint(p.id))}},
-			Samples: []wal.Sample{{Timestamp: p.t, Value: p.v}},
+		b := &ferrymodel.Batch{
+			Series:  []ferrymodel.Series{{LabelsStart: 0, LabelsEnd: 2, SamplesStart: 0, SamplesEnd: 1}},
+			Labels:  []ferrymodel.Label{{Name: []byte("__name__"), Value: []byte(p.name)}, {Name: []byte("id"), Value: []byte(fmt.Sprint(p.id))}},
+			Samples: []ferrymodel.Sample{{Timestamp: p.t, Value: p.v}},
 		}
 		if err := e.w.Append(b); err != nil {
 			e.t.Fatal(err)
@@ -492,9 +493,12 @@ func TestRollupRuleGaugeBy(t *testing.T) {
 // Metadata decides a series' type when present; names decide otherwise.
 func TestMetadataTypes(t *testing.T) {
 	e := newEnv(t)
-	if err := e.w.Append(&wal.Batch{Series: []wal.BatchSeries{}, Types: []wal.MetricType{
-		{Type: typeGauge, Family: []byte("queue_total")}, {Type: typeCounter, Family: []byte("requests")},
-		{Type: typeHistogram, Family: []byte("latency")},
+	if err := e.w.Append(&ferrymodel.Batch{Series: []ferrymodel.Series{}, Metadata: []ferrymodel.Metadata{
+		{Type: ferrymodel.MetricType(typeGauge), Family: []byte("queue_total")}, {Type: ferrymodel.MetricType(typeCounter), Family: []byte("requests")},
+		{Type: ferrymodel.MetricType(typeHistogram), Family: []byte("latency")},
+		// Remote-Write 2.0 metadata names each series, not its family.
+		{Type: ferrymodel.MetricType(typeHistogram), Family: []byte("rpc_bucket")},
+		{Type: ferrymodel.MetricType(typeSummary), Family: []byte("gc_pause")},
 	}}); err != nil {
 		t.Fatal(err)
 	}
@@ -504,6 +508,8 @@ func TestMetadataTypes(t *testing.T) {
 		{"queue_total", 0, 1000, 5}, {"requests", 0, 1000, 5}, {"latency_count", 0, 1000, 5}, {"plain_total", 0, 1000, 5},
 		{"queue_total", 0, 2000, 2}, {"requests", 0, 2000, 2}, {"latency_count", 0, 2000, 2}, {"plain_total", 0, 2000, 2},
 		{"queue_total", 0, 11000, 1}, {"requests", 0, 11000, 1}, {"latency_count", 0, 11000, 1}, {"plain_total", 0, 11000, 1},
+		{"rpc_bucket", 0, 1000, 5}, {"rpc_bucket", 0, 2000, 2}, {"rpc_bucket", 0, 11000, 1},
+		{"gc_pause", 0, 1000, 5}, {"gc_pause", 0, 2000, 2}, {"gc_pause", 0, 11000, 1},
 	})
 	c := e.compactor(Config{}, policy(10*time.Second, time.Hour, true))
 	drain(t, c, -1)
@@ -521,6 +527,8 @@ func TestMetadataTypes(t *testing.T) {
 		`{__name__="requests", id="0"}`:      7, // counter by metadata
 		`{__name__="latency_count", id="0"}`: 7, // a histogram's _count is a counter
 		`{__name__="plain_total", id="0"}`:   7, // counter by name
+		`{__name__="rpc_bucket", id="0"}`:    7, // a histogram's bucket series, typed per series
+		`{__name__="gc_pause", id="0"}`:      2, // a summary's quantile series is not a counter
 	}
 	for k, w := range want {
 		if got[k] != w {
@@ -561,16 +569,16 @@ func TestDiskCapDropCommitsFirst(t *testing.T) {
 	drain(t, c, -1) // aggregated, not committed
 	e.w.Start()
 	// Other data fills the WAL past its cap: the segments holding pts go.
-	filler := &wal.Batch{}
+	filler := &ferrymodel.Batch{}
 	for i := range 100 {
-		filler.Series = append(filler.Series, wal.BatchSeries{LabelsStart: int32(2 * i), LabelsEnd: int32(2*i + 2), SamplesStart: int32(i), SamplesEnd: int32(i + 1)})
-		filler.Labels = append(filler.Labels, wal.Label{Name: []byte("__name__"), Value: []byte("filler")}, wal.Label{Name: []byte("id"), Value: []byte(fmt.Sprint(i))})
-		filler.Samples = append(filler.Samples, wal.Sample{})
+		filler.Series = append(filler.Series, ferrymodel.Series{LabelsStart: int32(2 * i), LabelsEnd: int32(2*i + 2), SamplesStart: int32(i), SamplesEnd: int32(i + 1)})
+		filler.Labels = append(filler.Labels, ferrymodel.Label{Name: []byte("__name__"), Value: []byte("filler")}, ferrymodel.Label{Name: []byte("id"), Value: []byte(fmt.Sprint(i))})
+		filler.Samples = append(filler.Samples, ferrymodel.Sample{})
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for ts := int64(1); e.w.Oldest().Segment == 0; ts++ {
 		for i := range filler.Samples {
-			filler.Samples[i] = wal.Sample{Timestamp: 1_000_000 + ts, Value: float64(ts)}
+			filler.Samples[i] = ferrymodel.Sample{Timestamp: 1_000_000 + ts, Value: float64(ts)}
 		}
 		if err := e.w.Append(filler); err != nil {
 			t.Fatal(err)
@@ -594,5 +602,31 @@ func TestDiskCapDropCommitsFirst(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("rollups of the dropped segments after a crash: %d samples, want %d", len(got), len(want))
+	}
+}
+
+// Rollup series carry their raw family's metadata: a counter stays a
+// counter under its own name, another aggregation is a gauge, and help
+// says which rollup it is.
+func TestRollupMetadata(t *testing.T) {
+	e := newEnv(t)
+	if err := e.w.Append(&ferrymodel.Batch{Metadata: []ferrymodel.Metadata{
+		{Type: ferrymodel.TypeCounter, Family: []byte("requests"), Help: []byte("Requests served."), Unit: []byte("requests")},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	c := e.compactor(Config{}, policy(10*time.Second, time.Hour, true))
+	defer c.Stop()
+	l := c.Log(10 * time.Second)
+	m, ok := l.Metadata("requests")
+	if !ok || m.Type != ferrymodel.TypeCounter || m.Unit != "requests" || m.Help != "Requests served. Ferry rollup (default per 10s window)." {
+		t.Fatalf("requests: %+v %v", m, ok)
+	}
+	m, ok = l.Metadata("requests:max")
+	if !ok || m.Type != ferrymodel.TypeGauge || m.Family != "requests:max" || m.Help != "Requests served. Ferry rollup (max per 10s window)." {
+		t.Fatalf("requests:max: %+v %v", m, ok)
+	}
+	if m, ok := l.Metadata("unknown:max"); ok {
+		t.Fatalf("unknown family: %+v", m)
 	}
 }

@@ -8,11 +8,15 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ferrymetrics/ferry/wal"
+	ferrymodel "github.com/ferrymetrics/ferry/wal/model"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/record"
 )
@@ -71,6 +75,7 @@ type rollupLog struct {
 	bytes   atomic.Int64 // bytes of retained entries (approximate)
 	notify  atomic.Pointer[chan struct{}]
 	closed  atomic.Bool
+	meta    wal.MetadataSource // the raw series' metadata
 }
 
 func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
@@ -243,6 +248,44 @@ func (l *rollupLog) close() {
 }
 
 // Oldest returns the position of the oldest retained entry.
+// Metadata returns the metadata of a rollup family: the raw family's, with
+// help saying which rollup it is. A family named <metric>:<aggregation>
+// (an aggregation other than a series' default) is a gauge, except
+// "counter", which stays a counter; a family under its raw name has the raw
+// family's type.
+func (l *rollupLog) Metadata(family string) (wal.Metadata, bool) {
+	if l.meta == nil {
+		return wal.Metadata{}, false
+	}
+	res := time.Duration(l.res) * time.Millisecond
+	if i := strings.LastIndexByte(family, ':'); i > 0 && slices.Contains(aggregations, family[i+1:]) {
+		m, ok := l.meta.Metadata(family[:i])
+		if !ok {
+			return m, false
+		}
+		agg := family[i+1:]
+		m.Family = family
+		if agg != "counter" {
+			m.Type = ferrymodel.TypeGauge
+		}
+		m.Help = rollupHelp(m.Help, agg, res)
+		return m, true
+	}
+	m, ok := l.meta.Metadata(family)
+	if ok {
+		m.Help = rollupHelp(m.Help, "default", res)
+	}
+	return m, ok
+}
+
+func rollupHelp(help, agg string, res time.Duration) string {
+	s := fmt.Sprintf("Ferry rollup (%s per %s window)", agg, model.Duration(res))
+	if help == "" {
+		return s + "."
+	}
+	return help + " " + s + "."
+}
+
 func (l *rollupLog) Oldest() wal.Position {
 	l.mu.RLock()
 	defer l.mu.RUnlock()

@@ -31,16 +31,30 @@ type Config struct {
 	// resolution instead of raw samples.
 	StoragePolicy *downsample.StoragePolicy `yaml:"storage_policy,omitempty"`
 
+	// ProtobufMessage picks the protocol: MessageV1 (Remote-Write 1.0, the
+	// default) or MessageV2 (Remote-Write 2.0, which falls back to 1.0 for
+	// good when the endpoint answers 415).
+	ProtobufMessage string `yaml:"protobuf_message,omitempty"`
+	// SendExemplars and SendNativeHistograms default to true: Ferry
+	// forwards everything it holds. When false, exemplars (histograms) are
+	// not sent and are counted as dropped with reason "config".
+	SendExemplars        *bool          `yaml:"send_exemplars,omitempty"`
+	SendNativeHistograms *bool          `yaml:"send_native_histograms,omitempty"`
+	MetadataConfig       MetadataConfig `yaml:"metadata_config,omitempty"`
+
 	HTTPClientConfig config.HTTPClientConfig `yaml:",inline"`
 }
 
 // QueueConfig tunes batching, sharding and retries, with Prometheus' names
-// and meanings.
+// and meanings. Samples, histograms and exemplars each count as one item.
 type QueueConfig struct {
-	// Capacity is the number of samples each shard buffers.
-	Capacity          int            `yaml:"capacity,omitempty"`
-	MinShards         int            `yaml:"min_shards,omitempty"`
-	MaxShards         int            `yaml:"max_shards,omitempty"`
+	// Capacity is the number of items each shard buffers.
+	Capacity  int `yaml:"capacity,omitempty"`
+	MinShards int `yaml:"min_shards,omitempty"`
+	MaxShards int `yaml:"max_shards,omitempty"`
+	// MaxSamplesPerSend is the number of items a request carries, plus
+	// the exemplars of its series queued right behind them (see the
+	// package documentation).
 	MaxSamplesPerSend int            `yaml:"max_samples_per_send,omitempty"`
 	BatchSendDeadline model.Duration `yaml:"batch_send_deadline,omitempty"`
 	MinBackoff        model.Duration `yaml:"min_backoff,omitempty"`
@@ -48,6 +62,25 @@ type QueueConfig struct {
 	// RetryOnRateLimit retries 429 answers; when false they drop the batch.
 	RetryOnRateLimit *bool `yaml:"retry_on_http_429,omitempty"`
 }
+
+// MetadataConfig is Prometheus' remote_write metadata_config. Ferry sends
+// the metadata of the metric families a request carries with the request
+// itself, not on a timer: Send is honoured, MaxSamplesPerSend caps the
+// metadata entries of a Remote-Write 1.0 request, and SendInterval is
+// accepted for compatibility and has no effect.
+type MetadataConfig struct {
+	// Send defaults to true.
+	Send              *bool          `yaml:"send,omitempty"`
+	SendInterval      model.Duration `yaml:"send_interval,omitempty"`
+	MaxSamplesPerSend int            `yaml:"max_samples_per_send,omitempty"`
+}
+
+// The protobuf_message values: the fully qualified names of the two
+// Remote-Write messages.
+const (
+	MessageV1 = "prometheus.WriteRequest"
+	MessageV2 = "io.prometheus.write.v2.Request"
+)
 
 // Start positions for a new endpoint.
 const (
@@ -75,6 +108,19 @@ func (c *Config) ApplyDefaults() {
 	if c.StartFrom == "" {
 		c.StartFrom = StartOldest
 	}
+	if c.ProtobufMessage == "" {
+		c.ProtobufMessage = MessageV1
+	}
+	c.SendExemplars = orTrue(c.SendExemplars)
+	c.SendNativeHistograms = orTrue(c.SendNativeHistograms)
+	mc := &c.MetadataConfig
+	mc.Send = orTrue(mc.Send)
+	if mc.SendInterval == 0 {
+		mc.SendInterval = model.Duration(time.Minute)
+	}
+	if mc.MaxSamplesPerSend == 0 {
+		mc.MaxSamplesPerSend = 2000
+	}
 	q, d := &c.QueueConfig, DefaultQueueConfig
 	if q.Capacity == 0 {
 		q.Capacity = d.Capacity
@@ -97,10 +143,16 @@ func (c *Config) ApplyDefaults() {
 	if q.MaxBackoff == 0 {
 		q.MaxBackoff = d.MaxBackoff
 	}
-	if q.RetryOnRateLimit == nil {
-		t := true
-		q.RetryOnRateLimit = &t
+	q.RetryOnRateLimit = orTrue(q.RetryOnRateLimit)
+}
+
+// orTrue returns b, or a pointer to true if b is unset.
+func orTrue(b *bool) *bool {
+	if b != nil {
+		return b
 	}
+	t := true
+	return &t
 }
 
 // UnmarshalYAML starts from the HTTP client's defaults, as Prometheus does.
@@ -127,6 +179,12 @@ func (c *Config) Validate() []error {
 	}
 	if c.StartFrom != StartOldest && c.StartFrom != StartNow {
 		add("start_from %q: must be %q or %q", c.StartFrom, StartOldest, StartNow)
+	}
+	if c.ProtobufMessage != MessageV1 && c.ProtobufMessage != MessageV2 {
+		add("protobuf_message %q: must be %q (Remote-Write 1.0) or %q (Remote-Write 2.0)", c.ProtobufMessage, MessageV1, MessageV2)
+	}
+	if mc := c.MetadataConfig; mc.SendInterval < 0 || mc.MaxSamplesPerSend < 0 {
+		add("metadata_config: send_interval (%s) and max_samples_per_send (%d) must not be negative", mc.SendInterval, mc.MaxSamplesPerSend)
 	}
 	q := c.QueueConfig
 	if q.Capacity < 1 {

@@ -7,7 +7,10 @@
 // endpoint refuses it for good (a 4xx other than 429), write_relabel_configs
 // drop it, or the WAL's disk cap deletes it before it was delivered; each of
 // those is counted in ferry_sender_samples_failed_total or
-// ferry_sender_samples_dropped_total and logged.
+// ferry_sender_samples_dropped_total and logged. "Samples" here are float
+// samples and native histograms; exemplars travel the same way, are
+// acknowledged and checkpointed the same way, and have counters of their
+// own (see below).
 //
 // When the disk cap deletes segments the sender has not finished, it counts
 // the samples it had not read yet and writes off those it had read but not
@@ -18,7 +21,83 @@
 // most one batch per shard).
 //
 // Samples of one series are sent in WAL order: series are spread over shards
-// by their ref, and a shard has one request in flight at a time.
+// by their ref, a shard has one request in flight at a time, and gathering
+// a series' items in a batch keeps their order.
+//
+// # Protocols
+//
+// protobuf_message picks Remote-Write 1.0 (prometheus.WriteRequest, the
+// default; headers Content-Type: application/x-protobuf and
+// X-Prometheus-Remote-Write-Version: 0.1.0) or 2.0
+// (io.prometheus.write.v2.Request; Content-Type:
+// application/x-protobuf;proto=io.prometheus.write.v2.Request and
+// X-Prometheus-Remote-Write-Version: 2.0.0). Both are snappy-compressed and
+// carry:
+//
+//   - float samples; in 2.0 with their start timestamp when the WAL has one
+//     (1.0 has no field for it);
+//   - native histograms, as received. 1.0 requests drop the histogram's
+//     start_timestamp (field 17, which only 2.0 defines); 2.0 requests carry
+//     the bytes unchanged. A series' floats and histograms go in separate
+//     2.0 TimeSeries, as the spec requires;
+//   - exemplars, with their series;
+//   - metadata (type, help, unit) of the metric families in the request,
+//     as the log knows it now (not as it was when the samples were
+//     written): looked up by metric name, then by the name less one of
+//     _bucket, _sum, _count, _total, _created, _info. 1.0 sends each family
+//     found once per request in WriteRequest.metadata, under the name it
+//     was found as, at most metadata_config.max_samples_per_send of them;
+//     2.0 sets every TimeSeries' metadata. metadata_config.send: false sends
+//     none; send_interval is accepted for compatibility and has no effect:
+//     metadata rides with the samples, not on a timer.
+//
+// A 2.0 TimeSeries must hold a sample or a histogram, so an exemplar whose
+// request carries neither for its series cannot be sent in 2.0: it is
+// counted in ferry_sender_exemplars_dropped_total{reason="no_sample"}. To
+// keep that rare, a shard gathers a series' items into one TimeSeries and
+// moves into a batch the exemplars, queued just behind it, of the series it
+// holds samples of (the WAL writes a batch's exemplars after its samples),
+// so a batch may exceed max_samples_per_send by those exemplars.
+//
+// send_exemplars: false and send_native_histograms: false (both default to
+// true: Ferry forwards everything) keep exemplars or histograms from the
+// endpoint; they are counted as ferry_sender_exemplars_dropped_total and
+// ferry_sender_samples_dropped_total with reason "config" and checkpointed
+// as delivered.
+//
+// # Falling back from 2.0 to 1.0
+//
+// An endpoint that answers a 2.0 request with 415 Unsupported Media Type,
+// or with a 2xx without any X-Prometheus-Remote-Write-*-Written header
+// (what a 1.0 receiver that ignores Content-Type does, having decoded an
+// empty request; the spec says to take that as 415), is sent the same batch
+// again as 1.0, and only 1.0 from then on, until the endpoint's sender is
+// rebuilt (restart, or a reload that changes its configuration). Nothing
+// is acknowledged before the 1.0 request is. The switch is logged once and
+// counted in ferry_sender_protocol_fallbacks_total; ferry_sender_protocol
+// {version} shows the version in use.
+//
+// # Partial writes
+//
+// A 2.0 endpoint reports in X-Prometheus-Remote-Write-{Samples,Histograms,
+// Exemplars}-Written how many items it wrote; when some are present, a
+// missing one means 0, as the spec allows. A 2xx whose counts are below
+// what the request carried is a partial write: the receiver accepted the
+// request and chose what to keep, so it is not retried (re-sending would
+// not change its mind), and the difference is counted in
+// ferry_sender_samples_partial_total and ferry_sender_exemplars_partial_total
+// and logged (at most every 10 seconds). Delivery stays at-least-once in
+// the sense that nothing is lost uncounted. ferry_sender_samples_sent_total
+// counts what 2xx-answered requests carried.
+//
+// # Exemplar counters
+//
+// ferry_sender_exemplars_sent_total counts exemplars in 2xx-answered
+// requests; ferry_sender_exemplars_dropped_total counts the others by
+// reason: config, relabel, rule, unknown_series and disk_cap as for
+// samples, no_sample (above), and refused (in a request the endpoint
+// refused for good). ferry_sender_metadata_sent_total counts the metadata
+// entries (1.0) or TimeSeries with metadata (2.0) of 2xx-answered requests.
 //
 // # Retries
 //
@@ -30,9 +109,10 @@
 // sample is a duplicate, as a batch re-sent after a crash can be): the batch
 // is split in two at a series boundary and each half delivered in turn,
 // down to single series' runs, so only what the endpoint refuses on its own
-// is dropped. Any other 4xx drops the batch. Dropped samples are counted and
-// the endpoint's message is logged (the first time in full, then at most
-// every 10 seconds).
+// is dropped. A 415 to a 2.0 request falls back to 1.0 (above). Any other
+// 4xx drops the batch. Dropped samples are counted and the endpoint's
+// message is logged (the first time in full, then at most every 10
+// seconds).
 //
 // # Checkpoints
 //

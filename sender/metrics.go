@@ -20,6 +20,14 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	cpSaveErrors  *prometheus.CounterVec
 	lastSendError *prometheus.GaugeVec
+
+	exemplarsSent    *prometheus.CounterVec
+	exemplarsDropped *prometheus.CounterVec
+	metadataSent     *prometheus.CounterVec
+	samplesPartial   *prometheus.CounterVec
+	exemplarsPartial *prometheus.CounterVec
+	fallbacks        *prometheus.CounterVec
+	protocol         *prometheus.GaugeVec
 }
 
 // NewMetrics creates and registers the sender metrics.
@@ -39,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ferry_sender_samples_failed_total", Help: "Samples in batches the endpoint refused with a non-retryable 4xx; they are not sent again.",
 		}, ep),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ferry_sender_samples_dropped_total", Help: "Samples not sent: reason disk_cap (WAL cap deleted them unread), relabel (write_relabel_configs), rule (a mapping rule with drop: true), unknown_series (series record lost to damage).",
+			Name: "ferry_sender_samples_dropped_total", Help: "Samples (floats and native histograms) not sent: reason disk_cap (WAL cap deleted them unread), relabel (write_relabel_configs), rule (a mapping rule with drop: true), unknown_series (series record lost to damage), config (native histograms with send_native_histograms: false).",
 		}, []string{"endpoint", "reason"}),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ferry_sender_batches_in_flight", Help: "Requests being sent or retried.",
@@ -72,11 +80,33 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		lastSendError: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ferry_sender_last_error_timestamp_seconds", Help: "When a request last failed.",
 		}, ep),
+		exemplarsSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_exemplars_sent_total", Help: "Exemplars in requests the endpoint acknowledged with a 2xx.",
+		}, ep),
+		exemplarsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_exemplars_dropped_total", Help: "Exemplars not delivered: reason config (send_exemplars: false), relabel, rule, unknown_series, disk_cap (as for samples), no_sample (Remote-Write 2.0 request without a sample of their series), refused (the endpoint refused the request for good).",
+		}, []string{"endpoint", "reason"}),
+		metadataSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_metadata_sent_total", Help: "Metadata in acknowledged requests: MetricMetadata entries (Remote-Write 1.0) or series carrying metadata (2.0).",
+		}, ep),
+		samplesPartial: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_samples_partial_total", Help: "Samples and histograms in 2xx-acknowledged Remote-Write 2.0 requests that the endpoint's Written headers say it did not write.",
+		}, ep),
+		exemplarsPartial: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_exemplars_partial_total", Help: "Exemplars in 2xx-acknowledged Remote-Write 2.0 requests that the endpoint's Written headers say it did not write.",
+		}, ep),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_protocol_fallbacks_total", Help: "Switches from Remote-Write 2.0 to 1.0 after the endpoint answered 415 (or 2xx without Written headers).",
+		}, ep),
+		protocol: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_sender_protocol", Help: "1 for the Remote-Write version the endpoint is sent, 0 for the other.",
+		}, []string{"endpoint", "version"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.sent, m.sentBytes, m.retried, m.failed, m.dropped, m.inFlight, m.shards,
 			m.lagSeconds, m.lagBytes, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors,
-			m.lastSendError)
+			m.lastSendError, m.exemplarsSent, m.exemplarsDropped, m.metadataSent, m.samplesPartial,
+			m.exemplarsPartial, m.fallbacks, m.protocol)
 	}
 	return m
 }
@@ -86,6 +116,8 @@ func (m *Metrics) forget(name string) {
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.sent, m.sentBytes, m.retried, m.failed, m.dropped, m.inFlight, m.shards, m.lagSeconds,
 		m.lagBytes, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors, m.lastSendError,
+		m.exemplarsSent, m.exemplarsDropped, m.metadataSent, m.samplesPartial, m.exemplarsPartial,
+		m.fallbacks, m.protocol,
 	} {
 		v.DeletePartialMatch(prometheus.Labels{"endpoint": name})
 	}

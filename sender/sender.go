@@ -27,6 +27,9 @@ type Log interface {
 	Head() wal.Position
 	HighestTimestamp() int64
 	BytesBehind(p wal.Position) int64
+	// MetadataSource gives the current metadata of the metric families
+	// whose samples are sent.
+	wal.MetadataSource
 }
 
 // Source is one consumer's reader of a Log.
@@ -83,10 +86,21 @@ type Sender struct {
 
 	sent, retried, failed, sentBytes                 prometheusCounter
 	droppedCap, droppedRelabel, droppedRule, unknown prometheusCounter
+	droppedConfig                                    prometheusCounter
+	exSent, exCap, exRelabel, exRule, exUnknown      prometheusCounter
+	exConfig, exNoSample, exRefused                  prometheusCounter
+	metaSent, samplesPartial, exPartial, fallbacks   prometheusCounter
 	inFlight, shardsGauge                            prometheusGauge
 
-	highestAcked atomic.Int64 // ms
-	lastErrLog   atomic.Int64 // unix ns of the last logged send error
+	// version is the protoVersion requests are encoded in: the configured
+	// one, until a 2.0 endpoint turns out to accept only 1.0.
+	version atomic.Int32
+	// meta supplies metadata to the encoders; nil when metadata is not sent.
+	meta wal.MetadataSource
+
+	highestAcked   atomic.Int64 // ms
+	lastErrLog     atomic.Int64 // unix ns of the last logged send error
+	lastPartialLog atomic.Int64 // unix ns of the last logged partial write
 
 	readCtx    context.Context // ends: stop reading the WAL
 	stopRead   context.CancelFunc
@@ -176,12 +190,33 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 		droppedRelabel: m.dropped.WithLabelValues(name, "relabel"),
 		droppedRule:    m.dropped.WithLabelValues(name, "rule"),
 		unknown:        m.dropped.WithLabelValues(name, "unknown_series"),
+		droppedConfig:  m.dropped.WithLabelValues(name, "config"),
+		exSent:         m.exemplarsSent.WithLabelValues(name),
+		exCap:          m.exemplarsDropped.WithLabelValues(name, "disk_cap"),
+		exRelabel:      m.exemplarsDropped.WithLabelValues(name, "relabel"),
+		exRule:         m.exemplarsDropped.WithLabelValues(name, "rule"),
+		exUnknown:      m.exemplarsDropped.WithLabelValues(name, "unknown_series"),
+		exConfig:       m.exemplarsDropped.WithLabelValues(name, "config"),
+		exNoSample:     m.exemplarsDropped.WithLabelValues(name, "no_sample"),
+		exRefused:      m.exemplarsDropped.WithLabelValues(name, "refused"),
+		metaSent:       m.metadataSent.WithLabelValues(name),
+		samplesPartial: m.samplesPartial.WithLabelValues(name),
+		exPartial:      m.exemplarsPartial.WithLabelValues(name),
+		fallbacks:      m.fallbacks.WithLabelValues(name),
 		inFlight:       m.inFlight.WithLabelValues(name), shardsGauge: m.shards.WithLabelValues(name),
 		readerDone: make(chan struct{}), loopDone: make(chan struct{}),
 		lb: labels.NewBuilder(labels.EmptyLabels()),
 	}
 	s.highestAcked.Store(math.MinInt64)
 	s.wantShards.Store(int32(cfg.QueueConfig.MinShards))
+	if *cfg.MetadataConfig.Send {
+		s.meta = log
+	}
+	v := rw1
+	if cfg.ProtobufMessage == MessageV2 {
+		v = rw2
+	}
+	s.setVersion(v)
 	if len(cfg.WriteRelabelConfigs) > 0 || o.Drop != nil {
 		s.relabelMemo = map[uint64]relabelResult{}
 	}
@@ -213,14 +248,17 @@ func (s *Sender) Run() {
 // (the shards discard them) so that each is counted once, here, whether or
 // not the process lives to retry them.
 func (s *Sender) onDrop(n int, from, to wal.Position) {
-	queued := s.track.writeOff(to)
-	if n+queued == 0 {
+	queued, exemplars := s.track.writeOff(to)
+	if exemplars > 0 {
+		s.exCap.Add(float64(exemplars))
+	}
+	if n+queued+exemplars == 0 {
 		return
 	}
 	s.droppedCap.Add(float64(n + queued))
 	s.logger.Error("WAL disk cap dropped samples this endpoint had not sent",
 		zap.Int("samples", n+queued), zap.Int("unread", n), zap.Int("read_not_delivered", queued),
-		zap.Stringer("from", from), zap.Stringer("to", to))
+		zap.Int("exemplars_read_not_delivered", exemplars), zap.Stringer("from", from), zap.Stringer("to", to))
 }
 
 // readLoop reads the WAL and hands samples to the shards.
@@ -253,7 +291,8 @@ func (s *Sender) readLoop() {
 	}
 }
 
-// dispatch routes one record's samples to the shards; false if stopping.
+// dispatch routes one record's samples, histograms or exemplars to the
+// shards; false if stopping.
 func (s *Sender) dispatch(e *wal.Entry) bool {
 	n := len(s.shards)
 	if cap(s.route) < n {
@@ -264,7 +303,12 @@ func (s *Sender) dispatch(e *wal.Entry) bool {
 		s.route[i] = s.route[i][:0]
 	}
 	seq := s.track.next()
-	count, dropped, ruleDropped := 0, 0, 0
+	count, dropped, ruleDropped, configDropped := 0, 0, 0, 0
+	add := func(it item) {
+		k := shardOf(it.ref, n)
+		s.route[k] = append(s.route[k], it)
+		count++
+	}
 	for i, smp := range e.Samples {
 		ls := e.Labels[i]
 		if ls.IsEmpty() {
@@ -274,37 +318,58 @@ func (s *Sender) dispatch(e *wal.Entry) bool {
 		if !ok {
 			continue
 		}
-		k := shardOf(uint64(smp.Ref), n)
-		s.route[k] = append(s.route[k], item{labels: ls, ref: uint64(smp.Ref), t: smp.T, v: smp.V, rec: seq})
-		count++
+		add(item{kind: kindSample, labels: ls, ref: uint64(smp.Ref), t: smp.T, v: smp.V, st: smp.ST, rec: seq})
 	}
 	for _, h := range e.Histograms {
 		ls := h.Labels
 		if ls.IsEmpty() {
 			continue
 		}
+		if !*s.cfg.SendNativeHistograms {
+			configDropped++
+			continue
+		}
 		ls, ok := s.admit(uint64(h.Ref), ls, &dropped, &ruleDropped)
 		if !ok {
 			continue
 		}
-		k := shardOf(uint64(h.Ref), n)
 		// The entry's data is only valid until the next read.
-		s.route[k] = append(s.route[k], item{labels: ls, ref: uint64(h.Ref), hist: bytes.Clone(h.Data), rec: seq})
-		count++
+		add(item{kind: kindHistogram, labels: ls, ref: uint64(h.Ref), hist: bytes.Clone(h.Data), rec: seq})
 	}
-	if e.Unknown > 0 {
-		s.unknown.Add(float64(e.Unknown))
+	for _, x := range e.Exemplars {
+		ls := x.Labels
+		if ls.IsEmpty() {
+			continue
+		}
+		if !*s.cfg.SendExemplars {
+			configDropped++
+			continue
+		}
+		ls, ok := s.admit(uint64(x.Ref), ls, &dropped, &ruleDropped)
+		if !ok {
+			continue
+		}
+		add(item{kind: kindExemplar, labels: ls, ref: uint64(x.Ref), t: x.T, v: x.V, ex: x.Exemplar, rec: seq})
 	}
-	if dropped > 0 {
-		s.droppedRelabel.Add(float64(dropped))
+	// An entry holds one kind of data: its losses are counted as samples
+	// or as exemplars.
+	exemplars := len(e.Exemplars) > 0
+	unknownC, relabelC, ruleC, configC, capC := s.unknown, s.droppedRelabel, s.droppedRule, s.droppedConfig, s.droppedCap
+	if exemplars {
+		unknownC, relabelC, ruleC, configC, capC = s.exUnknown, s.exRelabel, s.exRule, s.exConfig, s.exCap
 	}
-	if ruleDropped > 0 {
-		s.droppedRule.Add(float64(ruleDropped))
+	for _, c := range []struct {
+		c prometheusCounter
+		n int
+	}{{unknownC, e.Unknown}, {relabelC, dropped}, {ruleC, ruleDropped}, {configC, configDropped}} {
+		if c.n > 0 {
+			c.c.Add(float64(c.n))
+		}
 	}
-	if n := s.track.add(e.End, count); n > 0 {
-		s.droppedCap.Add(float64(n))
+	if n := s.track.add(e.End, count, exemplars); n > 0 {
+		capC.Add(float64(n))
 		s.logger.Error("WAL disk cap dropped samples this endpoint had read but not sent",
-			zap.Int("samples", n), zap.Stringer("record_end", e.End))
+			zap.Int("items", n), zap.Bool("exemplars", exemplars), zap.Stringer("record_end", e.End))
 	}
 	for k, items := range s.route {
 		if len(items) > 0 && !s.shards[k].enqueue(s.readCtx, items) {
@@ -353,6 +418,37 @@ func (s *Sender) relabel(ref uint64, ls labels.Labels) (labels.Labels, bool) {
 	}
 	s.relabelMemo[ref] = r
 	return r.labels, r.keep
+}
+
+// currentVersion returns the protocol requests are encoded in.
+func (s *Sender) currentVersion() protoVersion { return protoVersion(s.version.Load()) }
+
+func (s *Sender) setVersion(v protoVersion) {
+	s.version.Store(int32(v))
+	g := s.o.Metrics.protocol
+	g.WithLabelValues(s.cfg.Name, v.String()).Set(1)
+	other := rw2
+	if v == rw2 {
+		other = rw1
+	}
+	g.WithLabelValues(s.cfg.Name, other.String()).Set(0)
+}
+
+// fallBack switches the endpoint from Remote-Write 2.0 to 1.0 for the life
+// of the sender: it answered status (415, or a 2xx without the Written
+// headers that 2.0 requires) to a 2.0 request.
+func (s *Sender) fallBack(status int) {
+	if !s.version.CompareAndSwap(int32(rw2), int32(rw1)) {
+		return // another shard switched first
+	}
+	s.setVersion(rw1)
+	s.fallbacks.Add(1)
+	reason := "it answered 415 Unsupported Media Type"
+	if status/100 == 2 {
+		reason = "it answered 2xx without the X-Prometheus-Remote-Write-*-Written headers, as a 1.0-only receiver does"
+	}
+	s.logger.Warn("Endpoint does not accept Remote-Write 2.0: "+reason+"; sending Remote-Write 1.0 from now on (until the endpoint is reloaded)",
+		zap.Int("status", status))
 }
 
 func shardOf(ref uint64, n int) int {

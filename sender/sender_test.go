@@ -16,12 +16,15 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ferrymetrics/ferry/wal"
+	wm "github.com/ferrymetrics/ferry/wal/model"
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -31,25 +34,45 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/cockroachdb/pebble/v2.(*DB).maybeScheduleFlush"))
 }
 
-// receiver is a remote-write endpoint that records what it accepted and
-// answers with status(n) for the n-th request (0 = 204).
+// receiver is a remote-write endpoint (1.0 and 2.0) that records what it
+// accepted and answers with status(n) for the n-th request (0 = 204).
 type receiver struct {
 	t      testing.TB
 	srv    *httptest.Server
 	status func(n int) int
-	// refuse, if set, answers 400 to a request it returns true for, as
+	// refuse, if set, answers 400 to a 1.0 request it returns true for, as
 	// Prometheus does to a batch with one duplicate sample.
 	refuse func(wr *prompb.WriteRequest) bool
-	mu     sync.Mutex
-	n      int
-	got    map[string][]int64 // series id → timestamps accepted, in arrival order
-	total  int
-	cond   *sync.Cond
-	hdr    http.Header
+	// v1Only answers 415 to 2.0 requests, as a Prometheus that accepts
+	// only prometheus.WriteRequest does.
+	v1Only bool
+	// blind decodes every body as 1.0 and answers without Written headers,
+	// as a 1.0 receiver that ignores Content-Type does.
+	blind bool
+	// written, if set, gives the Written headers of a 2.0 answer from the
+	// samples, histograms and exemplars the request carried (by default
+	// those numbers).
+	written func(s, h, x int) (int, int, int)
+	mu      sync.Mutex
+	n       int
+	got     map[string][]int64 // series id → timestamps accepted, in arrival order
+	total   int                // samples and histograms accepted
+	cond    *sync.Cond
+	hdr     http.Header
+	// What arrived besides float samples, by series id or metric name.
+	versions  map[string]int // accepted requests by X-Prometheus-Remote-Write-Version
+	starts    map[string][]int64
+	hists     map[string]int
+	exemplars map[string][]labels.Labels
+	meta      map[string]wal.Metadata // 1.0: by family; 2.0: by series' metric name
+	// unwritten is what the Written headers said was not written.
+	unwritten int
 }
 
 func newReceiver(t testing.TB, status func(n int) int) *receiver {
-	r := &receiver{t: t, status: status, got: map[string][]int64{}}
+	r := &receiver{t: t, status: status, got: map[string][]int64{}, versions: map[string]int{},
+		starts: map[string][]int64{}, hists: map[string]int{}, exemplars: map[string][]labels.Labels{},
+		meta: map[string]wal.Metadata{}}
 	r.cond = sync.NewCond(&r.mu)
 	r.srv = httptest.NewServer(r)
 	t.Cleanup(r.srv.Close)
@@ -68,36 +91,118 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		fmt.Fprintf(w, "status %d for request %d", st, n)
 		return
 	}
+	v2 := req.Header.Get("Content-Type") == "application/x-protobuf;proto="+MessageV2 && !r.blind
+	if v2 && r.v1Only {
+		http.Error(w, "unsupported proto", http.StatusUnsupportedMediaType)
+		return
+	}
 	raw, err := snappy.Decode(nil, body)
 	if err != nil {
 		r.t.Errorf("snappy: %v", err)
 		w.WriteHeader(400)
 		return
 	}
+	if v2 {
+		if !r.accept2(w, req, raw) {
+			return
+		}
+	} else if !r.accept1(w, raw) {
+		return
+	}
+	r.versions[req.Header.Get("X-Prometheus-Remote-Write-Version")]++
+	r.cond.Broadcast()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *receiver) accept1(w http.ResponseWriter, raw []byte) bool {
 	var wr prompb.WriteRequest
 	if err := wr.Unmarshal(raw); err != nil {
 		r.t.Errorf("protobuf: %v", err)
 		w.WriteHeader(400)
-		return
+		return false
 	}
 	if r.refuse != nil && r.refuse(&wr) {
 		http.Error(w, "out of order sample", http.StatusBadRequest)
-		return
+		return false
 	}
 	for _, ts := range wr.Timeseries {
-		id := ""
+		var sb labels.ScratchBuilder
 		for _, l := range ts.Labels {
-			if l.Name == "id" {
-				id = l.Value
-			}
+			sb.Add(l.Name, l.Value)
 		}
+		id := sb.Labels().Get("id")
 		for _, s := range ts.Samples {
 			r.got[id] = append(r.got[id], s.Timestamp)
 			r.total++
 		}
+		r.hists[id] += len(ts.Histograms)
+		r.total += len(ts.Histograms)
+		for _, x := range ts.Exemplars {
+			var eb labels.ScratchBuilder
+			for _, l := range x.Labels {
+				eb.Add(l.Name, l.Value)
+			}
+			r.exemplars[id] = append(r.exemplars[id], eb.Labels())
+		}
 	}
-	r.cond.Broadcast()
-	w.WriteHeader(http.StatusNoContent)
+	for _, m := range wr.Metadata {
+		r.meta[m.MetricFamilyName] = wal.Metadata{Family: m.MetricFamilyName, Type: wm.MetricType(m.Type), Help: m.Help, Unit: m.Unit}
+	}
+	return true
+}
+
+func (r *receiver) accept2(w http.ResponseWriter, req *http.Request, raw []byte) bool {
+	if v := req.Header.Get("X-Prometheus-Remote-Write-Version"); v != "2.0.0" {
+		r.t.Errorf("2.0 request with version header %q", v)
+	}
+	var wr writev2.Request
+	if err := wr.Unmarshal(raw); err != nil {
+		r.t.Errorf("protobuf: %v", err)
+		w.WriteHeader(400)
+		return false
+	}
+	var ns, nh, nx int
+	var sb labels.ScratchBuilder
+	for _, ts := range wr.Timeseries {
+		ls, err := ts.ToLabels(&sb, wr.Symbols)
+		if err != nil {
+			r.t.Errorf("labels: %v", err)
+			w.WriteHeader(400)
+			return false
+		}
+		if len(ts.Samples) == 0 && len(ts.Histograms) == 0 {
+			http.Error(w, "TimeSeries must contain at least one sample or histogram", http.StatusBadRequest)
+			return false
+		}
+		id := ls.Get("id")
+		for _, s := range ts.Samples {
+			r.got[id] = append(r.got[id], s.Timestamp)
+			r.starts[id] = append(r.starts[id], s.StartTimestamp)
+		}
+		r.hists[id] += len(ts.Histograms)
+		for _, x := range ts.Exemplars {
+			ex, err := x.ToExemplar(&sb, wr.Symbols)
+			if err != nil {
+				r.t.Errorf("exemplar: %v", err)
+			}
+			r.exemplars[id] = append(r.exemplars[id], ex.Labels)
+		}
+		m := ts.Metadata
+		name := ls.Get("__name__")
+		r.meta[name] = wal.Metadata{Family: name, Type: wm.MetricType(m.Type), Help: wr.Symbols[m.HelpRef], Unit: wr.Symbols[m.UnitRef]}
+		ns, nh, nx = ns+len(ts.Samples), nh+len(ts.Histograms), nx+len(ts.Exemplars)
+	}
+	r.total += ns + nh
+	ws, wh, wx := ns, nh, nx
+	if r.written != nil {
+		ws, wh, wx = r.written(ns, nh, nx)
+	}
+	r.unwritten += ns - ws + nh - wh + nx - wx
+	h := w.Header()
+	h.Set("X-Prometheus-Remote-Write-Samples-Written", fmt.Sprint(ws))
+	h.Set("X-Prometheus-Remote-Write-Histograms-Written", fmt.Sprint(wh))
+	h.Set("X-Prometheus-Remote-Write-Exemplars-Written", fmt.Sprint(wx))
+	return true
 }
 
 // newDownReceiver returns a receiver that answers status while down is set,
@@ -248,15 +353,15 @@ func (e *env) sender(name, u string, mod func(*Config)) *Sender {
 func (e *env) append(series int, from, to int64) {
 	e.t.Helper()
 	for ts := from; ts <= to; ts++ {
-		b := &wal.Batch{}
+		b := &wm.Batch{}
 		for i := range series {
-			b.Series = append(b.Series, wal.BatchSeries{
+			b.Series = append(b.Series, wm.Series{
 				LabelsStart: int32(len(b.Labels)), LabelsEnd: int32(len(b.Labels) + 2),
 				SamplesStart: int32(len(b.Samples)), SamplesEnd: int32(len(b.Samples) + 1),
 			})
-			b.Labels = append(b.Labels, wal.Label{Name: []byte("__name__"), Value: []byte("m")},
-				wal.Label{Name: []byte("id"), Value: []byte(fmt.Sprint(i))})
-			b.Samples = append(b.Samples, wal.Sample{Timestamp: ts, Value: float64(ts)})
+			b.Labels = append(b.Labels, wm.Label{Name: []byte("__name__"), Value: []byte("m")},
+				wm.Label{Name: []byte("id"), Value: []byte(fmt.Sprint(i))})
+			b.Samples = append(b.Samples, wm.Sample{Timestamp: ts, Value: float64(ts)})
 		}
 		if err := e.w.Append(b); err != nil {
 			e.t.Fatal(err)

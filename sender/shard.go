@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -20,14 +21,20 @@ type shard struct {
 	s     *Sender
 	mu    sync.Mutex
 	queue []item
-	batch []item
-	datac chan struct{} // items were queued
-	roomc chan struct{} // items were taken
-	drain atomic.Bool   // send what is queued without waiting for the deadline, then exit
-	done  chan struct{}
-	enc   encoder
-	busy  atomic.Int64 // nanoseconds spent sending
-	fails atomic.Int64 // consecutive failed attempts
+	// queuedExemplars counts the exemplars in queue.
+	queuedExemplars int
+	batch, spare    []item
+	// For take and groupBySeries.
+	idx    refIndex
+	groups []int32       // group of each batch item
+	counts []int32       // items, then offsets, of each group
+	datac  chan struct{} // items were queued
+	roomc  chan struct{} // items were taken
+	drain  atomic.Bool   // send what is queued without waiting for the deadline, then exit
+	done   chan struct{}
+	enc    encoder
+	busy   atomic.Int64 // nanoseconds spent sending
+	fails  atomic.Int64 // consecutive failed attempts
 	// refusedLogged counts refusals, to log the first in full.
 	refusedLogged atomic.Int64
 }
@@ -36,6 +43,8 @@ func (s *Sender) startShards(n int) {
 	s.shards = make([]*shard, n)
 	for i := range s.shards {
 		sh := &shard{s: s, datac: make(chan struct{}, 1), roomc: make(chan struct{}, 1), done: make(chan struct{})}
+		sh.enc.meta = s.meta
+		sh.enc.maxMetadata = s.cfg.MetadataConfig.MaxSamplesPerSend
 		s.shards[i] = sh
 		go sh.run()
 	}
@@ -129,6 +138,11 @@ func (sh *shard) enqueue(ctx context.Context, items []item) bool {
 		if room > 0 {
 			k := min(room, len(items))
 			sh.queue = append(sh.queue, items[:k]...)
+			for i := range items[:k] {
+				if items[i].kind == kindExemplar {
+					sh.queuedExemplars++
+				}
+			}
 			items = items[k:]
 		}
 		sh.mu.Unlock()
@@ -146,20 +160,116 @@ func (sh *shard) enqueue(ctx context.Context, items []item) bool {
 }
 
 // take removes up to max items once a batch is full, the deadline passed
-// or the shard drains.
+// or the shard drains, and returns them grouped by series.
+//
+// Exemplars follow their samples in the WAL, in records of their own, so a
+// batch may end between the two. A Remote-Write 2.0 request cannot carry
+// an exemplar without a sample of its series, so take also moves into the
+// batch the exemplars, among the next max queued items, of the series it
+// holds samples of: a batch may exceed max by those.
 func (sh *shard) take(max int, force bool) []item {
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	n := min(len(sh.queue), max)
 	if n == 0 || (n < max && !force) {
+		sh.mu.Unlock()
 		return nil
 	}
-	sh.batch = append(sh.batch[:0], sh.queue[:n]...)
-	k := copy(sh.queue, sh.queue[n:])
+	batch := append(sh.batch[:0], sh.queue[:n]...)
+	rest := sh.queue[n:]
+	if sh.queuedExemplars > 0 {
+		for i := range batch {
+			if batch[i].kind == kindExemplar {
+				sh.queuedExemplars--
+			}
+		}
+		batch, rest = sh.pullExemplars(batch, rest, max)
+	}
+	k := copy(sh.queue, rest)
 	clear(sh.queue[k:])
 	sh.queue = sh.queue[:k]
+	sh.mu.Unlock()
 	notify(sh.roomc)
-	return sh.batch
+	sh.batch = batch
+	return sh.groupBySeries(batch)
+}
+
+// pullExemplars moves from the first window items of rest to batch the
+// exemplars of series batch holds samples or histograms of. sh.mu is held.
+func (sh *shard) pullExemplars(batch, rest []item, window int) ([]item, []item) {
+	win := rest[:min(len(rest), window)]
+	any := false
+	for i := range win {
+		if win[i].kind == kindExemplar {
+			any = true
+			break
+		}
+	}
+	if !any {
+		return batch, rest
+	}
+	sh.idx.reset(len(batch))
+	for i := range batch {
+		if batch[i].kind != kindExemplar {
+			sh.idx.put(batch[i].ref, 0)
+		}
+	}
+	kept := 0
+	for i := range win {
+		if it := &win[i]; it.kind == kindExemplar && sh.idx.has(it.ref) {
+			batch = append(batch, *it)
+			sh.queuedExemplars--
+			continue
+		}
+		if kept != i {
+			win[kept] = win[i]
+		}
+		kept++
+	}
+	k := kept + copy(rest[kept:], rest[len(win):])
+	clear(rest[k:])
+	return batch, rest[:k]
+}
+
+// groupBySeries reorders batch so that each series' items are adjacent,
+// keeping the order of the series' first items and, within a series, the
+// queue's order: one TimeSeries per series, exemplars with their samples.
+// The result is batch itself or the shard's spare buffer.
+func (sh *shard) groupBySeries(batch []item) []item {
+	sh.idx.reset(len(batch))
+	groups, counts := sh.groups[:0], sh.counts[:0]
+	runs := 0
+	for i := range batch {
+		g, seen := sh.idx.put(batch[i].ref, int32(len(counts)))
+		if !seen {
+			counts = append(counts, 0)
+		}
+		counts[g]++
+		groups = append(groups, g)
+		if i == 0 || batch[i].ref != batch[i-1].ref {
+			runs++
+		}
+	}
+	sh.groups, sh.counts = groups, counts
+	if runs == len(counts) {
+		return batch // every series in one run already
+	}
+	off := int32(0)
+	for g, c := range counts {
+		counts[g] = off
+		off += c
+	}
+	out := sh.spare[:0]
+	if cap(out) < len(batch) {
+		out = make([]item, len(batch), cap(batch))
+	}
+	out = out[:len(batch)]
+	for i := range batch {
+		g := groups[i]
+		out[counts[g]] = batch[i]
+		counts[g]++
+	}
+	sh.spare, sh.batch = batch[:0], out
+	return out
 }
 
 func (sh *shard) queued() int {
@@ -210,8 +320,8 @@ func (sh *shard) run() {
 }
 
 // send delivers one batch: retried with backoff on 5xx, 429 and network
-// errors; dropped and counted on any other 4xx. It returns without
-// acknowledging only when sendCtx ends.
+// errors; dropped and counted on any other 4xx (415 to a 2.0 request falls
+// back to 1.0). It returns without acknowledging only when sendCtx ends.
 func (sh *shard) send(batch []item) {
 	s := sh.s
 	s.inFlight.Add(1)
@@ -245,52 +355,75 @@ func splitPoint(batch []item) int {
 // deliver sends batch until it is acknowledged, retrying as send says; a
 // refused batch that splittable allows is cut in two and each half
 // delivered in turn (keeping per-series order), so that only the samples
-// the endpoint refuses on their own are dropped. It returns false once
-// sendCtx ends.
+// the endpoint refuses on their own are dropped. A 2.0 request answered 415
+// (or 2xx without Written headers) switches the endpoint to 1.0 and the
+// same batch is sent again as 1.0. It returns false once sendCtx ends.
 func (sh *shard) deliver(batch []item) bool {
 	s := sh.s
 	q := s.cfg.QueueConfig
-	body := sh.enc.encode(batch)
+	enc := sh.enc.encode(batch, s.currentVersion())
 	backoff := time.Duration(q.MinBackoff)
 	for {
-		// Samples the disk cap wrote off (and counted) are not sent.
-		if k := s.track.retired(batch); k > 0 {
-			if batch = batch[k:]; len(batch) == 0 {
+		// Items the disk cap wrote off (and counted) are not sent.
+		if rest, k := s.track.dropRetired(batch); k > 0 {
+			if batch = rest; len(batch) == 0 {
 				return true
 			}
-			body = sh.enc.encode(batch)
+			enc = sh.enc.encode(batch, s.currentVersion())
+		} else if v := s.currentVersion(); v != enc.version {
+			enc = sh.enc.encode(batch, v) // another shard fell back to 1.0
+		}
+		if enc.samples+enc.histograms+enc.exemplars == 0 {
+			// Only exemplars a 2.0 request cannot carry: nothing to send.
+			sh.settle(enc)
+			sh.acknowledge(batch)
+			return true
 		}
 		start := time.Now()
-		status, retryAfter, msg, err := s.post(s.sendCtx, body)
+		resp, err := s.post(s.sendCtx, enc)
 		elapsed := time.Since(start)
 		sh.busy.Add(int64(elapsed))
 		if s.sendCtx.Err() != nil {
 			return false
 		}
-		outcome := "success"
-		switch {
-		case err == nil && status/100 == 2:
+		status := resp.status
+		observe := func(outcome string) {
 			s.o.Metrics.duration.WithLabelValues(s.cfg.Name, outcome).Observe(elapsed.Seconds())
+		}
+		switch {
+		case err == nil && enc.version == rw2 &&
+			(status == http.StatusUnsupportedMediaType || (status/100 == 2 && !resp.written.confirmed)):
+			observe("fallback")
+			s.fallBack(status)
+			enc = sh.enc.encode(batch, rw1)
+		case err == nil && status/100 == 2:
+			observe("success")
 			sh.fails.Store(0)
-			s.sent.Add(float64(len(batch)))
-			s.sentBytes.Add(float64(len(body)))
+			s.sent.Add(float64(enc.samples + enc.histograms))
+			s.exSent.Add(float64(enc.exemplars))
+			s.metaSent.Add(float64(enc.metadata))
+			s.sentBytes.Add(float64(len(enc.body)))
+			if enc.version == rw2 {
+				s.checkWritten(enc, resp.written)
+			}
+			sh.settle(enc)
 			sh.acknowledge(batch)
 			return true
 		case err != nil || status/100 == 5 || (status == http.StatusTooManyRequests && *q.RetryOnRateLimit):
-			outcome = "retry"
-			s.o.Metrics.duration.WithLabelValues(s.cfg.Name, outcome).Observe(elapsed.Seconds())
+			observe("retry")
 			s.o.Metrics.lastSendError.WithLabelValues(s.cfg.Name).Set(float64(s.o.Now().Unix()))
-			s.retried.Add(float64(len(batch)))
-			if sh.fails.Add(1) == 1 || s.shouldLog() {
+			s.retried.Add(float64(enc.samples + enc.histograms))
+			if sh.fails.Add(1) == 1 || s.shouldLog(&s.lastErrLog) {
 				if err == nil {
-					err = fmt.Errorf("HTTP %d: %s", status, msg)
+					err = fmt.Errorf("HTTP %d: %s", status, resp.msg)
 				}
 				s.logger.Warn("Sending failed; retrying until the endpoint accepts",
-					zap.Error(err), zap.Int("samples", len(batch)), zap.Duration("backoff", max(backoff, retryAfter)))
+					zap.Error(err), zap.Int("samples", enc.samples+enc.histograms), zap.Int("exemplars", enc.exemplars),
+					zap.Duration("backoff", max(backoff, resp.retryAfter)))
 			}
 			wait := backoff
-			if retryAfter > 0 {
-				wait = retryAfter
+			if resp.retryAfter > 0 {
+				wait = resp.retryAfter
 			}
 			select {
 			case <-time.After(wait):
@@ -299,43 +432,68 @@ func (sh *shard) deliver(batch []item) bool {
 			}
 			backoff = min(2*backoff, time.Duration(q.MaxBackoff))
 		default:
-			outcome = "refused"
-			s.o.Metrics.duration.WithLabelValues(s.cfg.Name, outcome).Observe(elapsed.Seconds())
+			observe("refused")
 			s.o.Metrics.lastSendError.WithLabelValues(s.cfg.Name).Set(float64(s.o.Now().Unix()))
 			sh.fails.Store(0)
 			if len(batch) > 1 && splittable(status) {
 				mid := splitPoint(batch)
-				// The halves re-encode into the shard's buffers: body is
+				// The halves re-encode into the shard's buffers: enc is
 				// not used again.
 				return sh.deliver(batch[:mid]) && sh.deliver(batch[mid:])
 			}
-			s.failed.Add(float64(len(batch)))
-			if sh.refusedLogged.Add(1) == 1 || s.shouldLog() {
+			s.failed.Add(float64(enc.samples + enc.histograms))
+			s.exRefused.Add(float64(enc.exemplars))
+			if sh.refusedLogged.Add(1) == 1 || s.shouldLog(&s.lastErrLog) {
 				s.logger.Error("Endpoint refused samples for good; they are dropped and counted, the stream goes on",
-					zap.Int("status", status), zap.String("message", msg), zap.Int("samples", len(batch)),
+					zap.Int("status", status), zap.String("message", resp.msg), zap.Int("samples", enc.samples+enc.histograms),
+					zap.Int("exemplars", enc.exemplars), zap.Stringer("protocol", enc.version),
 					zap.String("series", batch[0].labels.String()), zap.Int64("timestamp", batch[0].t))
 			}
+			sh.settle(enc)
 			sh.acknowledge(batch)
 			return true
 		}
 	}
 }
 
-// acknowledge tells the tracker which records' samples are done.
+// settle counts what a finished request left out: exemplars a 2.0 request
+// could not carry.
+func (sh *shard) settle(enc encoded) {
+	if enc.orphans > 0 {
+		sh.s.exNoSample.Add(float64(enc.orphans))
+	}
+}
+
+// checkWritten compares what a 2xx-acknowledged 2.0 request carried with
+// what the endpoint says it wrote. The spec lets a receiver acknowledge
+// what it accepted: the rest is not retried (the receiver decided), but
+// counted and logged, so no loss goes unseen.
+func (s *Sender) checkWritten(enc encoded, w written) {
+	ds := max(0, enc.samples-w.samples)
+	dh := max(0, enc.histograms-w.histograms)
+	dx := max(0, enc.exemplars-w.exemplars)
+	if ds+dh > 0 {
+		s.samplesPartial.Add(float64(ds + dh))
+	}
+	if dx > 0 {
+		s.exPartial.Add(float64(dx))
+	}
+	if ds+dh+dx > 0 && s.shouldLog(&s.lastPartialLog) {
+		s.logger.Warn("Endpoint acknowledged a request but wrote only part of it; the rest is not retried and is counted",
+			zap.Int("samples_sent", enc.samples), zap.Int("samples_written", w.samples),
+			zap.Int("histograms_sent", enc.histograms), zap.Int("histograms_written", w.histograms),
+			zap.Int("exemplars_sent", enc.exemplars), zap.Int("exemplars_written", w.exemplars))
+	}
+}
+
+// acknowledge tells the tracker the batch's items are done.
 func (sh *shard) acknowledge(batch []item) {
 	s := sh.s
+	s.track.ackItems(batch)
 	hi := s.highestAcked.Load()
-	for i := 0; i < len(batch); {
-		j := i + 1
-		for j < len(batch) && batch[j].rec == batch[i].rec {
-			j++
-		}
-		s.track.ack(batch[i].rec, j-i)
-		i = j
-	}
-	for _, it := range batch {
-		if it.hist == nil {
-			hi = max(hi, it.t)
+	for i := range batch {
+		if batch[i].kind == kindSample {
+			hi = max(hi, batch[i].t)
 		}
 	}
 	for {
@@ -347,40 +505,93 @@ func (sh *shard) acknowledge(batch []item) {
 	s.o.Metrics.highestSent.WithLabelValues(s.cfg.Name).Set(float64(s.highestAcked.Load()) / 1000)
 }
 
-// shouldLog rate-limits repeated failure logs to one per 10 seconds.
-func (s *Sender) shouldLog() bool {
+// shouldLog rate-limits a repeated log line to one per 10 seconds; last
+// holds when it was last logged.
+func (s *Sender) shouldLog(last *atomic.Int64) bool {
 	now := s.o.Now().UnixNano()
-	last := s.lastErrLog.Load()
-	return now-last >= int64(10*time.Second) && s.lastErrLog.CompareAndSwap(last, now)
+	prev := last.Load()
+	return now-prev >= int64(10*time.Second) && last.CompareAndSwap(prev, now)
 }
 
-// post sends one request and returns the status, the Retry-After delay and
-// the start of the response body.
-func (s *Sender) post(ctx context.Context, body []byte) (int, time.Duration, string, error) {
+// Remote-Write 2.0 response headers: how many items the receiver wrote.
+const (
+	headerSamplesWritten    = "X-Prometheus-Remote-Write-Samples-Written"
+	headerHistogramsWritten = "X-Prometheus-Remote-Write-Histograms-Written"
+	headerExemplarsWritten  = "X-Prometheus-Remote-Write-Exemplars-Written"
+)
+
+// written is what a 2.0 receiver says it wrote. confirmed is set when at
+// least one header was present: then a missing header means 0, as the
+// spec allows.
+type written struct {
+	samples, histograms, exemplars int
+	confirmed                      bool
+}
+
+func parseWritten(h http.Header) written {
+	var w written
+	for _, f := range []struct {
+		name string
+		n    *int
+	}{{headerSamplesWritten, &w.samples}, {headerHistogramsWritten, &w.histograms}, {headerExemplarsWritten, &w.exemplars}} {
+		v := h.Get(f.name)
+		if v == "" {
+			continue
+		}
+		w.confirmed = true
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			// Unreadable: assume everything was written rather than
+			// report a partial write that may not have happened.
+			n = math.MaxInt32
+		}
+		*f.n = int(min(n, math.MaxInt32))
+	}
+	return w
+}
+
+// response is what post learnt from an answer.
+type response struct {
+	status     int
+	retryAfter time.Duration
+	msg        string // the start of the body of a non-2xx answer
+	written    written
+}
+
+// post sends one request.
+func (s *Sender) post(ctx context.Context, enc encoded) (response, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.RemoteTimeout))
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(enc.body))
 	if err != nil {
-		return 0, 0, "", fmt.Errorf("build request: %w", err)
+		return response{}, fmt.Errorf("build request: %w", err)
 	}
 	for k, v := range s.cfg.Headers {
 		req.Header.Set(k, v)
 	}
 	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("Content-Type", "application/x-protobuf")
+	if enc.version == rw2 {
+		req.Header.Set("Content-Type", "application/x-protobuf;proto="+MessageV2)
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
+	} else {
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	}
 	req.Header.Set("User-Agent", s.o.UserAgent)
-	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return 0, 0, "", err
+		return response{}, err
 	}
 	defer resp.Body.Close()
-	var msg []byte
+	r := response{status: resp.StatusCode, retryAfter: retryAfter(resp.Header.Get("Retry-After"), s.o.Now())}
 	if resp.StatusCode/100 != 2 {
-		msg, _ = io.ReadAll(io.LimitReader(resp.Body, 512))
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		r.msg = string(bytes.TrimSpace(msg))
+	} else if enc.version == rw2 {
+		r.written = parseWritten(resp.Header)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, retryAfter(resp.Header.Get("Retry-After"), s.o.Now()), string(bytes.TrimSpace(msg)), nil
+	return r, nil
 }
 
 // retryAfter parses a Retry-After header: seconds or an HTTP date. Delays

@@ -25,6 +25,7 @@ type tracker struct {
 type trackedRecord struct {
 	end       wal.Position
 	remaining int
+	exemplars bool // an exemplars record: its items are exemplars
 }
 
 func newTracker(start wal.Position) *tracker { return &tracker{done: start} }
@@ -36,10 +37,11 @@ func (t *tracker) next() uint64 {
 	return t.base + uint64(len(t.recs)-t.head)
 }
 
-// add registers a record ending at end with n samples in flight. A record
-// the disk cap dropped while it was being dispatched is written off at
-// once: add returns how many samples that wrote off.
-func (t *tracker) add(end wal.Position, n int) (writtenOff int) {
+// add registers a record ending at end with n items in flight (exemplars
+// if exemplars is set, else samples). A record the disk cap dropped while
+// it was being dispatched is written off at once: add returns how many
+// items that wrote off.
+func (t *tracker) add(end wal.Position, n int, exemplars bool) (writtenOff int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.head > 0 && t.head >= len(t.recs)/2 {
@@ -50,12 +52,12 @@ func (t *tracker) add(end wal.Position, n int) (writtenOff int) {
 	if end.Less(t.writeOffTo) {
 		writtenOff, n = n, 0
 	}
-	t.recs = append(t.recs, trackedRecord{end: end, remaining: n})
+	t.recs = append(t.recs, trackedRecord{end: end, remaining: n, exemplars: exemplars})
 	t.advance()
 	return writtenOff
 }
 
-// ack marks n samples of record seq as done. Samples of a record already
+// ack marks n items of record seq as done. Items of a record already
 // written off are ignored.
 func (t *tracker) ack(seq uint64, n int) {
 	t.mu.Lock()
@@ -67,35 +69,56 @@ func (t *tracker) ack(seq uint64, n int) {
 	t.advance()
 }
 
+// ackItems marks every item of batch as done, in one step.
+func (t *tracker) ackItems(batch []item) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range batch {
+		if seq := batch[i].rec; seq >= t.base {
+			t.recs[t.head+int(seq-t.base)].remaining--
+		}
+	}
+	t.advance()
+}
+
 // writeOff retires every record that ends before to, the position the disk
 // cap moved the reader to once it deleted the segments before it, and
-// returns the number of their samples not yet acknowledged: read, but now
-// never to be delivered.
-func (t *tracker) writeOff(to wal.Position) int {
+// returns the number of their samples and exemplars not yet acknowledged:
+// read, but now never to be delivered.
+func (t *tracker) writeOff(to wal.Position) (samples, exemplars int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.writeOffTo.Less(to) {
 		t.writeOffTo = to
 	}
-	n := 0
 	for i := t.head; i < len(t.recs) && t.recs[i].end.Less(to); i++ {
-		n += t.recs[i].remaining
+		if t.recs[i].exemplars {
+			exemplars += t.recs[i].remaining
+		} else {
+			samples += t.recs[i].remaining
+		}
 		t.recs[i].remaining = 0
 	}
 	t.advance()
-	return n
+	return samples, exemplars
 }
 
-// retired returns how many leading items of batch (in record order) belong
-// to retired records: in a shard's hands, only written-off ones are.
-func (t *tracker) retired(batch []item) int {
+// dropRetired removes from batch, in place and keeping the order of the
+// rest, the items of retired records (in a shard's hands, only written-off
+// ones are), and returns what is left and how many it removed.
+func (t *tracker) dropRetired(batch []item) ([]item, int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	k := 0
-	for k < len(batch) && batch[k].rec < t.base {
-		k++
+	for i := range batch {
+		if batch[i].rec >= t.base {
+			if k != i {
+				batch[k] = batch[i]
+			}
+			k++
+		}
 	}
-	return k
+	return batch[:k], len(batch) - k
 }
 
 func (t *tracker) advance() {

@@ -3,6 +3,7 @@ package wal
 import (
 	"context"
 	"fmt"
+	"github.com/ferrymetrics/ferry/wal/model"
 	"testing"
 	"time"
 
@@ -11,12 +12,12 @@ import (
 
 // benchBatches builds rounds of batches covering `series` series in batches
 // of `size`, with realistic label sets.
-func benchBatches(series, size int) []*Batch {
-	var out []*Batch
+func benchBatches(series, size int) []*model.Batch {
+	var out []*model.Batch
 	for from := 0; from < series; from += size {
-		b := &Batch{}
+		b := &model.Batch{}
 		for i := from; i < min(from+size, series); i++ {
-			ls := []Label{
+			ls := []model.Label{
 				{Name: []byte("__name__"), Value: []byte(fmt.Sprintf("node_metric_%d_total", i%100))},
 				{Name: []byte("cpu"), Value: []byte(fmt.Sprint(i % 64))},
 				{Name: []byte("id"), Value: []byte(fmt.Sprint(i))},
@@ -24,9 +25,9 @@ func benchBatches(series, size int) []*Batch {
 				{Name: []byte("job"), Value: []byte("node")},
 				{Name: []byte("mode"), Value: []byte("idle")},
 			}
-			s := BatchSeries{LabelsStart: int32(len(b.Labels)), SamplesStart: int32(len(b.Samples))}
+			s := model.Series{LabelsStart: int32(len(b.Labels)), SamplesStart: int32(len(b.Samples))}
 			b.Labels = append(b.Labels, ls...)
-			b.Samples = append(b.Samples, Sample{Value: float64(i), Timestamp: 1_700_000_000_000})
+			b.Samples = append(b.Samples, model.Sample{Value: float64(i), Timestamp: 1_700_000_000_000})
 			s.LabelsEnd, s.SamplesEnd = int32(len(b.Labels)), int32(len(b.Samples))
 			b.Series = append(b.Series, s)
 		}

@@ -8,26 +8,34 @@
 // in the format of Prometheus' tsdb/wlog: 32 KiB pages holding records cut
 // into fragments, each fragment with a 7-byte header (type, length,
 // CRC32-Castagnoli). A record never spans two segments. Record payloads are
-// tsdb/record encodings:
+// tsdb/record encodings where one fits, and Ferry's own otherwise; format.go
+// is the one place that names, encodes and decodes them:
 //
-//	Series  (type 1)  ref → labels, written once per series, before any sample
-//	                  record that uses the ref
-//	Samples (type 2)  (ref, timestamp, value) triples, delta-encoded
+//	Series    (type 1)   ref → labels, written once per series, before any
+//	                     record that uses the ref
+//	Samples   (type 2)   (ref, timestamp, value), delta-encoded
+//	SamplesV2 (type 11)  the same with per-sample start timestamps; written
+//	                     instead of Samples when a sample has one
+//	Exemplars (type 4)   (ref, timestamp, value, exemplar labels)
+//	RawHistograms (200)  per native histogram: ref (uvarint), length (uvarint)
+//	                     and the protobuf Histogram message as received
+//	                     (Remote-Write 1.0 and 2.0 share its fields 1-16;
+//	                     2.0's start_timestamp is field 17)
+//	Metadata  (202)      per metric family: type (one byte), then name, help
+//	                     and unit, each a uvarint length and bytes; written
+//	                     only when a family's metadata changes
+//	Types     (201)      metric types only, written by earlier releases; read
+//	                     as Metadata without help and unit
 //
-//	Types (type 201, Ferry's own)  per metric family from metadata: its type
-//	                  (one byte, prometheus.MetricMetadata.MetricType), name length
-//	                  (uvarint) and name
-//	Raw histograms (type 200, Ferry's own)  per native histogram: ref
-//	                  (uvarint), length (uvarint) and the Remote-Write 1.0
-//	                  prometheus.Histogram message as received
-//
-// Other tsdb/record types (exemplars, metadata, decoded histograms) are
-// reserved for Remote-Write 2.0 and are skipped by readers that do not know
-// them.
+// Other record types are skipped by readers, so a log can be read by the
+// release before the one that wrote it, minus what that release did not
+// know. The log keeps the current metadata of every family in memory (it
+// grows with distinct metric names, not with series), and readers may ask
+// for it with Metadata.
 //
 // A checkpoint directory checkpoint.NNNNNNNN holds, in the same segment
 // format, the Series records of every series still referenced by segments
-// after NNNNNNNN. Segments up to and including NNNNNNNN are deleted once the
+// after NNNNNNNN, and the Metadata of every family. Segments up to and including NNNNNNNN are deleted once the
 // checkpoint is durable (written to checkpoint.NNNNNNNN.tmp, fsynced,
 // renamed, directory fsynced).
 //

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 )
 
@@ -18,6 +17,8 @@ type SegmentStats struct {
 	Series      int
 	Samples     int
 	Histograms  int
+	Exemplars   int
+	Metadata    int    // metric families whose metadata was written
 	IntactBytes int64  // end of the last intact record
 	Damage      string // why reading stopped early, if it did
 }
@@ -83,32 +84,26 @@ func inspectSegment(dir string, seg int) (SegmentStats, error) {
 		return ss, fmt.Errorf("wal: stat segment %d: %w", seg, err)
 	}
 	ss.Bytes = fi.Size()
-	dec := record.NewDecoder(nil, slog.New(slog.DiscardHandler))
-	var series []record.RefSeries
-	var samples []record.RefSample
+	dec := newDecoder(slog.New(slog.DiscardHandler))
 	r := wlog.NewReader(bufio.NewReaderSize(f, 1<<20))
 	for r.Next() {
 		ss.Records++
-		rec := r.Record()
-		if len(rec) > 0 && rec[0] == recordRawHistograms {
-			if err := forEachRaw(rec, func(Ref, []byte) { ss.Histograms++ }); err != nil {
-				ss.Damage = "undecodable histogram record: " + err.Error()
-				return ss, nil
-			}
+		k, err := dec.decode(r.Record())
+		if err != nil {
+			ss.Damage = "undecodable " + err.Error()
+			return ss, nil
 		}
-		switch dec.Type(rec) {
-		case record.Series:
-			if series, err = dec.Series(rec, series[:0]); err != nil {
-				ss.Damage = "undecodable series record: " + err.Error()
-				return ss, nil
-			}
-			ss.Series += len(series)
-		case record.Samples, record.SamplesV2:
-			if samples, err = dec.Samples(rec, samples[:0]); err != nil {
-				ss.Damage = "undecodable samples record: " + err.Error()
-				return ss, nil
-			}
-			ss.Samples += len(samples)
+		switch k {
+		case kindSeries:
+			ss.Series += len(dec.series)
+		case kindSamples:
+			ss.Samples += len(dec.samples)
+		case kindHistograms:
+			ss.Histograms += len(dec.histograms)
+		case kindExemplars:
+			ss.Exemplars += len(dec.exemplars)
+		case kindMetadata:
+			ss.Metadata += len(dec.metadata)
 		}
 		ss.IntactBytes = r.Offset()
 	}

@@ -126,8 +126,7 @@ func (w *WAL) dropOldest() error {
 
 // countSamples counts the samples from p to the end of segment upTo-1.
 func (w *WAL) countSamples(p Position, upTo int) (int, error) {
-	dec := record.NewDecoder(nil, w.slog)
-	var buf []record.RefSample
+	dec := newDecoder(w.slog)
 	n := 0
 	for seg := p.Segment; seg < upTo; seg++ {
 		from := int64(0)
@@ -138,15 +137,8 @@ func (w *WAL) countSamples(p Position, upTo int) (int, error) {
 			if end <= from {
 				return
 			}
-			if len(rec) > 0 && rec[0] == recordRawHistograms {
-				_ = forEachRaw(rec, func(Ref, []byte) { n++ })
-				return
-			}
-			if t := dec.Type(rec); t == record.Samples || t == record.SamplesV2 {
-				var err error
-				if buf, err = dec.Samples(rec, buf[:0]); err == nil {
-					n += len(buf)
-				}
+			if c, err := dec.count(rec); err == nil {
+				n += c
 			}
 		})
 		if err != nil {
@@ -192,10 +184,12 @@ func (w *WAL) truncate(upTo int) error {
 	live := make([]record.RefSeries, 0, w.series.count)
 	removed := 0
 	var fpBuf []byte
+	names := map[string]struct{}{}
 	w.series.all(func(s *series) {
 		for _, set := range keep {
 			if set.has(s.ref) {
 				live = append(live, record.RefSeries{Ref: s.ref, Labels: s.labels})
+				names[s.labels.Get(metricName)] = struct{}{}
 				return
 			}
 		}
@@ -208,6 +202,7 @@ func (w *WAL) truncate(upTo int) error {
 	w.series.mu.Unlock()
 	w.gcMu.Unlock()
 	w.m.seriesRemoved.Add(float64(removed))
+	w.meta.prune(names)
 	slices.SortFunc(live, func(a, b record.RefSeries) int { return int(a.Ref) - int(b.Ref) })
 
 	cp := upTo - 1
@@ -253,15 +248,35 @@ func (w *WAL) writeCheckpoint(cp int, live []record.RefSeries) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var enc record.Encoder
+	var enc encoder
 	var buf []byte
 	for rest := live; len(rest) > 0; {
 		n := min(len(rest), 1000)
-		buf = enc.Series(rest[:n], buf[:0])
+		buf = enc.series(rest[:n], buf[:0])
 		if err := cw.Log(buf); err != nil {
 			return 0, errors.Join(err, cw.Close(), os.RemoveAll(tmp))
 		}
 		rest = rest[n:]
+	}
+	// The metadata of every family, so that replay starting from this
+	// checkpoint knows it.
+	buf = buf[:0]
+	for _, m := range w.meta.all() {
+		if len(buf) > 1 && len(buf)+len(m.Family)+len(m.Help)+len(m.Unit)+16 > maxRawRecord {
+			if err := cw.Log(buf); err != nil {
+				return 0, errors.Join(err, cw.Close(), os.RemoveAll(tmp))
+			}
+			buf = buf[:0]
+		}
+		if len(buf) == 0 {
+			buf = startMetadata(buf)
+		}
+		buf = appendMetadata(buf, m.Type, []byte(m.Family), []byte(m.Help), []byte(m.Unit))
+	}
+	if len(buf) > 1 {
+		if err := cw.Log(buf); err != nil {
+			return 0, errors.Join(err, cw.Close(), os.RemoveAll(tmp))
+		}
 	}
 	if err := cw.Close(); err != nil {
 		return 0, errors.Join(err, os.RemoveAll(tmp))

@@ -2,7 +2,6 @@ package wal
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,43 +10,9 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 	"go.uber.org/zap"
 )
-
-// Entry is one Samples record as a reader returns it: the samples with the
-// labels of their series, and the record's place in the log.
-type Entry struct {
-	// Start is the position just before the record, End just past it.
-	Start, End Position
-	Samples    []record.RefSample
-	// Labels[i] are the labels of Samples[i]'s series. They are shared with
-	// the log and must not be modified.
-	Labels []labels.Labels
-	// Histograms are native histograms (from a raw histogram record; an
-	// entry holds samples or histograms, not both).
-	Histograms []RawHistogram
-	// Types are metric types declared by metadata (from a types record).
-	Types []Type
-	// Unknown counts samples and histograms whose series is unknown (their
-	// Series record was lost to damage); their Labels are empty.
-	Unknown int
-}
-
-// Type is a metric family's type from metadata (see MetricType).
-type Type struct {
-	Family string
-	Type   uint8
-}
-
-// RawHistogram is a native histogram as received: a Remote-Write 1.0
-// prometheus.Histogram message. Data is valid until the reader's next call.
-type RawHistogram struct {
-	Ref    Ref
-	Labels labels.Labels
-	Data   []byte
-}
 
 // DropFunc is told that the disk cap deleted segments before to that the
 // consumer had not committed past. samples were not read yet (between from,
@@ -70,7 +35,7 @@ type Reader struct {
 	f         *os.File
 	lr        *wlog.LiveReader
 	sealedEOF bool // EOF seen once after the segment was sealed
-	dec       record.Decoder
+	dec       *decoder
 	entry     Entry
 
 	readPos   atomic.Pointer[Position]
@@ -104,7 +69,7 @@ func (w *WAL) NewReader(name string, from Position, onDrop DropFunc) (*Reader, e
 			zap.String("consumer", name), zap.Stringer("position", from), zap.Int("head_segment", head))
 		from = Position{Segment: first}
 	}
-	r := &Reader{w: w, name: name, onDrop: onDrop, pos: from, dec: record.NewDecoder(nil, w.slog)}
+	r := &Reader{w: w, name: name, onDrop: onDrop, pos: from, dec: newDecoder(w.slog)}
 	r.readPos.Store(&from)
 	r.committed.Store(&from)
 	w.readers[name] = r
@@ -293,120 +258,53 @@ func (r *Reader) openSegment() (bool, error) {
 	return true, nil
 }
 
-// decodeRecord fills r.entry from a record consumers see (samples, raw
-// histograms, metric types); it returns false for records they skip
-// (series, unknown types).
+// decodeRecord fills r.entry from a record consumers see (samples,
+// histograms, exemplars, metadata); it returns false for records they skip
+// (series, unknown types). Metadata records also update nothing here: the
+// log's table was updated when they were written or replayed.
 func (r *Reader) decodeRecord(rec []byte, start Position) (bool, error) {
-	if len(rec) == 0 {
+	k, err := r.dec.decode(rec)
+	if err != nil {
+		return false, err
+	}
+	e := &r.entry
+	e.Start, e.End, e.Unknown = start, r.pos, 0
+	e.Samples, e.Labels, e.Histograms, e.Exemplars, e.Metadata = e.Samples[:0], e.Labels[:0], e.Histograms[:0], e.Exemplars[:0], e.Metadata[:0]
+	t := r.w.series
+	lookup := func(ref Ref) labels.Labels {
+		if ser := t.get(ref); ser != nil {
+			return ser.labels
+		}
+		e.Unknown++
+		return labels.EmptyLabels()
+	}
+	switch k {
+	case kindSamples:
+		e.Samples, r.dec.samples = r.dec.samples, e.Samples
+		if cap(e.Labels) < len(e.Samples) {
+			e.Labels = make([]labels.Labels, 0, 2*len(e.Samples))
+		}
+		t.mu.RLock()
+		for _, s := range e.Samples {
+			e.Labels = append(e.Labels, lookup(s.Ref))
+		}
+		t.mu.RUnlock()
+	case kindHistograms:
+		t.mu.RLock()
+		for _, h := range r.dec.histograms {
+			e.Histograms = append(e.Histograms, RawHistogram{Ref: h.ref, Labels: lookup(h.ref), Data: h.data})
+		}
+		t.mu.RUnlock()
+	case kindExemplars:
+		t.mu.RLock()
+		for _, x := range r.dec.exemplars {
+			e.Exemplars = append(e.Exemplars, Exemplar{Ref: x.Ref, Labels: lookup(x.Ref), Exemplar: x.Labels, T: x.T, V: x.V})
+		}
+		t.mu.RUnlock()
+	case kindMetadata:
+		e.Metadata = append(e.Metadata, r.dec.metadata...)
+	default:
 		return false, nil
 	}
-	switch rec[0] {
-	case recordTypes:
-		return true, r.decodeTypes(rec, start)
-	case recordRawHistograms:
-		return true, r.decodeRaw(rec, start)
-	}
-	switch r.dec.Type(rec) {
-	case record.Samples, record.SamplesV2:
-		return true, r.decode(rec, start)
-	}
-	return false, nil
-}
-
-// decode fills r.entry from a Samples record.
-func (r *Reader) decode(rec []byte, start Position) error {
-	e := &r.entry
-	var err error
-	e.Samples, err = r.dec.Samples(rec, e.Samples[:0])
-	if err != nil {
-		return err
-	}
-	e.Start, e.End, e.Unknown = start, r.pos, 0
-	e.Histograms, e.Types = e.Histograms[:0], e.Types[:0]
-	if cap(e.Labels) < len(e.Samples) {
-		e.Labels = make([]labels.Labels, len(e.Samples), 2*len(e.Samples))
-	}
-	e.Labels = e.Labels[:len(e.Samples)]
-	t := r.w.series
-	t.mu.RLock()
-	for i, s := range e.Samples {
-		if ser := t.get(s.Ref); ser != nil {
-			e.Labels[i] = ser.labels
-		} else {
-			e.Labels[i] = labels.EmptyLabels()
-			e.Unknown++
-		}
-	}
-	t.mu.RUnlock()
-	return nil
-}
-
-// decodeRaw fills r.entry from a raw histogram record.
-func (r *Reader) decodeRaw(rec []byte, start Position) error {
-	e := &r.entry
-	e.Start, e.End, e.Unknown = start, r.pos, 0
-	e.Samples, e.Labels, e.Histograms, e.Types = e.Samples[:0], e.Labels[:0], e.Histograms[:0], e.Types[:0]
-	err := forEachRaw(rec, func(ref Ref, data []byte) {
-		e.Histograms = append(e.Histograms, RawHistogram{Ref: ref, Data: data})
-	})
-	if err != nil {
-		return err
-	}
-	t := r.w.series
-	t.mu.RLock()
-	for i := range e.Histograms {
-		if ser := t.get(e.Histograms[i].Ref); ser != nil {
-			e.Histograms[i].Labels = ser.labels
-		} else {
-			e.Histograms[i].Labels = labels.EmptyLabels()
-			e.Unknown++
-		}
-	}
-	t.mu.RUnlock()
-	return nil
-}
-
-// forEachRaw calls fn for every histogram of a raw histogram record.
-func forEachRaw(rec []byte, fn func(ref Ref, data []byte)) error {
-	if len(rec) == 0 || rec[0] != recordRawHistograms {
-		return errors.New("not a raw histogram record")
-	}
-	b := rec[1:]
-	for len(b) > 0 {
-		ref, n := binary.Uvarint(b)
-		if n <= 0 {
-			return errors.New("raw histogram record: bad ref")
-		}
-		b = b[n:]
-		l, n := binary.Uvarint(b)
-		if n <= 0 || l > uint64(len(b)-n) {
-			return errors.New("raw histogram record: bad length")
-		}
-		b = b[n:]
-		fn(Ref(ref), b[:l:l])
-		b = b[l:]
-	}
-	return nil
-}
-
-// decodeTypes fills r.entry from a types record.
-func (r *Reader) decodeTypes(rec []byte, start Position) error {
-	e := &r.entry
-	e.Start, e.End, e.Unknown = start, r.pos, 0
-	e.Samples, e.Labels, e.Histograms, e.Types = e.Samples[:0], e.Labels[:0], e.Histograms[:0], e.Types[:0]
-	b := rec[1:]
-	for len(b) > 0 {
-		if len(b) < 2 {
-			return errors.New("types record: truncated")
-		}
-		t := b[0]
-		l, n := binary.Uvarint(b[1:])
-		if n <= 0 || l > uint64(len(b)-1-n) {
-			return errors.New("types record: bad length")
-		}
-		b = b[1+n:]
-		e.Types = append(e.Types, Type{Family: string(b[:l]), Type: t})
-		b = b[l:]
-	}
-	return nil
+	return true, nil
 }

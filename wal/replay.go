@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 	"go.uber.org/zap"
 )
@@ -115,9 +114,7 @@ func (w *WAL) replay() error {
 		w.cpSize = size
 		w.logger.Info("Loaded WAL checkpoint", zap.Int("checkpoint", cp), zap.Int("series", n))
 	}
-	var dec record.Decoder = record.NewDecoder(nil, w.slog)
-	var samples []record.RefSample
-	var seriesBuf []record.RefSeries
+	dec := newDecoder(w.slog)
 	var hashBuf []byte
 	orphans := 0
 	for i, seg := range segs {
@@ -125,27 +122,26 @@ func (w *WAL) replay() error {
 			w.first = seg
 		}
 		size, err := w.replaySegment(seg, func(rec []byte) error {
-			if len(rec) > 0 && rec[0] == recordRawHistograms {
-				live := w.liveSet(seg)
-				return forEachRaw(rec, func(ref Ref, _ []byte) {
-					if w.series.get(ref) == nil {
-						orphans++
-						return
-					}
-					live.add(ref)
-				})
+			k, err := dec.decode(rec)
+			if err != nil {
+				return err
 			}
-			switch dec.Type(rec) {
-			case record.Series:
-				seriesBuf, err = dec.Series(rec, seriesBuf[:0])
-				if err != nil {
-					return err
+			live := w.liveSet(seg)
+			mark := func(ref Ref) bool {
+				if w.series.get(ref) == nil {
+					orphans++
+					return false
 				}
-				for _, s := range seriesBuf {
+				live.add(ref)
+				return true
+			}
+			switch k {
+			case kindSeries:
+				for _, s := range dec.series {
 					if !w.series.valid(s.Ref) {
 						return fmt.Errorf("series ref %d is out of sequence (known refs start at %d)", s.Ref, w.series.base)
 					}
-					w.liveSet(seg).add(s.Ref)
+					live.add(s.Ref)
 					if w.series.get(s.Ref) != nil {
 						continue
 					}
@@ -153,23 +149,25 @@ func (w *WAL) replay() error {
 					fp, hashBuf = w.series.fingerprintLabels(s.Labels, hashBuf)
 					w.series.insert(&series{ref: s.Ref, labels: s.Labels.Copy()}, fp)
 				}
-			case record.Samples, record.SamplesV2:
-				samples, err = dec.Samples(rec, samples[:0])
-				if err != nil {
-					return err
-				}
-				live := w.liveSet(seg)
-				for _, s := range samples {
-					if w.series.get(s.Ref) == nil {
-						orphans++
-						continue
-					}
-					live.add(s.Ref)
-					if s.T > w.highestTs.Load() {
+			case kindSamples:
+				for _, s := range dec.samples {
+					if mark(s.Ref) && s.T > w.highestTs.Load() {
 						w.highestTs.Store(s.T)
 					}
 				}
-				w.m.replayedSamples.Add(float64(len(samples)))
+				w.m.replayedSamples.Add(float64(len(dec.samples)))
+			case kindHistograms:
+				for _, h := range dec.histograms {
+					mark(h.ref)
+				}
+			case kindExemplars:
+				for _, x := range dec.exemplars {
+					mark(x.Ref)
+				}
+			case kindMetadata:
+				for _, m := range dec.metadata {
+					w.meta.put(m)
+				}
 			}
 			return nil
 		})
@@ -245,8 +243,7 @@ func (w *WAL) loadCheckpoint(cp int) (int, int64, error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("wal: list checkpoint %d: %w", cp, err)
 	}
-	dec := record.NewDecoder(nil, w.slog)
-	var buf []record.RefSeries
+	dec := newDecoder(w.slog)
 	var hashBuf []byte
 	var n int
 	var size int64
@@ -263,15 +260,20 @@ func (w *WAL) loadCheckpoint(cp int) (int, int64, error) {
 		size += fi.Size()
 		r := wlog.NewReader(bufio.NewReaderSize(f, 1<<20))
 		for r.Next() {
-			if dec.Type(r.Record()) != record.Series {
-				continue
-			}
-			buf, err = dec.Series(r.Record(), buf[:0])
+			k, err := dec.decode(r.Record())
 			if err != nil {
 				f.Close()
 				return 0, 0, fmt.Errorf("wal: decode checkpoint %d: %w", cp, err)
 			}
-			for _, s := range buf {
+			if k == kindMetadata {
+				for _, m := range dec.metadata {
+					w.meta.put(m)
+				}
+			}
+			if k != kindSeries {
+				continue
+			}
+			for _, s := range dec.series {
 				if !w.series.valid(s.Ref) {
 					f.Close()
 					return 0, 0, fmt.Errorf("wal: checkpoint %d: series ref %d is out of sequence", cp, s.Ref)

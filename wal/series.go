@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/ferrymetrics/ferry/wal/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 )
@@ -59,7 +60,7 @@ func newSeriesTable() *seriesTable {
 
 // fingerprintPairs computes the fingerprint of label pairs, using buf as
 // scratch space.
-func (t *seriesTable) fingerprintPairs(ls []Label, buf []byte) (fingerprint, []byte) {
+func (t *seriesTable) fingerprintPairs(ls []model.Label, buf []byte) (fingerprint, []byte) {
 	buf = buf[:0]
 	for _, l := range ls {
 		buf = append(buf, l.Name...)

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"github.com/ferrymetrics/ferry/wal/model"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -34,12 +35,12 @@ func TestFingerprintOfPairsAndLabelsAgree(t *testing.T) {
 	tab := newSeriesTable()
 	ls := labels.FromStrings("__name__", "up", "job", "node")
 	fpl, _ := tab.fingerprintLabels(ls, nil)
-	fpp, _ := tab.fingerprintPairs([]Label{{Name: []byte("__name__"), Value: []byte("up")}, {Name: []byte("job"), Value: []byte("node")}}, nil)
+	fpp, _ := tab.fingerprintPairs([]model.Label{{Name: []byte("__name__"), Value: []byte("up")}, {Name: []byte("job"), Value: []byte("node")}}, nil)
 	if fpl != fpp {
 		t.Fatalf("fingerprints differ: %v vs %v", fpl, fpp)
 	}
 	// Moving the boundary between name and value changes the fingerprint.
-	other, _ := tab.fingerprintPairs([]Label{{Name: []byte("__name__u"), Value: []byte("p")}, {Name: []byte("job"), Value: []byte("node")}}, nil)
+	other, _ := tab.fingerprintPairs([]model.Label{{Name: []byte("__name__u"), Value: []byte("p")}, {Name: []byte("job"), Value: []byte("node")}}, nil)
 	if other == fpp {
 		t.Fatal("different label sets share a fingerprint")
 	}

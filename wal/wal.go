@@ -1,7 +1,6 @@
 package wal
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymetrics/ferry/wal/model"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/record"
@@ -29,23 +29,6 @@ var (
 	ErrClosed = errors.New("wal: closed")
 )
 
-// maxSamplesPerRecord bounds a Samples record, so that readers decode and
-// checkpoint in steps of bounded size.
-const maxSamplesPerRecord = 4096
-
-// recordRawHistograms is Ferry's record of native histograms kept exactly as
-// received: the type byte, then per histogram its series ref (uvarint), the
-// length of its prometheus.Histogram message (uvarint) and the message.
-const recordRawHistograms = 200
-
-// recordTypes is Ferry's record of metric types from metadata: the type
-// byte, then per family its type (one byte), the length of its name
-// (uvarint) and the name.
-const recordTypes = 201
-
-// maxRawRecord bounds a raw histogram record.
-const maxRawRecord = 1 << 20
-
 // wlogSegmentSize is what the wlog writer is told: larger than any segment
 // this package lets grow, so that rotation happens only here, where the
 // position bookkeeping is.
@@ -61,6 +44,7 @@ type WAL struct {
 	m      *metrics
 
 	series *seriesTable
+	meta   *metadataTable
 	// gcMu is held for reading by Append from the ref lookup until its
 	// records are written, and for writing by truncation while it forgets
 	// series, so that a sample is never written for a forgotten ref.
@@ -123,6 +107,7 @@ func Open(dir string, opts Options, logger *zap.Logger, reg prometheus.Registere
 		slog:        slog.New(zapslog.NewHandler(logger.Core())),
 		now:         now,
 		series:      newSeriesTable(),
+		meta:        newMetadataTable(),
 		sizes:       map[int]int64{},
 		live:        map[int]*refSet{},
 		readers:     map[string]*Reader{},
@@ -208,20 +193,22 @@ func (w *WAL) kickMaintenance() {
 
 // appendBuf holds the per-append scratch space.
 type appendBuf struct {
-	refs    []Ref
-	fps     []fingerprint
-	hashBuf []byte
-	samples []record.RefSample
-	recs    [][]byte
-	enc     []byte
-	builder labels.ScratchBuilder
+	refs      []Ref
+	fps       []fingerprint
+	hashBuf   []byte
+	samples   []record.RefSample
+	exemplars []record.RefExemplar
+	recs      [][]byte
+	enc       []byte
+	builder   labels.ScratchBuilder
 }
 
 // Append writes the batch to the log. When it returns nil the batch is
 // durable as the sync policy promises; on error nothing of it may be
 // acknowledged (parts may still reach readers: delivery is at-least-once).
-func (w *WAL) Append(b *Batch) error {
-	if len(b.Series) == 0 && len(b.Types) == 0 {
+// Metadata is written only where it differs from what the log holds.
+func (w *WAL) Append(b *model.Batch) error {
+	if len(b.Series) == 0 && len(b.Metadata) == 0 {
 		return nil
 	}
 	if err := w.checkSpace(); err != nil {
@@ -249,15 +236,15 @@ func (w *WAL) Append(b *Batch) error {
 	return nil
 }
 
-func (w *WAL) appendLocked(b *Batch, buf *appendBuf) (uint64, error) {
+func (w *WAL) appendLocked(b *model.Batch, buf *appendBuf) (uint64, error) {
 	buf.refs = buf.refs[:0]
 	buf.fps = buf.fps[:0]
 	missing := 0
 	t := w.series
 	t.mu.RLock()
-	for _, s := range b.Series {
+	for i := range b.Series {
 		var fp fingerprint
-		fp, buf.hashBuf = t.fingerprintPairs(b.Labels[s.LabelsStart:s.LabelsEnd], buf.hashBuf)
+		fp, buf.hashBuf = t.fingerprintPairs(b.SeriesLabels(i), buf.hashBuf)
 		ref := t.lookup(fp)
 		if ref == 0 {
 			missing++
@@ -277,53 +264,81 @@ func (w *WAL) appendLocked(b *Batch, buf *appendBuf) (uint64, error) {
 	for i, s := range b.Series {
 		ref := buf.refs[i]
 		for _, smp := range b.Samples[s.SamplesStart:s.SamplesEnd] {
-			buf.samples = append(buf.samples, record.RefSample{Ref: ref, T: smp.Timestamp, V: smp.Value})
+			buf.samples = append(buf.samples, record.RefSample{Ref: ref, ST: smp.Start, T: smp.Timestamp, V: smp.Value})
 			maxTs = max(maxTs, smp.Timestamp)
 		}
 	}
-	if len(buf.samples) == 0 && len(b.Histograms) == 0 && len(b.Types) == 0 {
-		return w.seq.Load(), nil
-	}
-	var enc record.Encoder
+	var enc encoder
 	buf.recs = buf.recs[:0]
 	buf.enc = buf.enc[:0]
 	for rest := buf.samples; len(rest) > 0; {
 		n := min(len(rest), maxSamplesPerRecord)
 		start := len(buf.enc)
-		buf.enc = enc.Samples(rest[:n], buf.enc)
+		buf.enc = enc.samples(rest[:n], buf.enc)
 		buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
 		rest = rest[n:]
 	}
 	if len(b.Histograms) > 0 {
 		start := -1
 		for i, s := range b.Series {
-			for _, h := range b.Histograms[s.HistogramsStart : s.HistogramsStart+s.Histograms] {
-				if start >= 0 && len(buf.enc)-start+len(h) > maxRawRecord {
+			for _, h := range b.Histograms[s.HistogramsStart:s.HistogramsEnd] {
+				if start >= 0 && len(buf.enc)-start+histogramSize(buf.refs[i], h) > maxRawRecord {
 					buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
 					start = -1
 				}
 				if start < 0 {
 					start = len(buf.enc)
-					buf.enc = append(buf.enc, recordRawHistograms)
+					buf.enc = startHistograms(buf.enc)
 				}
-				buf.enc = binary.AppendUvarint(buf.enc, uint64(buf.refs[i]))
-				buf.enc = binary.AppendUvarint(buf.enc, uint64(len(h)))
-				buf.enc = append(buf.enc, h...)
+				buf.enc = appendHistogram(buf.enc, buf.refs[i], h)
 			}
 		}
 		if start >= 0 {
 			buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
 		}
 	}
-	if len(b.Types) > 0 {
-		start := len(buf.enc)
-		buf.enc = append(buf.enc, recordTypes)
-		for _, t := range b.Types {
-			buf.enc = append(buf.enc, t.Type)
-			buf.enc = binary.AppendUvarint(buf.enc, uint64(len(t.Family)))
-			buf.enc = append(buf.enc, t.Family...)
+	if len(b.Exemplars) > 0 {
+		buf.exemplars = buf.exemplars[:0]
+		for i, s := range b.Series {
+			for k := s.ExemplarsStart; k < s.ExemplarsEnd; k++ {
+				e := &b.Exemplars[k]
+				buf.exemplars = append(buf.exemplars, record.RefExemplar{
+					Ref: buf.refs[i], T: e.Timestamp, V: e.Value,
+					Labels: labelsFromPairs(&buf.builder, b.ExemplarLabels(e)),
+				})
+			}
 		}
-		buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
+		for rest := buf.exemplars; len(rest) > 0; {
+			n := min(len(rest), maxSamplesPerRecord)
+			start := len(buf.enc)
+			buf.enc = enc.exemplars(rest[:n], buf.enc)
+			buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
+			rest = rest[n:]
+		}
+		clear(buf.exemplars)
+	}
+	var metaChanged []int
+	if len(b.Metadata) > 0 {
+		metaChanged = w.meta.changed(b.Metadata)
+		start := -1
+		for _, k := range metaChanged {
+			m := &b.Metadata[k]
+			if start >= 0 && len(buf.enc)-start+len(m.Family)+len(m.Help)+len(m.Unit)+16 > maxRawRecord {
+				buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
+				start = -1
+			}
+			if start < 0 {
+				start = len(buf.enc)
+				buf.enc = startMetadata(buf.enc)
+			}
+			buf.enc = appendMetadata(buf.enc, m.Type, m.Family, m.Help, m.Unit)
+		}
+		if start >= 0 {
+			buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
+		}
+	}
+	if len(buf.recs) == 0 {
+		return w.seq.Load(), nil
 	}
 
 	w.mu.Lock()
@@ -331,6 +346,9 @@ func (w *WAL) appendLocked(b *Batch, buf *appendBuf) (uint64, error) {
 	seq, err := w.logLocked(buf.recs...)
 	if err != nil {
 		return 0, err
+	}
+	for _, k := range metaChanged {
+		w.meta.set(&b.Metadata[k])
 	}
 	live := w.liveSet(w.head.Segment)
 	for _, ref := range buf.refs {
@@ -360,7 +378,7 @@ func (w *WAL) liveSet(seg int) *refSet {
 
 // createSeries assigns refs to the batch's unknown series and writes their
 // Series record before any sample that uses them.
-func (w *WAL) createSeries(b *Batch, buf *appendBuf) error {
+func (w *WAL) createSeries(b *model.Batch, buf *appendBuf) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	t := w.series
@@ -371,7 +389,7 @@ func (w *WAL) createSeries(b *Batch, buf *appendBuf) error {
 	var createdFPs []fingerprint
 	fresh := map[fingerprint]Ref{}
 	nextRef := t.nextRef
-	for i, s := range b.Series {
+	for i := range b.Series {
 		if buf.refs[i] != 0 {
 			continue
 		}
@@ -387,15 +405,15 @@ func (w *WAL) createSeries(b *Batch, buf *appendBuf) error {
 		ref := nextRef
 		nextRef++
 		fresh[fp] = ref
-		created = append(created, record.RefSeries{Ref: ref, Labels: labelsFromPairs(&buf.builder, b.Labels[s.LabelsStart:s.LabelsEnd])})
+		created = append(created, record.RefSeries{Ref: ref, Labels: labelsFromPairs(&buf.builder, b.SeriesLabels(i))})
 		createdFPs = append(createdFPs, fp)
 		buf.refs[i] = ref
 	}
 	if len(created) == 0 {
 		return nil
 	}
-	var enc record.Encoder
-	if _, err := w.logLocked(enc.Series(created, nil)); err != nil {
+	var enc encoder
+	if _, err := w.logLocked(enc.series(created, nil)); err != nil {
 		for i := range buf.refs {
 			if buf.refs[i] >= t.nextRef {
 				buf.refs[i] = 0
@@ -413,7 +431,7 @@ func (w *WAL) createSeries(b *Batch, buf *appendBuf) error {
 }
 
 // labelsFromPairs builds a labels.Labels that owns its memory.
-func labelsFromPairs(b *labels.ScratchBuilder, pairs []Label) labels.Labels {
+func labelsFromPairs(b *labels.ScratchBuilder, pairs []model.Label) labels.Labels {
 	b.Reset()
 	for _, l := range pairs {
 		b.Add(yoloString(l.Name), yoloString(l.Value))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ferrymetrics/ferry/wal/model"
 	"math"
 	"os"
 	"path/filepath"
@@ -22,17 +23,17 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // batchOf builds a batch with one sample per series at timestamp ts, for
 // series ids [from, to).
-func batchOf(from, to int, ts int64) *Batch {
-	b := &Batch{}
+func batchOf(from, to int, ts int64) *model.Batch {
+	b := &model.Batch{}
 	for i := from; i < to; i++ {
-		ls := []Label{
+		ls := []model.Label{
 			{Name: []byte("__name__"), Value: []byte("metric")},
 			{Name: []byte("id"), Value: []byte(fmt.Sprint(i))},
 			{Name: []byte("job"), Value: []byte("test")},
 		}
-		s := BatchSeries{LabelsStart: int32(len(b.Labels)), SamplesStart: int32(len(b.Samples))}
+		s := model.Series{LabelsStart: int32(len(b.Labels)), SamplesStart: int32(len(b.Samples))}
 		b.Labels = append(b.Labels, ls...)
-		b.Samples = append(b.Samples, Sample{Value: float64(ts*1000 + int64(i)), Timestamp: ts})
+		b.Samples = append(b.Samples, model.Sample{Value: float64(ts*1000 + int64(i)), Timestamp: ts})
 		s.LabelsEnd, s.SamplesEnd = int32(len(b.Labels)), int32(len(b.Samples))
 		b.Series = append(b.Series, s)
 	}
@@ -521,7 +522,7 @@ func TestRawHistogramsRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	w := openTest(t, dir, DefaultOptions())
 	b := batchOf(0, 2, 1)
-	b.Series[1].HistogramsStart, b.Series[1].Histograms = 0, 2
+	b.Series[1].HistogramsStart, b.Series[1].HistogramsEnd = 0, 2
 	b.Histograms = [][]byte{[]byte("histogram one"), []byte("histogram two")}
 	if err := w.Append(b); err != nil {
 		t.Fatal(err)

@@ -4,96 +4,15 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"strings"
 
-	"github.com/ferrymetrics/ferry/wal"
-)
-
-// Request is a decoded Remote-Write 1.0 WriteRequest in flat form. Series
-// refer to their labels and samples by index ranges into Labels and Samples,
-// so a Request can be reused across calls to Decode without allocating once
-// its slices have grown to the size of typical requests.
-//
-// Label names and values alias the buffer passed to Decode: the buffer must
-// not be modified or reused while the Request is in use.
-type Request struct {
-	Series  []Series
-	Labels  []Label  // all series' labels, in request order
-	Samples []Sample // all series' float samples, in request order
-	// Histograms are the native histograms' prometheus.Histogram messages,
-	// aliasing the input, in request order.
-	Histograms [][]byte
-	Metadata   int // number of metadata entries seen
-	// Types are the metric types the metadata declares, by family name.
-	Types []Type
-}
-
-// Type is a metric family's type from the request's metadata. Name aliases
-// the input.
-type Type = wal.MetricType
-
-// Series is one TimeSeries of a Request: its labels are
-// Labels[LabelsStart:LabelsEnd], its samples Samples[SamplesStart:SamplesEnd];
-// exemplars and native histograms are counted, not decoded. It is the WAL's
-// batch layout, so a decoded Request is appended without copying.
-type Series = wal.BatchSeries
-
-// Label is a label name and value pair. Both alias the decoded buffer.
-type Label = wal.Label
-
-// Sample is a float sample. Value keeps the exact bit pattern it was sent
-// with, including NaN payloads such as the Prometheus stale marker.
-type Sample = wal.Sample
-
-// Reset empties r, keeping the capacity of its slices. It clears the labels
-// it held so that r no longer references the previously decoded buffer.
-func (r *Request) Reset() {
-	clear(r.Labels)
-	clear(r.Histograms)
-	r.Histograms = r.Histograms[:0]
-	r.Series = r.Series[:0]
-	r.Labels = r.Labels[:0]
-	r.Samples = r.Samples[:0]
-	r.Metadata = 0
-	clear(r.Types)
-	r.Types = r.Types[:0]
-}
-
-// NumSamples returns the number of float samples in r.
-func (r *Request) NumSamples() int { return len(r.Samples) }
-
-// SeriesLabels returns the labels of r.Series[i].
-func (r *Request) SeriesLabels(i int) []Label {
-	s := &r.Series[i]
-	return r.Labels[s.LabelsStart:s.LabelsEnd]
-}
-
-// SeriesSamples returns the float samples of r.Series[i].
-func (r *Request) SeriesSamples(i int) []Sample {
-	s := &r.Series[i]
-	return r.Samples[s.SamplesStart:s.SamplesEnd]
-}
-
-// maxInput is the largest buffer Decode accepts. It keeps every index into
-// the Request's slices within int32: each label, sample and series takes at
-// least two bytes of input.
-const maxInput = math.MaxInt32
-
-// Protobuf wire types.
-const (
-	wireVarint     = 0
-	wireFixed64    = 1
-	wireBytes      = 2
-	wireStartGroup = 3
-	wireEndGroup   = 4
-	wireFixed32    = 5
+	"github.com/ferrymetrics/ferry/wal/model"
 )
 
 // Tags (field number << 3 | wire type) of the fields Decode understands.
 const (
 	tagTimeseries = 1<<3 | wireBytes   // WriteRequest.timeseries
 	tagMetadata   = 3<<3 | wireBytes   // WriteRequest.metadata
-	tagLabel      = 1<<3 | wireBytes   // TimeSeries.labels
+	tagLabel      = 1<<3 | wireBytes   // TimeSeries.labels, Exemplar.labels
 	tagSample     = 2<<3 | wireBytes   // TimeSeries.samples
 	tagExemplar   = 3<<3 | wireBytes   // TimeSeries.exemplars
 	tagHistogram  = 4<<3 | wireBytes   // TimeSeries.histograms
@@ -101,11 +20,18 @@ const (
 	tagValue      = 2<<3 | wireBytes   // Label.value
 	tagSampleVal  = 1<<3 | wireFixed64 // Sample.value
 	tagSampleTS   = 2<<3 | wireVarint  // Sample.timestamp
+	tagExVal      = 2<<3 | wireFixed64 // Exemplar.value
+	tagExTS       = 3<<3 | wireVarint  // Exemplar.timestamp
+	tagMetaType   = 1<<3 | wireVarint  // MetricMetadata.type
+	tagMetaFamily = 2<<3 | wireBytes   // MetricMetadata.metric_family_name
+	tagMetaHelp   = 4<<3 | wireBytes   // MetricMetadata.help
+	tagMetaUnit   = 5<<3 | wireBytes   // MetricMetadata.unit
 )
 
-// Decode parses buf, an uncompressed protobuf prometheus.WriteRequest, into
-// r. It resets r first and reuses its slices. Decode checks the protobuf
-// structure only; use Validate to check the labels.
+// Decode parses buf, an uncompressed protobuf prometheus.WriteRequest
+// (Remote-Write 1.0), into r.Batch. It resets r first and reuses its slices.
+// Decode checks the protobuf structure only; use Validate to check the
+// labels.
 //
 // Unknown fields are skipped. A known field with the wrong wire type,
 // truncated input, a length past the end of its enclosing message, a varint
@@ -118,12 +44,13 @@ func Decode(buf []byte, r *Request) error {
 	if len(buf) > maxInput {
 		return fmt.Errorf("%w: decode write request: %d bytes exceed the limit of %d", ErrTooLarge, len(buf), maxInput)
 	}
+	metadata := 0 // metadata entries seen, kept or not
 	for i := 0; i < len(buf); {
 		if buf[i] == tagTimeseries { // fast path, errors are handled below
 			if n, j := uvarint(buf, i+1); j > 0 && n <= uint64(len(buf)-j) {
 				end := j + int(n)
 				if err := decodeSeries(r, buf[:end], j); err != nil {
-					return err.in("timeseries", len(r.Series))
+					return err.in("timeseries", len(r.Batch.Series))
 				}
 				i = end
 				continue
@@ -137,10 +64,10 @@ func Decode(buf []byte, r *Request) error {
 		case tagTimeseries:
 			start, end, err := readLen(buf, j)
 			if err != nil {
-				return err.in("timeseries", len(r.Series))
+				return err.in("timeseries", len(r.Batch.Series))
 			}
 			if err := decodeSeries(r, buf[:end], start); err != nil {
-				return err.in("timeseries", len(r.Series))
+				return err.in("timeseries", len(r.Batch.Series))
 			}
 			i = end
 		case tagMetadata:
@@ -149,9 +76,9 @@ func Decode(buf []byte, r *Request) error {
 				err = decodeMetadata(r, buf[:end], start)
 			}
 			if err != nil {
-				return err.in("metadata", r.Metadata)
+				return err.in("metadata", metadata)
 			}
-			r.Metadata++
+			metadata++
 			i = end
 		default:
 			if f := tag >> 3; f == 1 || f == 3 {
@@ -165,32 +92,50 @@ func Decode(buf []byte, r *Request) error {
 	return nil
 }
 
-// decodeMetadata decodes the MetricMetadata in b[i:] and keeps its type and
-// family name if both are set.
+// metricType converts a MetricType enum value read as a varint. Like every
+// protobuf decoder, it truncates the value to the enum's 32 bits; types the
+// model does not know become TypeUnknown.
+func metricType(v uint64) model.MetricType {
+	if t := int32(v); t >= 0 && t <= int32(model.TypeStateset) {
+		return model.MetricType(t)
+	}
+	return model.TypeUnknown
+}
+
+// decodeMetadata decodes the MetricMetadata in b[i:] and keeps it if it
+// names a metric family.
 func decodeMetadata(r *Request, b []byte, i int) *decodeError {
-	var t Type
+	var m model.Metadata
 	for i < len(b) {
 		tag, j, err := readTag(b, i)
 		if err != nil {
 			return err
 		}
 		switch tag {
-		case 1<<3 | wireVarint: // type
+		case tagMetaType:
 			v, k, err := readVarint(b, j)
 			if err != nil {
-				return err.in("type", 0)
+				return err.in("type", -1)
 			}
-			t.Type = uint8(min(v, 255))
+			m.Type = metricType(v)
 			i = k
-		case 2<<3 | wireBytes: // metric_family_name
+		case tagMetaFamily, tagMetaHelp, tagMetaUnit:
 			start, end, err := readLen(b, j)
 			if err != nil {
-				return err.in("metric_family_name", 0)
+				return err.in(metadataFieldName(tag), -1)
 			}
-			t.Family = b[start:end:end]
+			v := b[start:end:end]
+			switch tag {
+			case tagMetaFamily:
+				m.Family = v
+			case tagMetaHelp:
+				m.Help = v
+			default:
+				m.Unit = v
+			}
 			i = end
 		default:
-			if f := tag >> 3; f == 1 || f == 2 {
+			if f := tag >> 3; f == 1 || f == 2 || f == 4 || f == 5 {
 				return wrongWireType(i, tag, "metadata")
 			}
 			if i, err = skipField(b, j, tag); err != nil {
@@ -198,20 +143,35 @@ func decodeMetadata(r *Request, b []byte, i int) *decodeError {
 			}
 		}
 	}
-	if t.Type != 0 && len(t.Family) > 0 {
-		r.Types = append(r.Types, t)
+	if len(m.Family) > 0 {
+		r.Batch.Metadata = append(r.Batch.Metadata, m)
 	}
 	return nil
 }
 
-// decodeSeries decodes the TimeSeries in b[i:] and appends it to r.
+func metadataFieldName(tag uint64) string {
+	switch tag {
+	case tagMetaFamily:
+		return "metric_family_name"
+	case tagMetaHelp:
+		return "help"
+	}
+	return "unit"
+}
+
+// decodeSeries decodes the TimeSeries in b[i:] and appends it to r.Batch.
 func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 	// Work on local copies of the slices, which the compiler can keep in
 	// registers; store them back however we return.
-	labels, samples := r.Labels, r.Samples
-	defer func() { r.Labels, r.Samples = labels, samples }()
+	labels, samples := r.Batch.Labels, r.Batch.Samples
+	defer func() { r.Batch.Labels, r.Batch.Samples = labels, samples }()
 
-	s := Series{LabelsStart: int32(len(labels)), SamplesStart: int32(len(samples)), HistogramsStart: int32(len(r.Histograms))}
+	s := model.Series{
+		LabelsStart:     int32(len(labels)),
+		SamplesStart:    int32(len(samples)),
+		HistogramsStart: int32(len(r.Batch.Histograms)),
+		ExemplarsStart:  int32(len(r.Batch.Exemplars)),
+	}
 	for i < len(b) {
 		// Fast path: a label encoded as name then value with one-byte
 		// lengths, as every mainstream sender does. Anything else, including
@@ -226,7 +186,7 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 					// copying it costs twice as much (store forwarding).
 					k := len(labels)
 					if k == cap(labels) {
-						labels = append(labels, Label{})
+						labels = append(labels, model.Label{})
 					}
 					labels = labels[:k+1]
 					labels[k].Name = b[p+2 : v : v]
@@ -250,7 +210,7 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 		}
 		switch tag {
 		case tagLabel:
-			var l Label
+			var l model.Label
 			start, end, err := readLen(b, j)
 			if err == nil {
 				err = decodeLabel(&l, b[:end], start)
@@ -261,7 +221,7 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 			labels = append(labels, l)
 			i = end
 		case tagSample:
-			var smp Sample
+			var smp model.Sample
 			start, end, err := readLen(b, j)
 			if err == nil {
 				err = decodeSample(&smp, b[:end], start)
@@ -272,19 +232,20 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 			samples = append(samples, smp)
 			i = end
 		case tagExemplar:
-			_, end, err := readLen(b, j)
-			if err != nil {
-				return err.in("exemplar", int(s.Exemplars))
+			start, end, err := readLen(b, j)
+			if err == nil {
+				err = decodeExemplar(r, b[:end], start)
 			}
-			s.Exemplars++
+			if err != nil {
+				return err.in("exemplar", len(r.Batch.Exemplars)-int(s.ExemplarsStart))
+			}
 			i = end
 		case tagHistogram:
 			start, end, err := readLen(b, j)
 			if err != nil {
-				return err.in("histogram", int(s.Histograms))
+				return err.in("histogram", len(r.Batch.Histograms)-int(s.HistogramsStart))
 			}
-			r.Histograms = append(r.Histograms, b[start:end:end])
-			s.Histograms++
+			r.Batch.Histograms = append(r.Batch.Histograms, b[start:end:end])
 			i = end
 		default:
 			if f := tag >> 3; f >= 1 && f <= 4 {
@@ -297,14 +258,35 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 	}
 	s.LabelsEnd = int32(len(labels))
 	s.SamplesEnd = int32(len(samples))
-	r.Series = append(r.Series, s)
+	s.HistogramsEnd = int32(len(r.Batch.Histograms))
+	s.ExemplarsEnd = int32(len(r.Batch.Exemplars))
+	if len(r.exLabels) > 0 {
+		labels = r.moveExemplarLabels(&s, labels)
+	}
+	r.Batch.Series = append(r.Batch.Series, s)
 	return nil
+}
+
+// moveExemplarLabels appends the labels collected in r.exLabels for the
+// exemplars of series s to labels, after the series' own labels, and points
+// the exemplars at them.
+func (r *Request) moveExemplarLabels(s *model.Series, labels []model.Label) []model.Label {
+	off := int32(len(labels))
+	labels = append(labels, r.exLabels...)
+	ex := r.Batch.Exemplars[s.ExemplarsStart:s.ExemplarsEnd]
+	for k := range ex {
+		ex[k].LabelsStart += off
+		ex[k].LabelsEnd += off
+	}
+	clear(r.exLabels)
+	r.exLabels = r.exLabels[:0]
+	return labels
 }
 
 // fastSample decodes a length-prefixed Sample at b[i:] if it is encoded as
 // an optional value then an optional timestamp, with a one-byte length.
 // Otherwise it returns ok == false and the general decoder takes over.
-func fastSample(b []byte, i int) (s Sample, end int, ok bool) {
+func fastSample(b []byte, i int) (s model.Sample, end int, ok bool) {
 	if i >= len(b) {
 		return s, 0, false
 	}
@@ -334,7 +316,7 @@ func fastSample(b []byte, i int) (s Sample, end int, ok bool) {
 }
 
 // decodeLabel decodes the Label in b[i:] into l.
-func decodeLabel(l *Label, b []byte, i int) *decodeError {
+func decodeLabel(l *model.Label, b []byte, i int) *decodeError {
 	for i < len(b) {
 		tag, j, err := readTag(b, i)
 		if err != nil {
@@ -368,7 +350,7 @@ func decodeLabel(l *Label, b []byte, i int) *decodeError {
 }
 
 // decodeSample decodes the Sample in b[i:] into s.
-func decodeSample(s *Sample, b []byte, i int) *decodeError {
+func decodeSample(s *model.Sample, b []byte, i int) *decodeError {
 	for i < len(b) {
 		tag, j, err := readTag(b, i)
 		if err != nil {
@@ -376,11 +358,12 @@ func decodeSample(s *Sample, b []byte, i int) *decodeError {
 		}
 		switch tag {
 		case tagSampleVal:
-			if len(b)-j < 8 {
-				return corrupt(j, kindTruncated, "truncated fixed64").in("value", -1)
+			v, next, err := readFixed64(b, j)
+			if err != nil {
+				return err.in("value", -1)
 			}
-			s.Value = math.Float64frombits(binary.LittleEndian.Uint64(b[j:]))
-			i = j + 8
+			s.Value = math.Float64frombits(v)
+			i = next
 		case tagSampleTS:
 			v, next, err := readVarint(b, j)
 			if err != nil {
@@ -400,168 +383,51 @@ func decodeSample(s *Sample, b []byte, i int) *decodeError {
 	return nil
 }
 
-// uvarint decodes the varint at b[i:]. It returns the value and the index
-// just past it, or next < 0: varintTruncated or varintOverflow. It is small
-// enough to be inlined.
-func uvarint(b []byte, i int) (v uint64, next int) {
-	for shift := uint(0); shift < 64; shift += 7 {
-		if i >= len(b) {
-			return 0, varintTruncated
+// decodeExemplar decodes the Exemplar in b[i:] and appends it to
+// r.Batch.Exemplars, its labels to r.exLabels.
+func decodeExemplar(r *Request, b []byte, i int) *decodeError {
+	e := model.Exemplar{LabelsStart: int32(len(r.exLabels))}
+	for i < len(b) {
+		tag, j, err := readTag(b, i)
+		if err != nil {
+			return err
 		}
-		c := b[i]
-		i++
-		if shift == 63 && c > 1 {
-			break
+		switch tag {
+		case tagLabel:
+			var l model.Label
+			start, end, err := readLen(b, j)
+			if err == nil {
+				err = decodeLabel(&l, b[:end], start)
+			}
+			if err != nil {
+				return err.in("label", len(r.exLabels)-int(e.LabelsStart))
+			}
+			r.exLabels = append(r.exLabels, l)
+			i = end
+		case tagExVal:
+			v, next, err := readFixed64(b, j)
+			if err != nil {
+				return err.in("value", -1)
+			}
+			e.Value = math.Float64frombits(v)
+			i = next
+		case tagExTS:
+			v, next, err := readVarint(b, j)
+			if err != nil {
+				return err.in("timestamp", -1)
+			}
+			e.Timestamp = int64(v)
+			i = next
+		default:
+			if f := tag >> 3; f >= 1 && f <= 3 {
+				return wrongWireType(i, tag, "exemplar")
+			}
+			if i, err = skipField(b, j, tag); err != nil {
+				return err.in("field", int(tag>>3))
+			}
 		}
-		v |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			return v, i
-		}
 	}
-	return 0, varintOverflow
+	e.LabelsEnd = int32(len(r.exLabels))
+	r.Batch.Exemplars = append(r.Batch.Exemplars, e)
+	return nil
 }
-
-// Failure results of uvarint.
-const (
-	varintTruncated = -1
-	varintOverflow  = -2
-)
-
-// readVarint is uvarint with errors for the varint at offset i.
-func readVarint(b []byte, i int) (uint64, int, *decodeError) {
-	v, next := uvarint(b, i)
-	switch next {
-	case varintTruncated:
-		return 0, 0, corrupt(i, kindTruncated, "truncated varint")
-	case varintOverflow:
-		return 0, 0, corrupt(i, kindOverflow, "varint overflows 64 bits")
-	}
-	return v, next, nil
-}
-
-// readTag reads the field tag at b[i:] and returns it with the index just
-// past it. Field numbers must lie in [1, 2^31-1] and wire types be varint,
-// fixed64, length-delimited or fixed32.
-func readTag(b []byte, i int) (uint64, int, *decodeError) {
-	const validWireTypes = 1<<wireVarint | 1<<wireFixed64 | 1<<wireBytes | 1<<wireFixed32
-	if i < len(b) && b[i] < 0x80 && b[i] >= 1<<3 && validWireTypes&(1<<(b[i]&7)) != 0 {
-		return uint64(b[i]), i + 1, nil
-	}
-	tag, j, err := readVarint(b, i)
-	if err != nil {
-		return 0, 0, err
-	}
-	switch f, w := tag>>3, tag&7; {
-	case f == 0 || f > math.MaxInt32:
-		return 0, 0, corrupt(i, kindFieldNumber, fmt.Sprintf("invalid field number %d", f))
-	case w == wireStartGroup || w == wireEndGroup:
-		return 0, 0, corrupt(i, kindGroup, fmt.Sprintf("field %d: groups are not supported", f))
-	case validWireTypes&(1<<w) == 0:
-		return 0, 0, corrupt(i, kindWireType, fmt.Sprintf("field %d: invalid wire type %d", f, w))
-	}
-	return tag, j, nil
-}
-
-// readLen reads the length prefix of a length-delimited field at b[i:] and
-// returns the bounds of its content.
-func readLen(b []byte, i int) (start, end int, err *decodeError) {
-	n, j, err := readVarint(b, i)
-	if err != nil {
-		return 0, 0, err
-	}
-	if n > uint64(len(b)-j) {
-		return 0, 0, corrupt(i, kindLength, fmt.Sprintf("length %d exceeds the %d bytes left", n, len(b)-j))
-	}
-	return j, j + int(n), nil
-}
-
-// skipField skips the value of an unknown field with the given tag starting
-// at b[i:] and returns the index just past it.
-func skipField(b []byte, i int, tag uint64) (int, *decodeError) {
-	switch tag & 7 {
-	case wireVarint:
-		_, j, err := readVarint(b, i)
-		return j, err
-	case wireFixed64:
-		if len(b)-i < 8 {
-			return 0, corrupt(i, kindTruncated, "truncated fixed64")
-		}
-		return i + 8, nil
-	case wireBytes:
-		_, end, err := readLen(b, i)
-		return end, err
-	case wireFixed32:
-		if len(b)-i < 4 {
-			return 0, corrupt(i, kindTruncated, "truncated fixed32")
-		}
-		return i + 4, nil
-	default: // readTag rejects the other wire types
-		return 0, corrupt(i, kindWireType, fmt.Sprintf("invalid wire type %d", tag&7))
-	}
-}
-
-func wrongWireType(off int, tag uint64, msg string) *decodeError {
-	return corrupt(off, kindWireType, fmt.Sprintf("wrong wire type %d for %s field %d", tag&7, msg, tag>>3))
-}
-
-// errKind classifies decode errors, so tests can tell rejections that are
-// deliberate stricter-than-gogo choices from others.
-type errKind uint8
-
-const (
-	kindTruncated   errKind = iota + 1 // input ends inside a value
-	kindLength                         // length prefix past the end of the enclosing message
-	kindOverflow                       // varint overflows 64 bits
-	kindFieldNumber                    // field number 0 or above 2^31-1
-	kindWireType                       // invalid wire type, or wrong for a known field
-	kindGroup                          // group wire types (proto2 only)
-)
-
-// decodeError is a protobuf structure error. It wraps ErrCorrupt.
-type decodeError struct {
-	off  int     // byte offset in the buffer passed to Decode
-	kind errKind // class of problem
-	msg  string  // the problem
-	ctx  [4]errCtx
-	n    int // ctx[:n] holds the elements being decoded, innermost first
-}
-
-// errCtx names an element being decoded when an error occurred.
-type errCtx struct {
-	name string
-	idx  int // index among its siblings, or -1
-}
-
-func corrupt(off int, kind errKind, msg string) *decodeError {
-	return &decodeError{off: off, kind: kind, msg: msg}
-}
-
-// in records that e occurred while decoding the named element and returns e.
-func (e *decodeError) in(name string, idx int) *decodeError {
-	if e.n < len(e.ctx) {
-		e.ctx[e.n] = errCtx{name, idx}
-		e.n++
-	}
-	return e
-}
-
-func (e *decodeError) Error() string {
-	var b strings.Builder
-	b.WriteString(ErrCorrupt.Error())
-	b.WriteString(": decode ")
-	if e.n == 0 || e.ctx[e.n-1].name == "field" {
-		b.WriteString("write request: ")
-	}
-	for k := e.n - 1; k >= 0; k-- {
-		c := e.ctx[k]
-		b.WriteString(c.name)
-		if c.idx >= 0 {
-			fmt.Fprintf(&b, " %d", c.idx)
-		}
-		b.WriteString(": ")
-	}
-	fmt.Fprintf(&b, "%s at offset %d", e.msg, e.off)
-	return b.String()
-}
-
-func (e *decodeError) Unwrap() error { return ErrCorrupt }

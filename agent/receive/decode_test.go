@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/ferrymetrics/ferry/wal/model"
 	"github.com/prometheus/prometheus/prompb"
 )
 
@@ -89,6 +91,12 @@ func TestDecodeErrors(t *testing.T) {
 		{"second series corrupt", pbRequest(valid, []byte{0x0a, 0x01, 0x0a}), kindTruncated, "decode timeseries 1: label 0: name: truncated varint at offset 37"},
 		{"exemplar past end", pbRequest([]byte{0x1a, 0x03, 0x00}), kindLength, "timeseries 0: exemplar 0: length 3"},
 		{"histogram past end", pbRequest([]byte{0x22, 0x03, 0x00}), kindLength, "timeseries 0: histogram 0: length 3"},
+		{"exemplar label past end", pbRequest(pbBytes(nil, 3, []byte{0x0a, 0x05, 0x0a})), kindLength, "timeseries 0: exemplar 0: label 0: length 5"},
+		{"exemplar value truncated", pbRequest(pbBytes(nil, 3, []byte{0x11, 1, 2})), kindTruncated, "timeseries 0: exemplar 0: value: truncated fixed64 at offset 5"},
+		{"exemplar timestamp as fixed64", pbRequest(pbBytes(nil, 3, pbFixed64(nil, 3, 0))), kindWireType, "wrong wire type 1 for exemplar field 3"},
+		{"metadata family past end", pbBytes(nil, 3, []byte{0x12, 0x04, 'a'}), kindLength, "decode metadata 0: metric_family_name: length 4"},
+		{"metadata help as varint", pbBytes(nil, 3, []byte{0x20, 0x01}), kindWireType, "wrong wire type 0 for metadata field 4"},
+		{"metadata type truncated", cat(pbBytes(nil, 3, nil), pbBytes(nil, 3, []byte{0x08, 0x80})), kindTruncated, "decode metadata 1: type: truncated varint"},
 		{"metadata past end", []byte{0x1a, 0x03, 0x00}, kindLength, "decode metadata 0: length 3"},
 		{"field number zero", []byte{0x02, 0x00}, kindFieldNumber, "invalid field number 0 at offset 0"},
 		{"field number above 2^31-1", pbVarint(nil, uint64(1)<<34|wireVarint), kindFieldNumber, "invalid field number 2147483648"},
@@ -144,8 +152,8 @@ func TestDecodeAccepts(t *testing.T) {
 	)
 	type want struct {
 		labels   [][2]string
-		samples  []Sample
-		ex, hist int32
+		samples  []model.Sample
+		ex, hist int
 	}
 	tests := []struct {
 		name     string
@@ -157,7 +165,7 @@ func TestDecodeAccepts(t *testing.T) {
 		{
 			name:   "plain",
 			in:     pbRequest(cat(pbBytes(nil, 1, up), pbBytes(nil, 1, job), pbBytes(nil, 2, sample))),
-			series: []want{{labels: [][2]string{{"__name__", "up"}, {"job", "node"}}, samples: []Sample{{Value: 1.5, Timestamp: 1700000000000}}}},
+			series: []want{{labels: [][2]string{{"__name__", "up"}, {"job", "node"}}, samples: []model.Sample{{Value: 1.5, Timestamp: 1700000000000}}}},
 		},
 		{
 			name: "unknown fields at every level",
@@ -167,7 +175,7 @@ func TestDecodeAccepts(t *testing.T) {
 				pbBytes(nil, 2, cat(unknown, sample, unknown)),
 				unknown,
 			)), unknown),
-			series: []want{{labels: [][2]string{{"__name__", "up"}}, samples: []Sample{{Value: 1.5, Timestamp: 1700000000000}}}},
+			series: []want{{labels: [][2]string{{"__name__", "up"}}, samples: []model.Sample{{Value: 1.5, Timestamp: 1700000000000}}}},
 		},
 		{
 			name: "fields in unusual order",
@@ -180,7 +188,7 @@ func TestDecodeAccepts(t *testing.T) {
 			)),
 			series: []want{{
 				labels:  [][2]string{{"__name__", "up"}, {"job", "node"}},
-				samples: []Sample{{Value: 2, Timestamp: 5}, {Value: 3, Timestamp: 6}},
+				samples: []model.Sample{{Value: 2, Timestamp: 5}, {Value: 3, Timestamp: 6}},
 				hist:    1,
 			}},
 		},
@@ -190,7 +198,7 @@ func TestDecodeAccepts(t *testing.T) {
 				pbBytes(nil, 1, cat(pbLabel("a", "b"), pbLabel("__name__", "up"))),
 				pbBytes(nil, 2, cat(pbSample(math.Float64bits(1), 1), pbSample(math.Float64bits(9), -9))),
 			)),
-			series: []want{{labels: [][2]string{{"__name__", "up"}}, samples: []Sample{{Value: 9, Timestamp: -9}}}},
+			series: []want{{labels: [][2]string{{"__name__", "up"}}, samples: []model.Sample{{Value: 9, Timestamp: -9}}}},
 		},
 		{
 			name: "non-minimal varints",
@@ -199,12 +207,12 @@ func TestDecodeAccepts(t *testing.T) {
 				series := cat(pbBytes(nil, 1, up), []byte{0x92, 0x80, 0x00, 12, 0x89, 0x80, 0x80, 0x00}, []byte{0, 0, 0, 0, 0, 0, 0xf0, 0x3f})
 				return cat([]byte{0x8a, 0x00, byte(len(series)) | 0x80, 0x80, 0x00}, series)
 			}(),
-			series: []want{{labels: [][2]string{{"__name__", "up"}}, samples: []Sample{{Value: 1, Timestamp: 0}}}},
+			series: []want{{labels: [][2]string{{"__name__", "up"}}, samples: []model.Sample{{Value: 1, Timestamp: 0}}}},
 		},
 		{
 			name:   "absent values default to zero",
 			in:     pbRequest(cat(pbBytes(nil, 1, nil), pbBytes(nil, 2, nil))),
-			series: []want{{labels: [][2]string{{"", ""}}, samples: []Sample{{Value: 0, Timestamp: 0}}}},
+			series: []want{{labels: [][2]string{{"", ""}}, samples: []model.Sample{{Value: 0, Timestamp: 0}}}},
 		},
 		{
 			name:   "histograms without samples",
@@ -212,15 +220,16 @@ func TestDecodeAccepts(t *testing.T) {
 			series: []want{{labels: [][2]string{{"__name__", "up"}}, ex: 1, hist: 2}},
 		},
 		{
-			name:     "metadata counted",
-			in:       cat(pbBytes(nil, 3, []byte{0x08, 0x01}), pbRequest(nil, nil), pbBytes(nil, 3, nil)),
+			name: "metadata kept if it names a family",
+			in: cat(pbBytes(nil, 3, []byte{0x08, 0x01}), pbRequest(nil, nil), pbBytes(nil, 3, nil),
+				pbBytes(nil, 3, pbBytes(nil, 2, []byte("up"))), pbBytes(nil, 3, cat([]byte{0x08, 0x02}, pbBytes(nil, 2, []byte("x"))))),
 			series:   []want{{}, {}},
 			metadata: 2,
 		},
 		{
 			name:   "ten-byte negative timestamp",
 			in:     pbRequest(pbBytes(nil, 2, pbSample(0, -1))),
-			series: []want{{samples: []Sample{{Value: 0, Timestamp: -1}}}},
+			series: []want{{samples: []model.Sample{{Value: 0, Timestamp: -1}}}},
 		},
 		{
 			name:   "long label lengths",
@@ -234,11 +243,11 @@ func TestDecodeAccepts(t *testing.T) {
 			if err := Decode(tc.in, &r); err != nil {
 				t.Fatalf("Decode: %v", err)
 			}
-			if len(r.Series) != len(tc.series) || r.Metadata != tc.metadata {
-				t.Fatalf("got %d series and %d metadata, want %d and %d", len(r.Series), r.Metadata, len(tc.series), tc.metadata)
+			if len(r.Batch.Series) != len(tc.series) || len(r.Batch.Metadata) != tc.metadata {
+				t.Fatalf("got %d series and %d metadata, want %d and %d", len(r.Batch.Series), len(r.Batch.Metadata), len(tc.series), tc.metadata)
 			}
 			for i, w := range tc.series {
-				ls, ss := r.SeriesLabels(i), r.SeriesSamples(i)
+				ls, ss := r.Batch.SeriesLabels(i), r.Batch.SeriesSamples(i)
 				if len(ls) != len(w.labels) || len(ss) != len(w.samples) {
 					t.Fatalf("series %d: %d labels and %d samples, want %d and %d", i, len(ls), len(ss), len(w.labels), len(w.samples))
 				}
@@ -252,8 +261,8 @@ func TestDecodeAccepts(t *testing.T) {
 						t.Errorf("series %d sample %d: %v, want %v", i, j, s, w.samples[j])
 					}
 				}
-				if s := r.Series[i]; s.Exemplars != w.ex || s.Histograms != w.hist {
-					t.Errorf("series %d: %d exemplars, %d histograms, want %d, %d", i, s.Exemplars, s.Histograms, w.ex, w.hist)
+				if ex, hist := len(r.Batch.SeriesExemplars(i)), len(r.Batch.SeriesHistograms(i)); ex != w.ex || hist != w.hist {
+					t.Errorf("series %d: %d exemplars, %d histograms, want %d, %d", i, ex, hist, w.ex, w.hist)
 				}
 			}
 		})
@@ -266,7 +275,7 @@ func TestDecodeNaNBitExact(t *testing.T) {
 		if err := Decode(pbRequest(pbSeries(bits, 1, "__name__", "x")), &r); err != nil {
 			t.Fatal(err)
 		}
-		if got := math.Float64bits(r.Samples[0].Value); got != bits {
+		if got := math.Float64bits(r.Batch.Samples[0].Value); got != bits {
 			t.Errorf("sample bits %#x, want %#x", got, bits)
 		}
 	}
@@ -282,11 +291,11 @@ func TestDecodeReusesRequest(t *testing.T) {
 	if err := Decode(small, &r); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Series) != 1 || len(r.Labels) != 1 || len(r.Samples) != 1 || string(r.Labels[0].Value) != "e" {
+	if len(r.Batch.Series) != 1 || len(r.Batch.Labels) != 1 || len(r.Batch.Samples) != 1 || string(r.Batch.Labels[0].Value) != "e" {
 		t.Fatalf("after reuse: %+v", r)
 	}
 	// Reset must drop references to the old buffer.
-	for _, l := range r.Labels[1:cap(r.Labels)] {
+	for _, l := range r.Batch.Labels[1:cap(r.Batch.Labels)] {
 		if l.Name != nil || l.Value != nil {
 			t.Fatalf("stale label %q=%q kept after Reset", l.Name, l.Value)
 		}
@@ -359,28 +368,96 @@ func randomWriteRequest(rng *rand.Rand, size int) *prompb.WriteRequest {
 	return wr
 }
 
-// compareWithPrompb reports the first difference between r and want.
+// compareWithPrompb reports the first difference between r and want:
+// labels and samples bit for bit, exemplars with their labels, histograms
+// as the same message, and the metadata that names a family.
 func compareWithPrompb(r *Request, want *prompb.WriteRequest) error {
-	if len(r.Series) != len(want.Timeseries) || r.Metadata != len(want.Metadata) {
-		return fmt.Errorf("%d series, %d metadata; want %d, %d", len(r.Series), r.Metadata, len(want.Timeseries), len(want.Metadata))
+	b := &r.Batch
+	if len(b.Series) != len(want.Timeseries) {
+		return fmt.Errorf("%d series, want %d", len(b.Series), len(want.Timeseries))
 	}
 	for i, ws := range want.Timeseries {
-		ls, ss, s := r.SeriesLabels(i), r.SeriesSamples(i), r.Series[i]
-		if len(ls) != len(ws.Labels) || len(ss) != len(ws.Samples) || int(s.Exemplars) != len(ws.Exemplars) || int(s.Histograms) != len(ws.Histograms) {
+		ls, ss, ex, hs := b.SeriesLabels(i), b.SeriesSamples(i), b.SeriesExemplars(i), b.SeriesHistograms(i)
+		if len(ls) != len(ws.Labels) || len(ss) != len(ws.Samples) || len(ex) != len(ws.Exemplars) || len(hs) != len(ws.Histograms) {
 			return fmt.Errorf("series %d: %d labels, %d samples, %d exemplars, %d histograms; want %d, %d, %d, %d", i,
-				len(ls), len(ss), s.Exemplars, s.Histograms, len(ws.Labels), len(ws.Samples), len(ws.Exemplars), len(ws.Histograms))
+				len(ls), len(ss), len(ex), len(hs), len(ws.Labels), len(ws.Samples), len(ws.Exemplars), len(ws.Histograms))
 		}
-		for j, wl := range ws.Labels {
-			if string(ls[j].Name) != wl.Name || string(ls[j].Value) != wl.Value {
-				return fmt.Errorf("series %d label %d: %q=%q, want %q=%q", i, j, ls[j].Name, ls[j].Value, wl.Name, wl.Value)
-			}
+		if err := compareLabels(ls, ws.Labels); err != nil {
+			return fmt.Errorf("series %d: %w", i, err)
 		}
 		for j, w := range ws.Samples {
-			if math.Float64bits(ss[j].Value) != math.Float64bits(w.Value) || ss[j].Timestamp != w.Timestamp {
-				return fmt.Errorf("series %d sample %d: (%#x, %d), want (%#x, %d)", i, j,
-					math.Float64bits(ss[j].Value), ss[j].Timestamp, math.Float64bits(w.Value), w.Timestamp)
+			if math.Float64bits(ss[j].Value) != math.Float64bits(w.Value) || ss[j].Timestamp != w.Timestamp || ss[j].Start != 0 {
+				return fmt.Errorf("series %d sample %d: %+v (%#x), want (%#x, %d)", i, j, ss[j], math.Float64bits(ss[j].Value), math.Float64bits(w.Value), w.Timestamp)
 			}
 		}
+		for j, w := range ws.Exemplars {
+			e := ex[j]
+			if math.Float64bits(e.Value) != math.Float64bits(w.Value) || e.Timestamp != w.Timestamp {
+				return fmt.Errorf("series %d exemplar %d: (%#x, %d), want (%#x, %d)", i, j, math.Float64bits(e.Value), e.Timestamp, math.Float64bits(w.Value), w.Timestamp)
+			}
+			if err := compareLabels(b.ExemplarLabels(&e), w.Labels); err != nil {
+				return fmt.Errorf("series %d exemplar %d: %w", i, j, err)
+			}
+		}
+		for j, w := range ws.Histograms {
+			var got prompb.Histogram
+			if err := got.Unmarshal(hs[j]); err != nil {
+				return fmt.Errorf("series %d histogram %d: %w", i, j, err)
+			}
+			if err := sameMessage(&got, &w); err != nil {
+				return fmt.Errorf("series %d histogram %d: %w", i, j, err)
+			}
+		}
+	}
+	var wantMeta []model.Metadata
+	for _, m := range want.Metadata {
+		if m.MetricFamilyName != "" {
+			wantMeta = append(wantMeta, model.Metadata{Family: []byte(m.MetricFamilyName), Type: metricType(uint64(m.Type)), Help: []byte(m.Help), Unit: []byte(m.Unit)})
+		}
+	}
+	return compareMetadata(b.Metadata, wantMeta)
+}
+
+// compareLabels reports the first difference between got and want.
+func compareLabels(got []model.Label, want []prompb.Label) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("%d labels, want %d", len(got), len(want))
+	}
+	for j, wl := range want {
+		if string(got[j].Name) != wl.Name || string(got[j].Value) != wl.Value {
+			return fmt.Errorf("label %d: %q=%q, want %q=%q", j, got[j].Name, got[j].Value, wl.Name, wl.Value)
+		}
+	}
+	return nil
+}
+
+// compareMetadata reports the first difference between got and want.
+func compareMetadata(got, want []model.Metadata) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("%d metadata, want %d: %q", len(got), len(want), got)
+	}
+	for j, w := range want {
+		g := got[j]
+		if g.Type != w.Type || !bytes.Equal(g.Family, w.Family) || !bytes.Equal(g.Help, w.Help) || !bytes.Equal(g.Unit, w.Unit) {
+			return fmt.Errorf("metadata %d: %q, want %q", j, g, w)
+		}
+	}
+	return nil
+}
+
+// sameMessage reports whether two gogo messages marshal alike, which is
+// bit-exact for floats, unlike comparing them with ==.
+func sameMessage(got, want interface{ Marshal() ([]byte, error) }) error {
+	g, err := got.Marshal()
+	if err != nil {
+		return err
+	}
+	w, err := want.Marshal()
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(g, w) {
+		return fmt.Errorf("message %x, want %x", g, w)
 	}
 	return nil
 }
@@ -404,11 +481,16 @@ func TestRoundTripPrompb(t *testing.T) {
 					s.Samples[k].Value = 0
 				}
 			}
+			for k := range s.Exemplars {
+				if s.Exemplars[k].Value == 0 {
+					s.Exemplars[k].Value = 0
+				}
+			}
 		}
 		if err := compareWithPrompb(&r, wr); err != nil {
 			t.Fatalf("request %d: %v", n, err)
 		}
-		if got, want := r.NumSamples(), len(r.Samples); got != want {
+		if got, want := r.Batch.NumSamples(), len(r.Batch.Samples)+len(r.Batch.Histograms); got != want {
 			t.Fatalf("NumSamples %d, want %d", got, want)
 		}
 		_ = Validate(&r, LegacyValidation)
@@ -482,7 +564,7 @@ func BenchmarkDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(r.NumSamples()), "ns/sample")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(r.Batch.NumSamples()), "ns/sample")
 }
 
 func BenchmarkDecodeValidate(b *testing.B) {
@@ -498,7 +580,7 @@ func BenchmarkDecodeValidate(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(r.NumSamples()), "ns/sample")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(r.Batch.NumSamples()), "ns/sample")
 }
 
 // BenchmarkPrompbUnmarshal is the baseline: gogo-generated unmarshalling
@@ -516,12 +598,13 @@ func BenchmarkPrompbUnmarshal(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/sample")
 }
 
-func TestDecodeMetadataTypes(t *testing.T) {
+func TestDecodeMetadata(t *testing.T) {
 	wr := prompb.WriteRequest{Metadata: []prompb.MetricMetadata{
 		{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "http_requests_total", Help: "Requests.", Unit: "requests"},
 		{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "temperature"},
-		{Type: prompb.MetricMetadata_UNKNOWN, MetricFamilyName: "mystery"}, // no type: not kept
-		{Type: prompb.MetricMetadata_SUMMARY},                              // no name: not kept
+		{Type: prompb.MetricMetadata_UNKNOWN, MetricFamilyName: "mystery", Help: "No type."},
+		{Type: prompb.MetricMetadata_SUMMARY, Help: "No name: not kept."},
+		{Type: 42, MetricFamilyName: "future"}, // a type the model does not know
 	}}
 	buf, err := wr.Marshal()
 	if err != nil {
@@ -531,9 +614,80 @@ func TestDecodeMetadataTypes(t *testing.T) {
 	if err := Decode(buf, &r); err != nil {
 		t.Fatal(err)
 	}
-	if r.Metadata != 4 || len(r.Types) != 2 ||
-		string(r.Types[0].Family) != "http_requests_total" || r.Types[0].Type != 1 ||
-		string(r.Types[1].Family) != "temperature" || r.Types[1].Type != 2 {
-		t.Fatalf("metadata %d, types %+v", r.Metadata, r.Types)
+	want := []model.Metadata{
+		{Family: []byte("http_requests_total"), Type: model.TypeCounter, Help: []byte("Requests."), Unit: []byte("requests")},
+		{Family: []byte("temperature"), Type: model.TypeGauge},
+		{Family: []byte("mystery"), Type: model.TypeUnknown, Help: []byte("No type.")},
+		{Family: []byte("future"), Type: model.TypeUnknown},
 	}
+	if err := compareMetadata(r.Batch.Metadata, want); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Exemplar labels follow the series' own labels in Batch.Labels, whatever
+// the order of the fields on the wire.
+func TestDecodeExemplars(t *testing.T) {
+	ex := func(value float64, ts int64, kv ...string) []byte {
+		var b []byte
+		for k := 0; k+1 < len(kv); k += 2 {
+			b = pbBytes(b, 1, pbLabel(kv[k], kv[k+1]))
+		}
+		return pbVarint(pbTag(pbFixed64(b, 2, math.Float64bits(value)), 3, wireVarint), uint64(ts))
+	}
+	in := pbRequest(
+		cat(pbBytes(nil, 3, ex(0.5, 10, "trace_id", "abc", "span_id", "1")),
+			pbBytes(nil, 1, pbLabel("__name__", "req")),
+			pbBytes(nil, 3, ex(2, 20)),
+			pbBytes(nil, 1, pbLabel("job", "api")),
+			pbBytes(nil, 2, pbSample(math.Float64bits(1), 10))),
+		pbSeries(0, 1, "__name__", "up"),
+		cat(pbBytes(nil, 1, pbLabel("__name__", "h")), pbBytes(nil, 4, []byte{0x08, 0x01}), pbBytes(nil, 3, ex(3, 30, "trace_id", "z"))),
+	)
+	var r Request
+	if err := Decode(in, &r); err != nil {
+		t.Fatal(err)
+	}
+	b := &r.Batch
+	type exemplar struct {
+		labels []string
+		value  float64
+		ts     int64
+	}
+	want := [][]exemplar{
+		{{[]string{"trace_id", "abc", "span_id", "1"}, 0.5, 10}, {nil, 2, 20}},
+		nil,
+		{{[]string{"trace_id", "z"}, 3, 30}},
+	}
+	wantLabels := [][]string{{"__name__", "req", "job", "api"}, {"__name__", "up"}, {"__name__", "h"}}
+	for i := range want {
+		if got := flatLabels(b.SeriesLabels(i)); !slices.Equal(got, wantLabels[i]) {
+			t.Errorf("series %d: labels %q, want %q", i, got, wantLabels[i])
+		}
+		got := b.SeriesExemplars(i)
+		if len(got) != len(want[i]) {
+			t.Fatalf("series %d: %d exemplars, want %d", i, len(got), len(want[i]))
+		}
+		for j, w := range want[i] {
+			e := got[j]
+			if ls := flatLabels(b.ExemplarLabels(&e)); !slices.Equal(ls, w.labels) || e.Value != w.value || e.Timestamp != w.ts {
+				t.Errorf("series %d exemplar %d: %q %v @%d, want %q %v @%d", i, j, ls, e.Value, e.Timestamp, w.labels, w.value, w.ts)
+			}
+		}
+	}
+	if len(b.Histograms) != 1 || b.Series[2].HistogramsStart != 0 || b.Series[2].HistogramsEnd != 1 {
+		t.Errorf("histograms %x, series %+v", b.Histograms, b.Series[2])
+	}
+	if err := Validate(&r, LegacyValidation); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flatLabels returns ls as name, value, name, value, ...
+func flatLabels(ls []model.Label) []string {
+	var out []string
+	for _, l := range ls {
+		out = append(out, string(l.Name), string(l.Value))
+	}
+	return out
 }

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/ferrymetrics/ferry/wal/model"
 )
 
 // ValidationScheme selects which metric and label names Validate accepts.
@@ -22,7 +25,7 @@ const (
 
 // ValidationError reports the first invalid series of a Request.
 type ValidationError struct {
-	// Series is the index of the series in Request.Series.
+	// Series is the index of the series in Request.Batch.Series.
 	Series int
 	// Labels renders the series' labels, truncated to a few hundred bytes,
 	// e.g. {__name__="up", job="x"}.
@@ -38,28 +41,107 @@ func (e *ValidationError) Error() string {
 	return "receive: series " + strconv.Itoa(e.Series) + " " + e.Labels + ": " + e.Reason
 }
 
-// Validate checks every series of r. Each series must have at least one
-// label and a __name__ label whose value is a valid metric name; every label
-// name must be non-empty and valid under scheme, every value non-empty and
-// valid UTF-8, and label names must be strictly increasing bytewise, which
-// rules out duplicates. It returns a *ValidationError for the first invalid
-// series, or nil. Validate does not allocate unless it fails.
+// Validate checks every series of r.Batch. Each series must have at least
+// one label and a __name__ label whose value is a valid metric name; every
+// label name must be non-empty and valid under scheme, every value non-empty
+// and valid UTF-8, and label names must be strictly increasing bytewise,
+// which rules out duplicates. Exemplars may have no labels; their label
+// names must be non-empty and valid under scheme, their values valid UTF-8
+// (possibly empty), and their names distinct. Validate sorts each
+// exemplar's labels by name. It returns a *ValidationError for the first
+// invalid series, or nil. Validate does not allocate unless it fails.
 func Validate(r *Request, scheme ValidationScheme) error {
 	legacy := scheme != UTF8Validation
-	for i := range r.Series {
-		s := &r.Series[i]
-		if s.LabelsStart < 0 || s.LabelsStart > s.LabelsEnd || int(s.LabelsEnd) > len(r.Labels) {
-			return &ValidationError{Series: i, Labels: "{}", Reason: fmt.Sprintf("label range [%d:%d] out of bounds of %d labels", s.LabelsStart, s.LabelsEnd, len(r.Labels))}
+	b := &r.Batch
+	for i := range b.Series {
+		s := &b.Series[i]
+		if !inRange(s.LabelsStart, s.LabelsEnd, len(b.Labels)) || !inRange(s.SamplesStart, s.SamplesEnd, len(b.Samples)) ||
+			!inRange(s.HistogramsStart, s.HistogramsEnd, len(b.Histograms)) || !inRange(s.ExemplarsStart, s.ExemplarsEnd, len(b.Exemplars)) {
+			return &ValidationError{Series: i, Labels: "{}", Reason: badSeriesRanges(s, b)}
 		}
-		if s.SamplesStart < 0 || s.SamplesStart > s.SamplesEnd || int(s.SamplesEnd) > len(r.Samples) {
-			return &ValidationError{Series: i, Labels: "{}", Reason: fmt.Sprintf("sample range [%d:%d] out of bounds of %d samples", s.SamplesStart, s.SamplesEnd, len(r.Samples))}
-		}
-		ls := r.Labels[s.LabelsStart:s.LabelsEnd]
+		ls := b.Labels[s.LabelsStart:s.LabelsEnd]
 		if p, j := checkLabels(ls, legacy); p != problemNone {
 			return &ValidationError{Series: i, Labels: renderLabels(ls), Reason: describe(p, ls, j)}
 		}
+		if s.ExemplarsEnd > s.ExemplarsStart {
+			if reason := checkExemplars(b, s, legacy); reason != "" {
+				return &ValidationError{Series: i, Labels: renderLabels(ls), Reason: reason}
+			}
+		}
 	}
 	return nil
+}
+
+// inRange reports whether [start:end] is a valid range of a slice of n
+// elements. As unsigned numbers, negative bounds are out of range: a
+// negative start is above any non-negative end, a negative end above n.
+func inRange(start, end int32, n int) bool {
+	return uint32(start) <= uint32(end) && uint(int(end)) <= uint(n)
+}
+
+// badSeriesRanges describes the first range of s out of the bounds of b.
+func badSeriesRanges(s *model.Series, b *model.Batch) string {
+	for _, c := range []struct {
+		what       string
+		start, end int32
+		n          int
+	}{
+		{"label", s.LabelsStart, s.LabelsEnd, len(b.Labels)},
+		{"sample", s.SamplesStart, s.SamplesEnd, len(b.Samples)},
+		{"histogram", s.HistogramsStart, s.HistogramsEnd, len(b.Histograms)},
+		{"exemplar", s.ExemplarsStart, s.ExemplarsEnd, len(b.Exemplars)},
+	} {
+		if !inRange(c.start, c.end, c.n) {
+			return fmt.Sprintf("%s range [%d:%d] out of bounds of %d %ss", c.what, c.start, c.end, c.n, c.what)
+		}
+	}
+	return "valid"
+}
+
+// checkExemplars returns what is wrong with the first invalid exemplar of
+// series s, or "". It sorts the labels of each exemplar by name.
+func checkExemplars(b *model.Batch, s *model.Series, legacy bool) string {
+	for k := s.ExemplarsStart; k < s.ExemplarsEnd; k++ {
+		e := &b.Exemplars[k]
+		if !inRange(e.LabelsStart, e.LabelsEnd, len(b.Labels)) {
+			return fmt.Sprintf("exemplar %d: label range [%d:%d] out of bounds of %d labels", k-s.ExemplarsStart, e.LabelsStart, e.LabelsEnd, len(b.Labels))
+		}
+		ls := b.Labels[e.LabelsStart:e.LabelsEnd]
+		if p, j := checkExemplarLabels(ls, legacy); p != problemNone {
+			return fmt.Sprintf("exemplar %d: %s", k-s.ExemplarsStart, describe(p, ls, j))
+		}
+	}
+	return ""
+}
+
+// checkExemplarLabels returns the first problem with the labels of one
+// exemplar and the index of the label concerned, sorting them by name.
+func checkExemplarLabels(ls []model.Label, legacy bool) (problemCode, int) {
+	sorted := true
+	for j := range ls {
+		name, value := ls[j].Name, ls[j].Value
+		switch {
+		case len(name) == 0:
+			return problemEmptyName, j
+		case legacy && !validLegacy(name, labelFirst, labelRest) || !legacy && !validUTF8(name):
+			return problemInvalidName, j
+		case !validUTF8(value):
+			return problemInvalidValue, j
+		}
+		if j > 0 && bytes.Compare(ls[j-1].Name, name) >= 0 {
+			sorted = false
+		}
+	}
+	if sorted {
+		return problemNone, 0
+	}
+	slices.SortStableFunc(ls, func(a, b model.Label) int { return bytes.Compare(a.Name, b.Name) })
+	for j := 1; j < len(ls); j++ {
+		if bytes.Equal(ls[j-1].Name, ls[j].Name) {
+			return problemDuplicate, j
+		}
+	}
+	return problemNone, 0
 }
 
 // problemCode identifies what checkLabels found wrong.
@@ -79,7 +161,7 @@ const (
 )
 
 // describe explains problem p of label j of ls.
-func describe(p problemCode, ls []Label, j int) string {
+func describe(p problemCode, ls []model.Label, j int) string {
 	switch p {
 	case problemNoLabels:
 		return "no labels"
@@ -105,7 +187,7 @@ func describe(p problemCode, ls []Label, j int) string {
 
 // checkLabels returns the first problem with the labels of one series and
 // the index of the label concerned.
-func checkLabels(ls []Label, legacy bool) (problemCode, int) {
+func checkLabels(ls []model.Label, legacy bool) (problemCode, int) {
 	if len(ls) == 0 {
 		return problemNoLabels, 0
 	}
@@ -252,7 +334,7 @@ const (
 
 // renderLabels formats ls like {__name__="up", job="x"}, with at most
 // renderMaxLabels labels and about renderMaxBytes bytes.
-func renderLabels(ls []Label) string {
+func renderLabels(ls []model.Label) string {
 	b := make([]byte, 0, renderMaxBytes+8)
 	b = append(b, '{')
 	for j, l := range ls {

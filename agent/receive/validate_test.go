@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/ferrymetrics/ferry/wal/model"
 )
 
 // requestOf builds a Request holding one series per argument, each given
@@ -153,18 +155,87 @@ func TestValidate(t *testing.T) {
 
 func TestValidateMalformedRequest(t *testing.T) {
 	r := requestOf(t, []string{"__name__", "up"})
-	for _, s := range []Series{
+	for _, s := range []model.Series{
 		{LabelsStart: 0, LabelsEnd: 2},
 		{LabelsStart: 1, LabelsEnd: 0},
 		{LabelsStart: -1, LabelsEnd: 1},
+		{LabelsStart: 0, LabelsEnd: -1},
 		{LabelsStart: 0, LabelsEnd: 1, SamplesStart: 0, SamplesEnd: 5},
 		{LabelsStart: 0, LabelsEnd: 1, SamplesStart: -3, SamplesEnd: 0},
+		{LabelsStart: 0, LabelsEnd: 1, HistogramsStart: 0, HistogramsEnd: 1},
+		{LabelsStart: 0, LabelsEnd: 1, ExemplarsStart: 0, ExemplarsEnd: 1},
+		{LabelsStart: 0, LabelsEnd: 1, ExemplarsStart: -1, ExemplarsEnd: -1},
 	} {
-		r.Series[0] = s
+		r.Batch.Series[0] = s
 		var ve *ValidationError
 		if err := Validate(r, LegacyValidation); !errors.As(err, &ve) || !strings.Contains(err.Error(), "out of bounds") {
 			t.Errorf("%+v: %v", s, err)
 		}
+	}
+}
+
+// requestWithExemplar builds a Request holding the series up with one
+// exemplar labelled by kv, alternating names and values.
+func requestWithExemplar(t *testing.T, kv ...string) *Request {
+	t.Helper()
+	var ex []byte
+	for k := 0; k+1 < len(kv); k += 2 {
+		ex = pbBytes(ex, 1, pbLabel(kv[k], kv[k+1]))
+	}
+	series := cat(pbSeries(0, 1, "__name__", "up"), pbBytes(nil, 3, pbFixed64(ex, 2, 0)))
+	var r Request
+	if err := Decode(pbRequest(series), &r); err != nil {
+		t.Fatal(err)
+	}
+	return &r
+}
+
+func TestValidateExemplars(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		labels     []string
+		utf8       bool
+		wantReason string // "" if valid
+		wantSorted []string
+	}{
+		{name: "no labels"},
+		{name: "trace id", labels: []string{"trace_id", "abc"}, wantSorted: []string{"trace_id", "abc"}},
+		{name: "empty value", labels: []string{"trace_id", ""}, wantSorted: []string{"trace_id", ""}},
+		{name: "unsorted are sorted", labels: []string{"trace_id", "a", "span_id", "b"}, wantSorted: []string{"span_id", "b", "trace_id", "a"}},
+		{name: "UTF-8 name under UTF-8 validation", labels: []string{"trace.id", "a"}, utf8: true, wantSorted: []string{"trace.id", "a"}},
+		{name: "empty name", labels: []string{"", "a"}, wantReason: "exemplar 0: label 0 has an empty name"},
+		{name: "invalid legacy name", labels: []string{"trace.id", "a"}, wantReason: `exemplar 0: invalid label name "trace.id"`},
+		{name: "invalid UTF-8 name", labels: []string{"a\xff", "a"}, utf8: true, wantReason: `exemplar 0: invalid label name "a\xff"`},
+		{name: "invalid UTF-8 value", labels: []string{"trace_id", "\xff"}, wantReason: `exemplar 0: value of label "trace_id" is not valid UTF-8`},
+		{name: "duplicate names", labels: []string{"b", "1", "a", "2", "b", "3"}, wantReason: `exemplar 0: duplicate label name "b"`},
+		{name: "adjacent duplicate names", labels: []string{"a", "1", "a", "2"}, wantReason: `exemplar 0: duplicate label name "a"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := requestWithExemplar(t, tc.labels...)
+			scheme := LegacyValidation
+			if tc.utf8 {
+				scheme = UTF8Validation
+			}
+			err := Validate(r, scheme)
+			if tc.wantReason != "" {
+				var ve *ValidationError
+				if !errors.As(err, &ve) || ve.Reason != tc.wantReason || ve.Labels != `{__name__="up"}` {
+					t.Fatalf("Validate: %v, want reason %q", err, tc.wantReason)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			e := r.Batch.SeriesExemplars(0)[0]
+			var got []string
+			for _, l := range r.Batch.ExemplarLabels(&e) {
+				got = append(got, string(l.Name), string(l.Value))
+			}
+			if strings.Join(got, "\x00") != strings.Join(tc.wantSorted, "\x00") {
+				t.Errorf("exemplar labels %q, want %q", got, tc.wantSorted)
+			}
+		})
 	}
 }
 
@@ -191,13 +262,13 @@ func TestValidationErrorIsBounded(t *testing.T) {
 			t.Errorf("error message is not valid UTF-8: %q", err)
 		}
 	}
-	got := renderLabels([]Label{{Name: []byte("a"), Value: []byte(strings.Repeat("é", 40))}})
+	got := renderLabels([]model.Label{{Name: []byte("a"), Value: []byte(strings.Repeat("é", 40))}})
 	if want := `{a="` + strings.Repeat("é", 32) + `"...}`; got != want {
 		t.Errorf("renderLabels cut a value as %s, want %s", got, want)
 	}
-	var many []Label
+	var many []model.Label
 	for range 20 {
-		many = append(many, Label{Name: []byte("n"), Value: []byte("v")})
+		many = append(many, model.Label{Name: []byte("n"), Value: []byte("v")})
 	}
 	if got, want := renderLabels(many), "{"+strings.Repeat(`n="v", `, 10)+"...}"; got != want {
 		t.Errorf("renderLabels of 20 labels: %s, want %s", got, want)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ferrymetrics/ferry/wal/model"
 	"net"
 	"net/http"
 	"os"
@@ -193,17 +194,17 @@ func TestWALInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &wal.Batch{
-		Series: []wal.BatchSeries{
+	b := &model.Batch{
+		Series: []model.Series{
 			{LabelsStart: 0, LabelsEnd: 2, SamplesStart: 0, SamplesEnd: 2},
 			{LabelsStart: 2, LabelsEnd: 3, SamplesStart: 2, SamplesEnd: 3},
 		},
-		Labels: []wal.Label{
+		Labels: []model.Label{
 			{Name: []byte("__name__"), Value: []byte("up")},
 			{Name: []byte("job"), Value: []byte("ferry")},
 			{Name: []byte("__name__"), Value: []byte("requests_total")},
 		},
-		Samples: []wal.Sample{{Value: 1, Timestamp: 1000}, {Value: 1, Timestamp: 2000}, {Value: 7, Timestamp: 1000}},
+		Samples: []model.Sample{{Value: 1, Timestamp: 1000}, {Value: 1, Timestamp: 2000}, {Value: 7, Timestamp: 1000}},
 	}
 	if err := w.Append(b); err != nil {
 		t.Fatal(err)
@@ -221,16 +222,16 @@ func TestWALInspect(t *testing.T) {
 	if len(out) < 2 {
 		t.Fatalf("want a header and at least one segment, got:\n%s", r.stdout)
 	}
-	if got := strings.Fields(out[0]); strings.Join(got, " ") != "segment bytes records series samples damage" {
+	if got := strings.Fields(out[0]); strings.Join(got, " ") != "segment bytes records series samples histograms exemplars metadata damage" {
 		t.Errorf("header = %q", out[0])
 	}
 	// The first segment holds the batch: a series record and a samples
-	// record, two series, three samples, no damage.
+	// record, two series, three samples, nothing else, no damage.
 	row := strings.Fields(out[1])
-	if len(row) != 6 {
-		t.Fatalf("segment row %q has %d columns, want 6", out[1], len(row))
+	if len(row) != 9 {
+		t.Fatalf("segment row %q has %d columns, want 9", out[1], len(row))
 	}
-	if row[0] != "00000000" || row[2] != "2" || row[3] != "2" || row[4] != "3" || row[5] != "-" {
+	if row[0] != "00000000" || row[2] != "2" || row[3] != "2" || row[4] != "3" || strings.Join(row[5:], " ") != "0 0 0 -" {
 		t.Errorf("segment row = %q, want segment 00000000 with 2 records, 2 series, 3 samples, no damage\n%s", out[1], r.stdout)
 	}
 	if row[1] == "0" {

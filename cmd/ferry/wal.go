@@ -22,13 +22,13 @@ func (c *walInspectCmd) Run() error {
 		return err
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "segment\tbytes\trecords\tseries\tsamples\tdamage\t")
+	fmt.Fprintln(tw, "segment\tbytes\trecords\tseries\tsamples\thistograms\texemplars\tmetadata\tdamage\t")
 	for _, s := range st.Segments {
 		damage := "-"
 		if s.Damage != "" {
 			damage = fmt.Sprintf("at %d: %s", s.IntactBytes, s.Damage)
 		}
-		fmt.Fprintf(tw, "%08d\t%d\t%d\t%d\t%d\t%s\t\n", s.Index, s.Bytes, s.Records, s.Series, s.Samples, damage)
+		fmt.Fprintf(tw, "%08d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.Index, s.Bytes, s.Records, s.Series, s.Samples, s.Histograms, s.Exemplars, s.Metadata, damage)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -1,0 +1,129 @@
+// Package model is the data Ferry carries, in the flat form every ingest
+// path produces and the WAL appends: series with their labels, float
+// samples with optional start timestamps, native histograms, exemplars and
+// metric metadata. It depends on nothing else in Ferry, so receivers (Remote-
+// Write 1.0 and 2.0, scraping) build it without knowing the WAL, and the WAL
+// stores it without knowing where it came from.
+//
+// A Batch is flat: a Series refers to its labels, samples, histograms and
+// exemplars by index ranges into the Batch's slices, so one Batch is reused
+// across requests without allocating once its slices have grown. Byte slices
+// may alias a request buffer: whoever keeps them copies them.
+package model
+
+// Label is one label pair.
+type Label struct{ Name, Value []byte }
+
+// Sample is one float sample. Value keeps its exact bit pattern, including
+// NaN payloads such as the Prometheus stale marker.
+type Sample struct {
+	Value     float64
+	Timestamp int64 // ms since the epoch
+	// Start is the sample's start timestamp in ms (Remote-Write 2.0
+	// start_timestamp, formerly "created timestamp"): when a cumulative
+	// series began counting. 0 means unknown.
+	Start int64
+}
+
+// Exemplar is an example observation attached to a series, with its own
+// labels (Batch.Labels[LabelsStart:LabelsEnd], possibly none).
+type Exemplar struct {
+	LabelsStart, LabelsEnd int32
+	Value                  float64
+	Timestamp              int64 // ms
+}
+
+// MetricType is a metric family's type. Its values are those of
+// prometheus.MetricMetadata.MetricType, io.prometheus.write.v2.Metadata's
+// MetricType and tsdb/record's MetricType, which agree.
+type MetricType uint8
+
+// Metric types.
+const (
+	TypeUnknown        MetricType = 0
+	TypeCounter        MetricType = 1
+	TypeGauge          MetricType = 2
+	TypeHistogram      MetricType = 3
+	TypeGaugeHistogram MetricType = 4
+	TypeSummary        MetricType = 5
+	TypeInfo           MetricType = 6
+	TypeStateset       MetricType = 7
+)
+
+// Metadata describes a metric family: its type, help and unit. Family is
+// the name the sender gave it: Remote-Write 1.0's metric_family_name, or for
+// Remote-Write 2.0 (per-series metadata) the series' metric name.
+type Metadata struct {
+	Family     []byte
+	Type       MetricType
+	Help, Unit []byte
+}
+
+// Series is one series of a Batch: labels sorted by name without
+// duplicates, and index ranges into the Batch's samples, histograms and
+// exemplars.
+type Series struct {
+	LabelsStart, LabelsEnd         int32
+	SamplesStart, SamplesEnd       int32
+	HistogramsStart, HistogramsEnd int32
+	ExemplarsStart, ExemplarsEnd   int32
+}
+
+// Batch is a validated set of series with their data, and the metadata that
+// came with them. It is the unit the WAL appends atomically.
+type Batch struct {
+	Series  []Series
+	Labels  []Label // series' and exemplars' labels
+	Samples []Sample
+	// Histograms are native histograms as protobuf Histogram messages:
+	// prometheus.Histogram (Remote-Write 1.0) and io.prometheus.write.v2.
+	// Histogram share fields 1-16 (2.0 adds start_timestamp, field 17), so
+	// either is kept and forwarded exactly as received.
+	Histograms [][]byte
+	Exemplars  []Exemplar
+	Metadata   []Metadata
+}
+
+// Reset empties b, keeping the capacity of its slices, and drops its
+// references to the buffers it aliased.
+func (b *Batch) Reset() {
+	clear(b.Labels)
+	clear(b.Histograms)
+	clear(b.Metadata)
+	b.Series = b.Series[:0]
+	b.Labels = b.Labels[:0]
+	b.Samples = b.Samples[:0]
+	b.Histograms = b.Histograms[:0]
+	b.Exemplars = b.Exemplars[:0]
+	b.Metadata = b.Metadata[:0]
+}
+
+// NumSamples returns the number of float samples and histograms in b.
+func (b *Batch) NumSamples() int { return len(b.Samples) + len(b.Histograms) }
+
+// SeriesLabels returns the labels of b.Series[i].
+func (b *Batch) SeriesLabels(i int) []Label {
+	s := &b.Series[i]
+	return b.Labels[s.LabelsStart:s.LabelsEnd]
+}
+
+// SeriesSamples returns the float samples of b.Series[i].
+func (b *Batch) SeriesSamples(i int) []Sample {
+	s := &b.Series[i]
+	return b.Samples[s.SamplesStart:s.SamplesEnd]
+}
+
+// SeriesHistograms returns the native histograms of b.Series[i].
+func (b *Batch) SeriesHistograms(i int) [][]byte {
+	s := &b.Series[i]
+	return b.Histograms[s.HistogramsStart:s.HistogramsEnd]
+}
+
+// SeriesExemplars returns the exemplars of b.Series[i].
+func (b *Batch) SeriesExemplars(i int) []Exemplar {
+	s := &b.Series[i]
+	return b.Exemplars[s.ExemplarsStart:s.ExemplarsEnd]
+}
+
+// ExemplarLabels returns the labels of e.
+func (b *Batch) ExemplarLabels(e *Exemplar) []Label { return b.Labels[e.LabelsStart:e.LabelsEnd] }
