@@ -305,20 +305,12 @@ func (a *Agent) open() error {
 	return nil
 }
 
-// checkpointKey names an endpoint's stored position: positions in the WAL
-// and in a rollup log are not interchangeable.
-func checkpointKey(ep sender.Config) string {
-	if ep.StoragePolicy == nil {
-		return ep.Name
-	}
-	return ep.Name + "@rollup:" + ep.StoragePolicy.String()
-}
-
-func (a *Agent) newSender(ep sender.Config, w *wal.WAL) (*sender.Sender, error) {
+func (a *Agent) newSender(ep RemoteWriteConfig, w *wal.WAL) (*sender.Sender, error) {
 	o := sender.Options{
 		Logger: a.logger.Named("sender"), Metrics: a.sm, Checkpoints: sender.PebbleCheckpoints{DB: a.db},
-		UserAgent: "ferry/" + a.o.Version, Now: a.o.Now, CheckpointKey: checkpointKey(ep),
+		UserAgent: "ferry/" + a.o.Version, Now: a.o.Now,
 	}
+	var log sender.Log = sender.WALLog{WAL: w}
 	if ep.StoragePolicy != nil {
 		var l *downsample.RollupLog
 		if a.compactor != nil {
@@ -327,19 +319,15 @@ func (a *Agent) newSender(ep sender.Config, w *wal.WAL) (*sender.Sender, error) 
 		if l == nil {
 			return nil, fmt.Errorf("endpoint %q: storage policy %s is not active (storage policies change at restart)", ep.Name, ep.StoragePolicy)
 		}
-		return sender.New(ep, rollupLog{l}, o)
-	}
-	if dc := a.cfg.Downsample; dc.HasDrop() {
+		log = l
+	} else if dc := a.cfg.Downsample; dc.HasDrop() {
 		o.Drop = dc.DropsRaw
 	}
-	return sender.New(ep, sender.WALLog{WAL: w}, o)
-}
-
-// rollupLog adapts a compactor's rollup log to the sender.
-type rollupLog struct{ *downsample.RollupLog }
-
-func (l rollupLog) Open(name string, from wal.Position, onDrop wal.DropFunc) (sender.Source, error) {
-	return l.RollupLog.Open(name, from, onDrop)
+	cfg, err := ep.senderConfig(o.UserAgent)
+	if err != nil {
+		return nil, err
+	}
+	return sender.New(cfg, log, o)
 }
 
 // forgetRemovedEndpoints deletes checkpoints of endpoints no longer
@@ -352,7 +340,7 @@ func (a *Agent) forgetRemovedEndpoints(cfg *Config) error {
 	}
 	active := map[string]bool{}
 	for _, ep := range cfg.RemoteWrite {
-		active[checkpointKey(ep)] = true
+		active[ep.checkpointKey()] = true
 	}
 	var errs []error
 	for _, n := range names {
@@ -396,16 +384,21 @@ func (a *Agent) reload() error {
 	lim := cfg.Receiver
 	a.limits.Store(&lim)
 	w := a.wal.Load()
-	want := map[string]sender.Config{}
+	want := map[string]RemoteWriteConfig{}
 	for _, ep := range cfg.RemoteWrite {
 		want[ep.Name] = ep
+	}
+	// Every running sender runs its entry of the configuration in force.
+	running := map[string]RemoteWriteConfig{}
+	for _, ep := range old.RemoteWrite {
+		running[ep.Name] = ep
 	}
 	drain, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
 	defer cancel()
 	var errs []error
 	for name, s := range a.senders {
 		ep, keep := want[name]
-		if keep && reflect.DeepEqual(withDefaults(ep), s.Config()) {
+		if keep && reflect.DeepEqual(ep, running[name]) {
 			continue
 		}
 		if !keep {
@@ -445,11 +438,6 @@ func sameYAML(a, b any) bool {
 	ya, err1 := yamlv2.Marshal(a)
 	yb, err2 := yamlv2.Marshal(b)
 	return err1 == nil && err2 == nil && string(ya) == string(yb)
-}
-
-func withDefaults(c sender.Config) sender.Config {
-	c.ApplyDefaults()
-	return c
 }
 
 func (a *Agent) shutdown() error {

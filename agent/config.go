@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ferrymetrics/ferry/downsample"
-	"github.com/ferrymetrics/ferry/sender"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/exporter-toolkit/web"
 	yamlv2 "go.yaml.in/yaml/v2"
@@ -40,11 +39,11 @@ type Config struct {
 	// DataDir holds the WAL and the state database. Relative paths are
 	// relative to the working directory. Empty means $STATE_DIRECTORY
 	// (set by systemd) or ./data.
-	DataDir         string          `yaml:"data_dir"`
-	Receiver        ReceiverConfig  `yaml:"receiver"`
-	WAL             WALConfig       `yaml:"wal"`
-	ShutdownTimeout model.Duration  `yaml:"shutdown_timeout"`
-	RemoteWrite     []sender.Config `yaml:"remote_write"`
+	DataDir         string              `yaml:"data_dir"`
+	Receiver        ReceiverConfig      `yaml:"receiver"`
+	WAL             WALConfig           `yaml:"wal"`
+	ShutdownTimeout model.Duration      `yaml:"shutdown_timeout"`
+	RemoteWrite     []RemoteWriteConfig `yaml:"remote_write"`
 	// Downsample configures the compactor that rolls the WAL up for
 	// endpoints with a storage_policy.
 	Downsample downsample.Config `yaml:"downsample"`
@@ -234,14 +233,15 @@ func readToken(path string) (string, error) {
 }
 
 // goTypeRE matches the Go type names yaml puts in "field x not found in
-// type sender.plain"; users know keys, not types.
+// type agent.plain"; users know keys, not types.
 var goTypeRE = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
 
 var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // ParseConfig parses YAML strictly (unknown keys are errors), applies
-// defaults and validates. name is used in error messages. Every problem is
-// reported, each with its line where it can be found.
+// defaults (the only place they are applied) and validates. name is used
+// in error messages. Every problem is reported, each with its line where
+// it can be found.
 func ParseConfig(data []byte, name string) (*Config, error) {
 	cfg := DefaultConfig()
 	if err := yamlv2.UnmarshalStrict(data, &cfg); err != nil {
@@ -272,6 +272,9 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 			}
 		}
 		return nil, errs
+	}
+	for i := range cfg.RemoteWrite {
+		cfg.RemoteWrite[i].applyDefaults()
 	}
 	lines := yamlLines(data)
 	var errs ConfigErrors
@@ -341,7 +344,6 @@ func (c *Config) validate() []pathError {
 	seen := map[string]int{}
 	for i := range c.RemoteWrite {
 		rw := &c.RemoteWrite[i]
-		rw.ApplyDefaults()
 		path := fmt.Sprintf("remote_write.%d", i)
 		label := fmt.Sprintf("remote_write[%d]", i)
 		if rw.Name != "" {
@@ -352,7 +354,7 @@ func (c *Config) validate() []pathError {
 			}
 			seen[rw.Name] = i
 		}
-		for _, err := range rw.Validate() {
+		for _, err := range rw.validate() {
 			field := ""
 			if f, _, ok := strings.Cut(err.Error(), " "); ok && !strings.ContainsAny(f, "%:\"") {
 				field = "." + strings.TrimSuffix(f, ":")

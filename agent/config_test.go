@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymetrics/ferry/sender"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/relabel"
 )
@@ -206,15 +205,15 @@ func TestParseConfigFull(t *testing.T) {
 	check("relabel source_labels", rc.SourceLabels.String(), "__name__")
 	check("relabel regex matches go_goroutines", rc.Regex.MatchString("go_goroutines"), true)
 	check("relabel regex matches up", rc.Regex.MatchString("up"), false)
-	check("start_from", m.StartFrom, sender.StartNow)
+	check("start_from", m.StartFrom, StartNow)
 
 	// The second endpoint gets every default.
 	b := cfg.RemoteWrite[1]
 	check("backup name", b.Name, "backup")
 	check("backup url", b.URL.String(), "http://backup.example.com:9090/api/v1/write")
-	check("backup start_from", b.StartFrom, sender.StartOldest)
+	check("backup start_from", b.StartFrom, StartOldest)
 	check("backup remote_timeout", b.RemoteTimeout, model.Duration(30*time.Second))
-	wantQ := sender.DefaultQueueConfig
+	wantQ := DefaultQueueConfig
 	check("backup queue_config.capacity", b.QueueConfig.Capacity, wantQ.Capacity)
 	check("backup queue_config.max_shards", b.QueueConfig.MaxShards, wantQ.MaxShards)
 	check("backup queue_config.min_backoff", b.QueueConfig.MinBackoff, wantQ.MinBackoff)

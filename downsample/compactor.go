@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/ferrymetrics/ferry/sender"
 	"github.com/ferrymetrics/ferry/wal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
@@ -220,8 +221,11 @@ func (c *Compactor) Log(res time.Duration) *RollupLog {
 	return nil
 }
 
-// RollupLog is a resolution's rollup log as senders see it.
+// RollupLog is a resolution's rollup log as senders see it: a sender.Log
+// whose cursors hold entry sequence numbers and whose lag counts entries.
 type RollupLog struct{ *rollupLog }
+
+var _ sender.Log = (*RollupLog)(nil)
 
 // load reads the committed position and window state.
 func (c *Compactor) load() error {
@@ -614,7 +618,6 @@ func (c *Compactor) Commit() error {
 	}
 	type staged struct {
 		seq  uint64
-		size int
 		maxT int64
 	}
 	for fam, t := range c.newTypes {
@@ -655,11 +658,11 @@ func (c *Compactor) Commit() error {
 			out[i] = record.RefSample{Ref: wal.Ref(s.out.id), T: s.t, V: s.v}
 			maxT = max(maxT, s.t)
 		}
-		seq, size, err := l.stage(b, out)
+		seq, err := l.stage(b, out)
 		if err != nil {
 			return err
 		}
-		stagedEntries[ri] = &staged{seq: seq, size: size, maxT: maxT}
+		stagedEntries[ri] = &staged{seq: seq, maxT: maxT}
 	}
 	var pos [16]byte
 	binary.BigEndian.PutUint64(pos[:], uint64(c.pos.Segment))
@@ -680,7 +683,7 @@ func (c *Compactor) Commit() error {
 	}
 	for ri, s := range stagedEntries {
 		if s != nil {
-			c.logs[ri].published(s.seq, s.size, s.maxT)
+			c.logs[ri].published(s.seq, s.maxT)
 			c.m.emitted.WithLabelValues(time.Duration(c.logs[ri].res * int64(time.Millisecond)).String()).Add(float64(len(c.pending[ri])))
 		}
 		c.pending[ri] = c.pending[ri][:0]

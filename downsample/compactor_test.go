@@ -2,6 +2,7 @@ package downsample
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	ferrymodel "github.com/ferrymetrics/ferry/wal/model"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/ferrymetrics/ferry/sender"
 	"github.com/ferrymetrics/ferry/wal"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
@@ -142,7 +144,8 @@ type rollup struct {
 func rollups(t *testing.T, c *Compactor, res time.Duration) []rollup {
 	t.Helper()
 	l := c.Log(res)
-	r, _ := l.Open("test", l.Oldest(), nil)
+	src, _ := l.Open("test", l.Oldest(), nil)
+	r := src.(*Reader)
 	var out []rollup
 	for {
 		e, err := r.tryNext()
@@ -628,5 +631,78 @@ func TestRollupMetadata(t *testing.T) {
 	}
 	if m, ok := l.Metadata("unknown:max"); ok {
 		t.Fatalf("unknown family: %+v", m)
+	}
+}
+
+// A rollup log is a sender.Log: cursors name entries, lag counts them, a
+// checkpoint stores zero and the next entry's sequence number, and a closed
+// log tells its readers so.
+func TestRollupLogAsSenderLog(t *testing.T) {
+	e := newEnv(t)
+	var pts []point
+	for i := range 40 {
+		pts = append(pts, point{"g", 0, int64(i) * 5000, float64(i)})
+	}
+	e.append(pts)
+	c := e.compactor(Config{CommitInterval: model.Duration(time.Hour), MaxDelay: model.Duration(time.Hour)}, policy(10*time.Second, time.Hour, true))
+	for drain(t, c, 8) > 0 {
+		if err := c.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := c.Log(10 * time.Second)
+	first, next := cursorSeq(l.Oldest()), cursorSeq(l.Head())
+	if n := l.Lag(l.Oldest()); n != int64(next-first) || n < 4 || l.Lag(l.Head()) != 0 || l.LagUnit() != sender.LagEntries {
+		t.Fatalf("lag %d from the oldest of entries %d..%d, %d from the head", n, first, next, l.Lag(l.Head()))
+	}
+
+	// A checkpoint stored as version 1, segment 0, offset = seq resumes at
+	// that entry.
+	cps := sender.PebbleCheckpoints{DB: e.db}
+	stored := append([]byte{1}, u64(u64(nil, 0), first+2)...)
+	if err := e.db.Set([]byte("sender/checkpoint/r"), stored, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	at, ok, err := cps.Load("r")
+	if err != nil || !ok {
+		t.Fatalf("load: %v %v", ok, err)
+	}
+	src, err := l.Open("r", at, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := first + 3
+	for src.Cursor() != l.Head() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		en, err := src.Next(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cursorSeq(en.End); got != want || en.End != src.Cursor() || len(en.Data.Samples) == 0 {
+			t.Fatalf("entry ends at %d (reader at %d), want %d", got, cursorSeq(src.Cursor()), want)
+		}
+		want++
+	}
+	if got := l.Describe(src.Cursor()); got != fmt.Sprintf("next entry %d", next) {
+		t.Fatalf("described as %q", got)
+	}
+	if err := cps.Save("r", src.Cursor()); err != nil {
+		t.Fatal(err)
+	}
+	v, closer, err := e.db.Get([]byte("sender/checkpoint/r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(v, append([]byte{1}, u64(u64(nil, 0), next)...)) {
+		t.Fatalf("stored %x", v)
+	}
+	closer.Close()
+
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Next(context.Background()); !errors.Is(err, sender.ErrSourceClosed) {
+		t.Fatalf("Next on a closed log: %v, want sender.ErrSourceClosed", err)
 	}
 }

@@ -49,9 +49,12 @@
 // # Rollup logs
 //
 // Each resolution has an ordered log of rollup samples (tsdb/record Samples
-// records referencing interned rollup series). Endpoints read it from their
-// own checkpoint with the same sender, retries and guarantees as raw
-// endpoints. Entries whose newest sample is older than the longest
-// retention of the policies of that resolution are deleted; an endpoint that
-// starts from the oldest entry backfills everything retained.
+// records referencing interned rollup series). It is a sender.Log:
+// endpoints read it from their own checkpoint with the same sender, retries
+// and guarantees as raw endpoints. Its cursor is the sequence number of the
+// next entry to read, and its lag counts entries. Entries whose newest
+// sample is older than the longest retention of the policies of that
+// resolution are deleted, whether or not endpoints read them (a reader
+// skips to the oldest retained entry); an endpoint that starts from the
+// oldest entry backfills everything retained.
 package downsample

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/ferrymetrics/ferry/sender"
 	"github.com/ferrymetrics/ferry/wal"
 	ferrymodel "github.com/ferrymetrics/ferry/wal/model"
 	"github.com/prometheus/common/model"
@@ -41,7 +42,7 @@ var (
 	prefixGroup   = []byte("ds/group/")
 	prefixLabels  = []byte("ds/labels/")
 	prefixType    = []byte("ds/type/")
-	errLogClosed  = errors.New("downsample: rollup log closed")
+	errLogClosed  = fmt.Errorf("downsample: rollup log closed: %w", sender.ErrSourceClosed)
 	discardLogger = slog.New(slog.DiscardHandler)
 	recordDecoder = record.NewDecoder(nil, discardLogger)
 )
@@ -58,8 +59,7 @@ func seriesKey(res int64, id uint64) []byte {
 
 // rollupLog is the ordered log of rollup samples of one resolution. The
 // compactor appends to it; endpoints with a storage policy of this
-// resolution read it, each from its own position. A position is
-// wal.Position{Offset: seq}: the next entry to read.
+// resolution read it, each from its own cursor (see seqCursor).
 type rollupLog struct {
 	db        *pebble.DB
 	res       int64
@@ -72,7 +72,6 @@ type rollupLog struct {
 	first   uint64 // oldest retained seq
 	next    uint64 // next seq to write
 	highest atomic.Int64
-	bytes   atomic.Int64 // bytes of retained entries (approximate)
 	notify  atomic.Pointer[chan struct{}]
 	closed  atomic.Bool
 	meta    wal.MetadataSource // the raw series' metadata
@@ -111,9 +110,6 @@ func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
 	}
 	if it.First() {
 		l.first = binary.BigEndian.Uint64(it.Key()[len(it.Key())-8:])
-		for ; it.Valid(); it.Next() {
-			l.bytes.Add(int64(len(it.Value())))
-		}
 	}
 	if it.Last() {
 		l.next = binary.BigEndian.Uint64(it.Key()[len(it.Key())-8:]) + 1
@@ -174,7 +170,7 @@ func (l *rollupLog) forget(ids []uint64) {
 }
 
 // stage adds a log entry with samples to b and returns its seq.
-func (l *rollupLog) stage(b *pebble.Batch, samples []record.RefSample) (uint64, int, error) {
+func (l *rollupLog) stage(b *pebble.Batch, samples []record.RefSample) (uint64, error) {
 	var enc record.Encoder
 	maxT := int64(math.MinInt64)
 	for _, s := range samples {
@@ -185,18 +181,17 @@ func (l *rollupLog) stage(b *pebble.Batch, samples []record.RefSample) (uint64, 
 	seq := l.next
 	l.mu.RUnlock()
 	if err := b.Set(logKey(l.res, seq), v, nil); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
-	return seq, len(v), nil
+	return seq, nil
 }
 
 // published makes staged entries up to seq visible to readers, once their
 // batch is committed.
-func (l *rollupLog) published(seq uint64, size int, maxT int64) {
+func (l *rollupLog) published(seq uint64, maxT int64) {
 	l.mu.Lock()
 	l.next = seq + 1
 	l.mu.Unlock()
-	l.bytes.Add(int64(size))
 	if maxT > l.highest.Load() {
 		l.highest.Store(maxT)
 	}
@@ -214,14 +209,12 @@ func (l *rollupLog) applyRetention(nowMs int64) (int, error) {
 	}
 	var end []byte
 	n := 0
-	var freed int64
 	for it.First(); it.Valid(); it.Next() {
 		v := it.Value()
 		if len(v) < 8 || int64(binary.BigEndian.Uint64(v)) >= cutoff {
 			break
 		}
 		end = append(end[:0], it.Key()...)
-		freed += int64(len(v))
 		n++
 	}
 	if err := it.Close(); err != nil {
@@ -237,7 +230,6 @@ func (l *rollupLog) applyRetention(nowMs int64) (int, error) {
 	l.mu.Lock()
 	l.first = last + 1
 	l.mu.Unlock()
-	l.bytes.Add(-freed)
 	return n, nil
 }
 
@@ -247,7 +239,6 @@ func (l *rollupLog) close() {
 	close(*l.notify.Swap(&ch))
 }
 
-// Oldest returns the position of the oldest retained entry.
 // Metadata returns the metadata of a rollup family: the raw family's, with
 // help saying which rollup it is. A family named <metric>:<aggregation>
 // (an aggregation other than a series' default) is a gauge, except
@@ -286,81 +277,104 @@ func rollupHelp(help, agg string, res time.Duration) string {
 	return help + " " + s + "."
 }
 
-func (l *rollupLog) Oldest() wal.Position {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return wal.Position{Offset: int64(l.first)}
+// A rollup log's cursor is the sequence number of the next entry to read,
+// a big-endian uint64 in its second half (the first is zero). Checkpoints
+// store these bytes: they are part of the on-disk format.
+func seqCursor(seq uint64) sender.Cursor {
+	var c sender.Cursor
+	binary.BigEndian.PutUint64(c[8:], seq)
+	return c
 }
 
-// Head returns the position after the newest entry.
-func (l *rollupLog) Head() wal.Position {
+func cursorSeq(c sender.Cursor) uint64 { return binary.BigEndian.Uint64(c[8:]) }
+
+// Oldest returns the cursor of the oldest retained entry.
+func (l *rollupLog) Oldest() sender.Cursor {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return wal.Position{Offset: int64(l.next)}
+	return seqCursor(l.first)
+}
+
+// Head returns the cursor after the newest entry.
+func (l *rollupLog) Head() sender.Cursor {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return seqCursor(l.next)
 }
 
 // HighestTimestamp returns the newest rollup sample's timestamp.
 func (l *rollupLog) HighestTimestamp() int64 { return l.highest.Load() }
 
-// BytesBehind estimates the bytes of entries from p on.
-func (l *rollupLog) BytesBehind(p wal.Position) int64 {
+// Lag returns the number of retained entries from c on.
+func (l *rollupLog) Lag(c sender.Cursor) int64 {
 	l.mu.RLock()
 	first, next := l.first, l.next
 	l.mu.RUnlock()
-	total := next - first
-	if total == 0 || uint64(p.Offset) >= next {
+	seq := max(cursorSeq(c), first)
+	if seq >= next {
 		return 0
 	}
-	behind := next - max(uint64(p.Offset), first)
-	return l.bytes.Load() * int64(behind) / int64(total)
+	return int64(next - seq)
+}
+
+// LagUnit returns sender.LagEntries: Lag counts entries.
+func (l *rollupLog) LagUnit() sender.LagUnit { return sender.LagEntries }
+
+// Describe returns c as "next entry <seq>".
+func (l *rollupLog) Describe(c sender.Cursor) string {
+	return fmt.Sprintf("next entry %d", cursorSeq(c))
 }
 
 // Reader reads a rollup log for one endpoint.
 type Reader struct {
-	l      *rollupLog
-	pos    atomic.Int64 // next seq
-	onDrop wal.DropFunc
-	entry  wal.Entry
+	l     *rollupLog
+	pos   atomic.Uint64 // next seq
+	entry wal.Entry
 }
 
-// Open returns a reader of the log starting at from. Entries deleted by
-// retention before the reader got to them are skipped: a policy's endpoint
-// gets what is within its retention.
-func (l *rollupLog) Open(name string, from wal.Position, onDrop wal.DropFunc) (*Reader, error) {
-	r := &Reader{l: l, onDrop: onDrop}
-	r.pos.Store(from.Offset)
+// Open returns a reader of the log starting at at. Entries deleted by
+// retention before the reader got to them are skipped, and onDrop is not
+// called: a policy's endpoint gets what is within its retention.
+func (l *rollupLog) Open(name string, at sender.Cursor, onDrop sender.DropFunc) (sender.Source, error) {
+	r := &Reader{l: l}
+	r.pos.Store(cursorSeq(at))
 	return r, nil
 }
 
-// Next returns the next entry, waiting for one.
-func (r *Reader) Next(ctx context.Context) (*wal.Entry, error) {
+// Next returns the next entry, waiting for one. Its Data has no WAL
+// positions (Start and End are zero).
+func (r *Reader) Next(ctx context.Context) (sender.Entry, error) {
 	for {
 		waitc := *r.l.notify.Load()
 		if r.l.closed.Load() {
-			return nil, errLogClosed
+			return sender.Entry{}, errLogClosed
 		}
 		e, err := r.tryNext()
-		if e != nil || err != nil {
-			return e, err
+		if err != nil {
+			return sender.Entry{}, err
+		}
+		if e != nil {
+			return sender.Entry{Data: e, End: seqCursor(r.pos.Load())}, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return sender.Entry{}, ctx.Err()
 		case <-waitc:
 		}
 	}
 }
 
+// tryNext reads the next entry, if there is one, and moves past it.
 func (r *Reader) tryNext() (*wal.Entry, error) {
 	l := r.l
-	seq := uint64(r.pos.Load())
+	seq := r.pos.Load()
 	l.mu.RLock()
 	first, next := l.first, l.next
 	l.mu.RUnlock()
 	if seq < first {
 		// Entries past their retention are not meant to be delivered.
 		seq = first
-		r.pos.Store(int64(seq))
+		r.pos.Store(seq)
 	}
 	if seq >= next {
 		return nil, nil
@@ -368,7 +382,7 @@ func (r *Reader) tryNext() (*wal.Entry, error) {
 	v, closer, err := l.db.Get(logKey(l.res, seq))
 	if errors.Is(err, pebble.ErrNotFound) {
 		// Deleted by retention meanwhile.
-		r.pos.Store(int64(seq + 1))
+		r.pos.Store(seq + 1)
 		return r.tryNext()
 	}
 	if err != nil {
@@ -380,7 +394,7 @@ func (r *Reader) tryNext() (*wal.Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("downsample: decode rollup entry %d: %w", seq, err)
 	}
-	e.Start, e.End, e.Unknown = wal.Position{Offset: int64(seq)}, wal.Position{Offset: int64(seq + 1)}, 0
+	e.Unknown = 0
 	e.Labels = e.Labels[:0]
 	l.mu.RLock()
 	for _, s := range e.Samples {
@@ -391,19 +405,16 @@ func (r *Reader) tryNext() (*wal.Entry, error) {
 		e.Labels = append(e.Labels, ls)
 	}
 	l.mu.RUnlock()
-	r.pos.Store(int64(seq + 1))
+	r.pos.Store(seq + 1)
 	return e, nil
 }
 
-// Position returns the position of the next entry to read.
-func (r *Reader) Position() wal.Position { return wal.Position{Offset: r.pos.Load()} }
+// Cursor returns the cursor of the next entry to read.
+func (r *Reader) Cursor() sender.Cursor { return seqCursor(r.pos.Load()) }
 
 // Commit is a no-op: rollups are kept for their retention, whatever the
 // readers have read.
-func (r *Reader) Commit(wal.Position) {}
-
-// BytesBehind estimates how far the reader is behind.
-func (r *Reader) BytesBehind() int64 { return r.l.BytesBehind(r.Position()) }
+func (r *Reader) Commit(sender.Cursor) {}
 
 // Close releases the reader.
 func (r *Reader) Close() error { return nil }

@@ -1,69 +1,73 @@
 package sender
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/ferrymetrics/ferry/wal"
 )
 
-// Checkpoints persists each endpoint's position in the WAL.
+// Checkpoints persists each endpoint's cursor in its log, under the
+// endpoint's checkpoint key.
 type Checkpoints interface {
-	// Load returns the stored position; ok is false if there is none.
-	Load(name string) (p wal.Position, ok bool, err error)
-	// Save stores p durably (fsynced) before returning.
-	Save(name string, p wal.Position) error
-	Delete(name string) error
-	// Names lists the endpoints with a stored position.
+	// Load returns the stored cursor; ok is false if there is none.
+	Load(key string) (c Cursor, ok bool, err error)
+	// Save stores c durably (fsynced) before returning.
+	Save(key string, c Cursor) error
+	Delete(key string) error
+	// Names lists the keys with a stored cursor.
 	Names() ([]string, error)
 }
 
-// PebbleCheckpoints stores positions in a Pebble database under the key
-// "sender/checkpoint/<name>". The value is a version byte (1), the segment
-// and the offset as big-endian uint64s.
+// PebbleCheckpoints stores cursors in a Pebble database under the key
+// "sender/checkpoint/<key>". The value is a version byte (1) and the
+// cursor's 16 bytes: for the WAL the segment and the offset, for a rollup
+// log zero and the sequence number of the next entry, each a big-endian
+// uint64. These bytes are part of the on-disk format.
 type PebbleCheckpoints struct{ DB *pebble.DB }
 
 const checkpointPrefix = "sender/checkpoint/"
 
-func checkpointKey(name string) []byte { return []byte(checkpointPrefix + name) }
+func checkpointKey(key string) []byte { return []byte(checkpointPrefix + key) }
+
+// checkpointVersion is the value's first byte.
+const checkpointVersion = 1
 
 // Load implements Checkpoints.
-func (c PebbleCheckpoints) Load(name string) (wal.Position, bool, error) {
-	v, closer, err := c.DB.Get(checkpointKey(name))
+func (c PebbleCheckpoints) Load(key string) (Cursor, bool, error) {
+	v, closer, err := c.DB.Get(checkpointKey(key))
 	if errors.Is(err, pebble.ErrNotFound) {
-		return wal.Position{}, false, nil
+		return Cursor{}, false, nil
 	}
 	if err != nil {
-		return wal.Position{}, false, fmt.Errorf("load checkpoint of %s: %w", name, err)
+		return Cursor{}, false, fmt.Errorf("load checkpoint of %s: %w", key, err)
 	}
 	defer closer.Close()
-	if len(v) != 17 || v[0] != 1 {
-		return wal.Position{}, false, fmt.Errorf("load checkpoint of %s: unknown encoding (%d bytes, version %d)", name, len(v), v[0])
+	var cur Cursor
+	if len(v) != 1+len(cur) || v[0] != checkpointVersion {
+		version := -1
+		if len(v) > 0 {
+			version = int(v[0])
+		}
+		return Cursor{}, false, fmt.Errorf("load checkpoint of %s: unknown encoding (%d bytes, version %d)", key, len(v), version)
 	}
-	return wal.Position{
-		Segment: int(binary.BigEndian.Uint64(v[1:])),
-		Offset:  int64(binary.BigEndian.Uint64(v[9:])),
-	}, true, nil
+	copy(cur[:], v[1:])
+	return cur, true, nil
 }
 
 // Save implements Checkpoints.
-func (c PebbleCheckpoints) Save(name string, p wal.Position) error {
-	var v [17]byte
-	v[0] = 1
-	binary.BigEndian.PutUint64(v[1:], uint64(p.Segment))
-	binary.BigEndian.PutUint64(v[9:], uint64(p.Offset))
-	if err := c.DB.Set(checkpointKey(name), v[:], pebble.Sync); err != nil {
-		return fmt.Errorf("save checkpoint of %s at %s: %w", name, p, err)
+func (c PebbleCheckpoints) Save(key string, cur Cursor) error {
+	v := append([]byte{checkpointVersion}, cur[:]...)
+	if err := c.DB.Set(checkpointKey(key), v, pebble.Sync); err != nil {
+		return fmt.Errorf("save checkpoint of %s at %x: %w", key, cur, err)
 	}
 	return nil
 }
 
 // Delete implements Checkpoints.
-func (c PebbleCheckpoints) Delete(name string) error {
-	if err := c.DB.Delete(checkpointKey(name), pebble.Sync); err != nil {
-		return fmt.Errorf("delete checkpoint of %s: %w", name, err)
+func (c PebbleCheckpoints) Delete(key string) error {
+	if err := c.DB.Delete(checkpointKey(key), pebble.Sync); err != nil {
+		return fmt.Errorf("delete checkpoint of %s: %w", key, err)
 	}
 	return nil
 }

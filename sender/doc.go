@@ -1,5 +1,17 @@
 // Package sender forwards the WAL to remote-write endpoints, one Sender per
-// endpoint, each independent of the others and of ingest.
+// endpoint, each independent of the others and of ingest. An endpoint with
+// a storage policy is sent a rollup log instead; what is said of the WAL
+// below holds for it too, except that only the WAL has a disk cap.
+//
+// # Logs and cursors
+//
+// A sender reads a Log through a Source, and knows where it is by a
+// Cursor: 16 bytes only the Log interprets, ordered like the entries they
+// follow. The WAL's cursor (WALLog) is a wal.Position, its segment and
+// byte offset; a rollup log's is the sequence number of its next entry.
+// Lag is measured in the Log's own unit: ferry_sender_lag_bytes for the
+// WAL, ferry_sender_lag_entries for a rollup log. Only WAL endpoints export
+// ferry_sender_checkpoint_segment and ferry_sender_checkpoint_offset_bytes.
 //
 // # What a sender promises
 //
@@ -116,10 +128,11 @@
 //
 // # Checkpoints
 //
-// The checkpoint is the end of the longest run of WAL records whose every
-// sample was acknowledged (2xx) or deliberately dropped. It is persisted,
-// fsynced, every CheckpointInterval and at Stop, and only then reported to
-// the WAL, which may delete segments before it. A restarted sender resumes
+// The checkpoint is the cursor at the end of the longest run of entries
+// whose every sample was acknowledged (2xx) or deliberately dropped. It is
+// persisted (see PebbleCheckpoints), fsynced, every CheckpointInterval and
+// at Stop, and only then reported to the log: the WAL may then delete
+// segments before it. A restarted sender resumes
 // from it, so samples acknowledged after the last persist are sent again:
 // delivery is at-least-once, never at-most-once.
 //

@@ -34,21 +34,6 @@ type item struct {
 	kind   itemKind
 }
 
-// protoVersion is the Remote-Write version a request is encoded in.
-type protoVersion int32
-
-const (
-	rw1 protoVersion = 1 // prometheus.WriteRequest
-	rw2 protoVersion = 2 // io.prometheus.write.v2.Request
-)
-
-func (v protoVersion) String() string {
-	if v == rw2 {
-		return "2.0"
-	}
-	return "1.0"
-}
-
 // Protobuf tags (field number << 3 | wire type) of the messages the encoder
 // writes. Remote-Write 1.0: prompb/remote.proto and prompb/types.proto.
 const (
@@ -155,7 +140,7 @@ func appendRefs(b []byte, tag byte, refs []uint32) []byte {
 // encoded is a request body and what it carries.
 type encoded struct {
 	body    []byte
-	version protoVersion
+	version Protocol
 	// samples, histograms and exemplars count what the body carries;
 	// metadata counts MetricMetadata entries (1.0) or series with metadata
 	// (2.0).
@@ -206,7 +191,7 @@ type encoder struct {
 // consecutive items of the same series (two in 2.0 when the run holds both
 // floats and histograms), and snappy-compresses it. The body is valid until
 // the next call.
-func (e *encoder) encode(items []item, v protoVersion) encoded {
+func (e *encoder) encode(items []item, v Protocol) encoded {
 	if e.meta != nil {
 		if e.byName == nil {
 			e.byName = map[string]int32{}
@@ -216,7 +201,7 @@ func (e *encoder) encode(items []item, v protoVersion) encoded {
 		e.families = e.families[:0]
 	}
 	var out encoded
-	if v == rw2 {
+	if v == RemoteWrite2 {
 		out = e.encodeV2(items)
 	} else {
 		out = e.encodeV1(items)

@@ -26,7 +26,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 	}
 	var e encoder
 	for range 2 { // a second call reuses the buffers
-		raw, err := snappy.Decode(nil, e.encode(items, rw1).body)
+		raw, err := snappy.Decode(nil, e.encode(items, RemoteWrite1).body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +71,7 @@ func TestEncodeHistogramPassthrough(t *testing.T) {
 	}
 	ls := labels.FromStrings("__name__", "latency_seconds", "job", "api")
 	var e encoder
-	body, err := snappy.Decode(nil, e.encode([]item{{labels: ls, ref: 1, t: 1000, v: 1}, {kind: kindHistogram, labels: ls, ref: 1, hist: raw}}, rw1).body)
+	body, err := snappy.Decode(nil, e.encode([]item{{labels: ls, ref: 1, t: 1000, v: 1}, {kind: kindHistogram, labels: ls, ref: 1, hist: raw}}, RemoteWrite1).body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestEncodeV1CarriesEverything(t *testing.T) {
 	items, meta := mixedItems(t)
 	e := encoder{meta: meta}
 	for range 2 { // a second call reuses the buffers
-		enc := e.encode(items, rw1)
+		enc := e.encode(items, RemoteWrite1)
 		if enc.samples != 3 || enc.histograms != 2 || enc.exemplars != 3 || enc.metadata != 3 || enc.orphans != 0 {
 			t.Fatalf("counts %+v", enc)
 		}
@@ -216,12 +216,12 @@ func TestEncodeV1CarriesEverything(t *testing.T) {
 	}
 	// The cap on metadata entries per request.
 	e.maxMetadata = 1
-	if enc := e.encode(items, rw1); enc.metadata != 1 {
+	if enc := e.encode(items, RemoteWrite1); enc.metadata != 1 {
 		t.Errorf("metadata_config.max_samples_per_send 1: %d entries", enc.metadata)
 	}
 	// No source, no metadata.
 	var bare encoder
-	raw, _ := snappy.Decode(nil, bare.encode(items, rw1).body)
+	raw, _ := snappy.Decode(nil, bare.encode(items, RemoteWrite1).body)
 	var req prompb.WriteRequest
 	if err := req.Unmarshal(raw); err != nil || len(req.Metadata) != 0 {
 		t.Errorf("metadata sent without a source: %v %+v", err, req.Metadata)
@@ -232,7 +232,7 @@ func TestEncodeV2CarriesEverything(t *testing.T) {
 	items, meta := mixedItems(t)
 	e := encoder{meta: meta}
 	for range 2 {
-		enc := e.encode(items, rw2)
+		enc := e.encode(items, RemoteWrite2)
 		// The orphan exemplar cannot travel in 2.0: a TimeSeries needs a
 		// sample or a histogram.
 		if enc.samples != 3 || enc.histograms != 2 || enc.exemplars != 2 || enc.orphans != 1 || enc.metadata != 2 {
@@ -329,7 +329,7 @@ func TestEncodeV2SplitsFloatsAndHistograms(t *testing.T) {
 		{kind: kindSample, labels: ls, ref: 1, t: 1000, v: 1},
 		{kind: kindHistogram, labels: ls, ref: 1, hist: h},
 		{kind: kindExemplar, labels: ls, ref: 1, t: 1000, v: 1},
-	}, rw2)
+	}, RemoteWrite2)
 	raw, _ := snappy.Decode(nil, enc.body)
 	var req writev2.Request
 	if err := req.Unmarshal(raw); err != nil {
@@ -368,7 +368,7 @@ func TestHistogramV1StripsStartTimestamp(t *testing.T) {
 func TestEncodeAllocationFree(t *testing.T) {
 	items, meta := mixedItems(t)
 	e := encoder{meta: meta}
-	for _, v := range []protoVersion{rw1, rw2} {
+	for _, v := range []Protocol{RemoteWrite1, RemoteWrite2} {
 		e.encode(items, v)
 		if n := testing.AllocsPerRun(20, func() { e.encode(items, v) }); n != 0 {
 			t.Errorf("%s: %.1f allocations per encode once warm", v, n)
@@ -403,13 +403,13 @@ func BenchmarkEncode(b *testing.B) {
 	items, meta := benchItems(1000)
 	for _, bc := range []struct {
 		name string
-		v    protoVersion
+		v    Protocol
 		meta wal.MetadataSource
 	}{
-		{"v1", rw1, nil}, {"v2", rw2, nil},
-		{"v1_metadata", rw1, meta}, {"v2_metadata", rw2, meta},
+		{"v1", RemoteWrite1, nil}, {"v2", RemoteWrite2, nil},
+		{"v1_metadata", RemoteWrite1, meta}, {"v2_metadata", RemoteWrite2, meta},
 		// 1.0 cannot carry start timestamps: 2.0 on exactly 1.0's data.
-		{"v2_without_start_timestamps", rw2, nil},
+		{"v2_without_start_timestamps", RemoteWrite2, nil},
 	} {
 		items := items
 		if bc.name == "v2_without_start_timestamps" {

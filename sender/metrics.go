@@ -14,6 +14,7 @@ type Metrics struct {
 	shards        *prometheus.GaugeVec
 	lagSeconds    *prometheus.GaugeVec
 	lagBytes      *prometheus.GaugeVec
+	lagEntries    *prometheus.GaugeVec
 	cpSegment     *prometheus.GaugeVec
 	cpOffset      *prometheus.GaugeVec
 	highestSent   *prometheus.GaugeVec
@@ -59,13 +60,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ferry_sender_lag_seconds", Help: "Highest timestamp in the WAL minus the highest the endpoint acknowledged.",
 		}, ep),
 		lagBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ferry_sender_lag_bytes", Help: "WAL bytes between the endpoint's checkpoint and the WAL head.",
+			Name: "ferry_sender_lag_bytes", Help: "WAL bytes between the endpoint's checkpoint and the WAL head (endpoints without a storage_policy).",
+		}, ep),
+		lagEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_sender_lag_entries", Help: "Rollup log entries between the endpoint's checkpoint and the log's head (endpoints with a storage_policy).",
 		}, ep),
 		cpSegment: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ferry_sender_checkpoint_segment", Help: "WAL segment of the endpoint's persisted checkpoint.",
+			Name: "ferry_sender_checkpoint_segment", Help: "WAL segment of the endpoint's persisted checkpoint (endpoints without a storage_policy).",
 		}, ep),
 		cpOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ferry_sender_checkpoint_offset_bytes", Help: "Offset in that segment of the endpoint's persisted checkpoint.",
+			Name: "ferry_sender_checkpoint_offset_bytes", Help: "Offset in that segment of the endpoint's persisted checkpoint (endpoints without a storage_policy).",
 		}, ep),
 		highestSent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ferry_sender_highest_sent_timestamp_seconds", Help: "Highest sample timestamp the endpoint acknowledged.",
@@ -104,7 +108,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.sent, m.sentBytes, m.retried, m.failed, m.dropped, m.inFlight, m.shards,
-			m.lagSeconds, m.lagBytes, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors,
+			m.lagSeconds, m.lagBytes, m.lagEntries, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors,
 			m.lastSendError, m.exemplarsSent, m.exemplarsDropped, m.metadataSent, m.samplesPartial,
 			m.exemplarsPartial, m.fallbacks, m.protocol)
 	}
@@ -115,7 +119,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) forget(name string) {
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.sent, m.sentBytes, m.retried, m.failed, m.dropped, m.inFlight, m.shards, m.lagSeconds,
-		m.lagBytes, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors, m.lastSendError,
+		m.lagBytes, m.lagEntries, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors, m.lastSendError,
 		m.exemplarsSent, m.exemplarsDropped, m.metadataSent, m.samplesPartial, m.exemplarsPartial,
 		m.fallbacks, m.protocol,
 	} {

@@ -8,8 +8,6 @@ import (
 
 	wm "github.com/ferrymetrics/ferry/wal/model"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/model"
-	yamlv2 "go.yaml.in/yaml/v2"
 )
 
 func wlabel(name, value string) wm.Label { return wm.Label{Name: []byte(name), Value: []byte(value)} }
@@ -69,9 +67,9 @@ func TestV2CarriesSamplesHistogramsExemplarsMetadata(t *testing.T) {
 	defer e.close()
 	r := newReceiver(t, func(int) int { return 0 })
 	s := e.sender("a", r.srv.URL, func(c *Config) {
-		c.ProtobufMessage = MessageV2
-		c.QueueConfig.MaxSamplesPerSend = 1000
-		c.QueueConfig.BatchSendDeadline = model.Duration(20 * time.Millisecond)
+		c.Protocol = RemoteWrite2
+		c.Queue.MaxSamplesPerSend = 1000
+		c.Queue.BatchSendDeadline = 20 * time.Millisecond
 	})
 	const series, rounds = 20, 5
 	e.appendMixed(series, 1, rounds)
@@ -184,7 +182,7 @@ func TestV2FallsBackTo1On415(t *testing.T) {
 			defer e.close()
 			r := newReceiver(t, func(int) int { return 0 })
 			tc.mod(r)
-			s := e.sender("a", r.srv.URL, func(c *Config) { c.ProtobufMessage = MessageV2 })
+			s := e.sender("a", r.srv.URL, func(c *Config) { c.Protocol = RemoteWrite2 })
 			e.appendMixed(30, 1, 10)
 			r.waitTotal(30*10 + 10)
 			waitFor(t, func() bool { return testutil.ToFloat64(e.m.exemplarsSent.WithLabelValues("a")) == 300 })
@@ -208,8 +206,8 @@ func TestV2FallsBackTo1On415(t *testing.T) {
 			if got := testutil.ToFloat64(e.m.failed.WithLabelValues("a")); got != 0 {
 				t.Fatalf("%v samples counted failed", got)
 			}
-			if p, _, _ := (PebbleCheckpoints{DB: e.db}).Load("a"); p != e.w.Head() {
-				t.Fatalf("checkpoint %v, want %v", p, e.w.Head())
+			if p, _, _ := (PebbleCheckpoints{DB: e.db}).Load("a"); p != e.head() {
+				t.Fatalf("checkpoint %v, want %v", p, e.head())
 			}
 		})
 	}
@@ -222,11 +220,11 @@ func TestV2PartialWriteIsCountedNotRetried(t *testing.T) {
 	defer e.close()
 	r := newReceiver(t, func(int) int { return 0 })
 	r.written = func(s, h, x int) (int, int, int) { return s - 1, h, max(0, x-1) }
-	s := e.sender("a", r.srv.URL, func(c *Config) { c.ProtobufMessage = MessageV2 })
+	s := e.sender("a", r.srv.URL, func(c *Config) { c.Protocol = RemoteWrite2 })
 	e.appendMixed(10, 1, 6)
 	r.waitTotal(10*6 + 6)
 	exemplarsAccounted(t, e, 60)
-	waitFor(t, func() bool { p, _ := s.track.position(); return p == e.w.Head() })
+	waitFor(t, func() bool { p, _ := s.track.position(); return p == e.head() })
 	stop(t, s)
 	r.mu.Lock()
 	unwritten := r.unwritten
@@ -246,21 +244,20 @@ func TestV2PartialWriteIsCountedNotRetried(t *testing.T) {
 // send_exemplars: false, send_native_histograms: false and
 // metadata_config.send: false keep them from the endpoint, counted.
 func TestConfigKeepsExemplarsHistogramsMetadata(t *testing.T) {
-	for _, v := range []string{MessageV1, MessageV2} {
-		t.Run(v, func(t *testing.T) {
+	for _, v := range []Protocol{RemoteWrite1, RemoteWrite2} {
+		t.Run(v.String(), func(t *testing.T) {
 			e := newEnv(t)
 			defer e.close()
 			r := newReceiver(t, func(int) int { return 0 })
-			no := false
 			s := e.sender("a", r.srv.URL, func(c *Config) {
-				c.ProtobufMessage = v
-				c.SendExemplars = &no
-				c.SendNativeHistograms = &no
-				c.MetadataConfig.Send = &no
+				c.Protocol = v
+				c.SendExemplars = false
+				c.SendHistograms = false
+				c.SendMetadata = false
 			})
 			e.appendMixed(10, 1, 4)
 			r.waitTotal(40)
-			waitFor(t, func() bool { p, _ := s.track.position(); return p == e.w.Head() })
+			waitFor(t, func() bool { p, _ := s.track.position(); return p == e.head() })
 			stop(t, s)
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -282,45 +279,5 @@ func TestConfigKeepsExemplarsHistogramsMetadata(t *testing.T) {
 				t.Errorf("metadata sent %v", got)
 			}
 		})
-	}
-}
-
-func TestConfigPrometheusKeys(t *testing.T) {
-	var c Config
-	err := yamlv2.UnmarshalStrict([]byte(`
-name: a
-url: http://127.0.0.1:9090/api/v1/write
-protobuf_message: io.prometheus.write.v2.Request
-send_exemplars: false
-metadata_config:
-  send: false
-  send_interval: 30s
-  max_samples_per_send: 500
-`), &c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.ApplyDefaults()
-	if errs := c.Validate(); len(errs) > 0 {
-		t.Fatal(errs)
-	}
-	if c.ProtobufMessage != MessageV2 || *c.SendExemplars || !*c.SendNativeHistograms || *c.MetadataConfig.Send ||
-		c.MetadataConfig.MaxSamplesPerSend != 500 {
-		t.Fatalf("got %+v", c)
-	}
-
-	var d Config
-	if err := yamlv2.UnmarshalStrict([]byte("name: a\nurl: http://127.0.0.1:9090/api/v1/write\n"), &d); err != nil {
-		t.Fatal(err)
-	}
-	d.ApplyDefaults()
-	if d.ProtobufMessage != MessageV1 || !*d.SendExemplars || !*d.SendNativeHistograms || !*d.MetadataConfig.Send {
-		t.Fatalf("defaults: %+v", d)
-	}
-
-	d.ProtobufMessage = "prometheus.WriteRequestV3"
-	errs := d.Validate()
-	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "protobuf_message") {
-		t.Fatalf("bad protobuf_message: %v", errs)
 	}
 }

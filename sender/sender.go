@@ -12,44 +12,10 @@ import (
 	"time"
 
 	"github.com/ferrymetrics/ferry/wal"
-	"github.com/prometheus/common/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"go.uber.org/zap"
 )
-
-// Log is an ordered, replayable log of samples a sender forwards: the WAL
-// for raw endpoints, a rollup log for endpoints with a storage policy.
-type Log interface {
-	// Open registers a consumer reading from from.
-	Open(name string, from wal.Position, onDrop wal.DropFunc) (Source, error)
-	Oldest() wal.Position
-	Head() wal.Position
-	HighestTimestamp() int64
-	BytesBehind(p wal.Position) int64
-	// MetadataSource gives the current metadata of the metric families
-	// whose samples are sent.
-	wal.MetadataSource
-}
-
-// Source is one consumer's reader of a Log.
-type Source interface {
-	Next(ctx context.Context) (*wal.Entry, error)
-	// Position is just past the last entry returned.
-	Position() wal.Position
-	// Commit tells the log the consumer durably stored p.
-	Commit(p wal.Position)
-	BytesBehind() int64
-	Close() error
-}
-
-// WALLog adapts the WAL to Log.
-type WALLog struct{ *wal.WAL }
-
-// Open implements Log.
-func (l WALLog) Open(name string, from wal.Position, onDrop wal.DropFunc) (Source, error) {
-	return l.NewReader(name, from, onDrop)
-}
 
 // Options are a sender's dependencies.
 type Options struct {
@@ -58,13 +24,10 @@ type Options struct {
 	Checkpoints Checkpoints
 	// UserAgent is sent with every request, e.g. "ferry/1.2.3".
 	UserAgent string
-	// CheckpointKey names the endpoint's stored position; default the
-	// endpoint's name. Positions of different logs need different keys.
-	CheckpointKey string
 	// Drop, if set, keeps series from this endpoint (mapping rules with
 	// drop: true); such samples count as dropped with reason "rule".
 	Drop func(labels.Labels) bool
-	// CheckpointInterval is how often the acknowledged position is
+	// CheckpointInterval is how often the acknowledged cursor is
 	// persisted; default 1s.
 	CheckpointInterval time.Duration
 	// ReshardInterval is how often the shard count is reconsidered;
@@ -73,11 +36,12 @@ type Options struct {
 	Now             func() time.Time
 }
 
-// Sender forwards the WAL to one endpoint.
+// Sender forwards a Log to one endpoint.
 type Sender struct {
 	cfg    Config
 	url    string
 	log    Log
+	seg    segmented // the WAL's, nil for other logs
 	o      Options
 	logger *zap.Logger
 	client *http.Client
@@ -92,7 +56,7 @@ type Sender struct {
 	metaSent, samplesPartial, exPartial, fallbacks   prometheusCounter
 	inFlight, shardsGauge                            prometheusGauge
 
-	// version is the protoVersion requests are encoded in: the configured
+	// version is the protocol requests are encoded in: the configured
 	// one, until a 2.0 endpoint turns out to accept only 1.0.
 	version atomic.Int32
 	// meta supplies metadata to the encoders; nil when metadata is not sent.
@@ -132,12 +96,12 @@ type prometheusGauge interface {
 	Add(float64)
 }
 
-// New opens the endpoint's WAL reader at its checkpoint (or per start_from
-// for a new endpoint). Run starts it.
+// New opens the endpoint's reader of log at its checkpoint (or, for a new
+// endpoint, at the oldest entry or the head, per cfg.StartAtHead). Run
+// starts it.
 func New(cfg Config, log Log, o Options) (*Sender, error) {
-	cfg.ApplyDefaults()
-	if errs := cfg.Validate(); len(errs) > 0 {
-		return nil, fmt.Errorf("endpoint %q: %w", cfg.Name, errors.Join(errs...))
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("endpoint %q: %w", cfg.Name, err)
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -157,33 +121,23 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 	if o.UserAgent == "" {
 		o.UserAgent = "ferry"
 	}
-	u, err := cfg.endpointURL()
-	if err != nil {
-		return nil, err
-	}
-	client, err := config.NewClientFromConfig(cfg.HTTPClientConfig, "remote_write_"+cfg.Name, config.WithUserAgent(o.UserAgent))
-	if err != nil {
-		return nil, fmt.Errorf("endpoint %q: build HTTP client: %w", cfg.Name, err)
-	}
-	if o.CheckpointKey == "" {
-		o.CheckpointKey = cfg.Name
-	}
-	start, ok, err := o.Checkpoints.Load(o.CheckpointKey)
+	start, ok, err := o.Checkpoints.Load(cfg.CheckpointKey)
 	if err != nil {
 		return nil, err
 	}
 	logger := o.Logger.With(zap.String("endpoint", cfg.Name))
 	if !ok {
+		from := "oldest"
 		start = log.Oldest()
-		if cfg.StartFrom == StartNow {
-			start = log.Head()
+		if cfg.StartAtHead {
+			from, start = "now", log.Head()
 		}
-		logger.Info("New endpoint: no checkpoint yet", zap.String("start_from", cfg.StartFrom), zap.Stringer("position", start))
+		logger.Info("New endpoint: no checkpoint yet", zap.String("start_from", from), zap.String("position", log.Describe(start)))
 	}
 	m := o.Metrics
 	name := cfg.Name
 	s := &Sender{
-		cfg: cfg, url: u.String(), log: log, o: o, logger: logger, client: client,
+		cfg: cfg, url: cfg.URL.String(), log: log, o: o, logger: logger, client: cfg.Client,
 		sent: m.sent.WithLabelValues(name), retried: m.retried.WithLabelValues(name),
 		failed: m.failed.WithLabelValues(name), sentBytes: m.sentBytes.WithLabelValues(name),
 		droppedCap:     m.dropped.WithLabelValues(name, "disk_cap"),
@@ -207,16 +161,13 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 		readerDone: make(chan struct{}), loopDone: make(chan struct{}),
 		lb: labels.NewBuilder(labels.EmptyLabels()),
 	}
+	s.seg, _ = log.(segmented)
 	s.highestAcked.Store(math.MinInt64)
-	s.wantShards.Store(int32(cfg.QueueConfig.MinShards))
-	if *cfg.MetadataConfig.Send {
+	s.wantShards.Store(int32(cfg.Queue.MinShards))
+	if cfg.SendMetadata {
 		s.meta = log
 	}
-	v := rw1
-	if cfg.ProtobufMessage == MessageV2 {
-		v = rw2
-	}
-	s.setVersion(v)
+	s.setVersion(cfg.Protocol)
 	if len(cfg.WriteRelabelConfigs) > 0 || o.Drop != nil {
 		s.relabelMemo = map[uint64]relabelResult{}
 	}
@@ -225,7 +176,7 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 		return nil, fmt.Errorf("endpoint %q: open WAL reader: %w", name, err)
 	}
 	s.reader = r
-	s.track = newTracker(r.Position())
+	s.track = newTracker(r.Cursor())
 	s.readCtx, s.stopRead = context.WithCancel(context.Background())
 	s.sendCtx, s.stopSend = context.WithCancel(context.Background())
 	return s, nil
@@ -233,9 +184,6 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 
 // Name returns the endpoint's name.
 func (s *Sender) Name() string { return s.cfg.Name }
-
-// Config returns the endpoint's config, with defaults applied.
-func (s *Sender) Config() Config { return s.cfg }
 
 // Run starts reading and sending in the background.
 func (s *Sender) Run() {
@@ -247,7 +195,7 @@ func (s *Sender) Run() {
 // read yet, and those it had read but not delivered, which are written off
 // (the shards discard them) so that each is counted once, here, whether or
 // not the process lives to retry them.
-func (s *Sender) onDrop(n int, from, to wal.Position) {
+func (s *Sender) onDrop(n int, from, to Cursor) {
 	queued, exemplars := s.track.writeOff(to)
 	if exemplars > 0 {
 		s.exCap.Add(float64(exemplars))
@@ -258,7 +206,7 @@ func (s *Sender) onDrop(n int, from, to wal.Position) {
 	s.droppedCap.Add(float64(n + queued))
 	s.logger.Error("WAL disk cap dropped samples this endpoint had not sent",
 		zap.Int("samples", n+queued), zap.Int("unread", n), zap.Int("read_not_delivered", queued),
-		zap.Int("exemplars_read_not_delivered", exemplars), zap.Stringer("from", from), zap.Stringer("to", to))
+		zap.Int("exemplars_read_not_delivered", exemplars), zap.String("from", s.log.Describe(from)), zap.String("to", s.log.Describe(to)))
 }
 
 // readLoop reads the WAL and hands samples to the shards.
@@ -274,7 +222,7 @@ func (s *Sender) readLoop() {
 		}
 		e, err := s.reader.Next(s.readCtx)
 		if err != nil {
-			if s.readCtx.Err() != nil || errors.Is(err, wal.ErrClosed) {
+			if s.readCtx.Err() != nil || errors.Is(err, ErrSourceClosed) {
 				return
 			}
 			s.logger.Error("Reading the WAL failed; retrying", zap.Error(err))
@@ -293,7 +241,8 @@ func (s *Sender) readLoop() {
 
 // dispatch routes one record's samples, histograms or exemplars to the
 // shards; false if stopping.
-func (s *Sender) dispatch(e *wal.Entry) bool {
+func (s *Sender) dispatch(entry Entry) bool {
+	e := entry.Data
 	n := len(s.shards)
 	if cap(s.route) < n {
 		s.route = make([][]item, n)
@@ -325,7 +274,7 @@ func (s *Sender) dispatch(e *wal.Entry) bool {
 		if ls.IsEmpty() {
 			continue
 		}
-		if !*s.cfg.SendNativeHistograms {
+		if !s.cfg.SendHistograms {
 			configDropped++
 			continue
 		}
@@ -341,7 +290,7 @@ func (s *Sender) dispatch(e *wal.Entry) bool {
 		if ls.IsEmpty() {
 			continue
 		}
-		if !*s.cfg.SendExemplars {
+		if !s.cfg.SendExemplars {
 			configDropped++
 			continue
 		}
@@ -366,10 +315,10 @@ func (s *Sender) dispatch(e *wal.Entry) bool {
 			c.c.Add(float64(c.n))
 		}
 	}
-	if n := s.track.add(e.End, count, exemplars); n > 0 {
+	if n := s.track.add(entry.End, count, exemplars); n > 0 {
 		capC.Add(float64(n))
 		s.logger.Error("WAL disk cap dropped samples this endpoint had read but not sent",
-			zap.Int("items", n), zap.Bool("exemplars", exemplars), zap.Stringer("record_end", e.End))
+			zap.Int("items", n), zap.Bool("exemplars", exemplars), zap.String("record_end", s.log.Describe(entry.End)))
 	}
 	for k, items := range s.route {
 		if len(items) > 0 && !s.shards[k].enqueue(s.readCtx, items) {
@@ -421,15 +370,15 @@ func (s *Sender) relabel(ref uint64, ls labels.Labels) (labels.Labels, bool) {
 }
 
 // currentVersion returns the protocol requests are encoded in.
-func (s *Sender) currentVersion() protoVersion { return protoVersion(s.version.Load()) }
+func (s *Sender) currentVersion() Protocol { return Protocol(s.version.Load()) }
 
-func (s *Sender) setVersion(v protoVersion) {
+func (s *Sender) setVersion(v Protocol) {
 	s.version.Store(int32(v))
 	g := s.o.Metrics.protocol
 	g.WithLabelValues(s.cfg.Name, v.String()).Set(1)
-	other := rw2
-	if v == rw2 {
-		other = rw1
+	other := RemoteWrite2
+	if v == RemoteWrite2 {
+		other = RemoteWrite1
 	}
 	g.WithLabelValues(s.cfg.Name, other.String()).Set(0)
 }
@@ -438,10 +387,10 @@ func (s *Sender) setVersion(v protoVersion) {
 // of the sender: it answered status (415, or a 2xx without the Written
 // headers that 2.0 requires) to a 2.0 request.
 func (s *Sender) fallBack(status int) {
-	if !s.version.CompareAndSwap(int32(rw2), int32(rw1)) {
+	if !s.version.CompareAndSwap(int32(RemoteWrite2), int32(RemoteWrite1)) {
 		return // another shard switched first
 	}
-	s.setVersion(rw1)
+	s.setVersion(RemoteWrite1)
 	s.fallbacks.Add(1)
 	reason := "it answered 415 Unsupported Media Type"
 	if status/100 == 2 {
@@ -455,7 +404,7 @@ func shardOf(ref uint64, n int) int {
 	return int((ref * 0x9E3779B97F4A7C15 >> 32) % uint64(n))
 }
 
-// checkpointLoop persists the acknowledged position and updates the lag
+// checkpointLoop persists the acknowledged cursor and updates the lag
 // metrics.
 func (s *Sender) checkpointLoop() {
 	defer close(s.loopDone)
@@ -475,27 +424,34 @@ func (s *Sender) checkpointLoop() {
 	}
 }
 
-// saveCheckpoint persists the acknowledged position if it moved.
+// saveCheckpoint persists the acknowledged cursor if it moved.
 func (s *Sender) saveCheckpoint() {
-	p, changed := s.track.position()
+	c, changed := s.track.position()
 	m, name := s.o.Metrics, s.cfg.Name
 	if changed {
-		if err := s.o.Checkpoints.Save(s.o.CheckpointKey, p); err != nil {
+		if err := s.o.Checkpoints.Save(s.cfg.CheckpointKey, c); err != nil {
 			m.cpSaveErrors.WithLabelValues(name).Inc()
 			s.logger.Error("Persisting the checkpoint failed; it will be retried", zap.Error(err))
 			s.track.mu.Lock()
 			s.track.changed = true
 			s.track.mu.Unlock()
 		} else {
-			s.reader.Commit(p)
-			m.cpSegment.WithLabelValues(name).Set(float64(p.Segment))
-			m.cpOffset.WithLabelValues(name).Set(float64(p.Offset))
+			s.reader.Commit(c)
+			if s.seg != nil {
+				p := s.seg.position(c)
+				m.cpSegment.WithLabelValues(name).Set(float64(p.Segment))
+				m.cpOffset.WithLabelValues(name).Set(float64(p.Offset))
+			}
 		}
 	}
-	m.lagBytes.WithLabelValues(name).Set(float64(s.log.BytesBehind(p)))
+	lagVec := m.lagBytes
+	if s.log.LagUnit() == LagEntries {
+		lagVec = m.lagEntries
+	}
+	lagVec.WithLabelValues(name).Set(float64(s.log.Lag(c)))
 	lag := 0.0
 	hi, acked := s.log.HighestTimestamp(), s.highestAcked.Load()
-	caughtUp := s.track.pending() == 0 && s.reader.BytesBehind() == 0
+	caughtUp := s.track.pending() == 0 && s.log.Lag(s.reader.Cursor()) == 0
 	if !caughtUp && hi != math.MinInt64 && acked != math.MinInt64 {
 		lag = max(0, float64(hi-acked)/1000)
 	}
@@ -503,7 +459,7 @@ func (s *Sender) saveCheckpoint() {
 }
 
 // Stop stops reading, lets the shards send what they hold until ctx ends,
-// abandons what is still in flight, and persists the acknowledged position.
+// abandons what is still in flight, and persists the acknowledged cursor.
 // Unsent samples stay in the WAL for the next start.
 func (s *Sender) Stop(ctx context.Context) error {
 	var err error
@@ -523,13 +479,13 @@ func (s *Sender) Stop(ctx context.Context) error {
 		}
 		s.stopSend()
 		<-s.loopDone
-		p, _ := s.track.position()
-		if err = s.o.Checkpoints.Save(s.o.CheckpointKey, p); err == nil {
-			s.reader.Commit(p)
+		c, _ := s.track.position()
+		if err = s.o.Checkpoints.Save(s.cfg.CheckpointKey, c); err == nil {
+			s.reader.Commit(c)
 		}
 		s.client.CloseIdleConnections()
 		err = errors.Join(err, s.reader.Close())
-		s.logger.Info("Endpoint stopped", zap.Stringer("checkpoint", p))
+		s.logger.Info("Endpoint stopped", zap.String("checkpoint", s.log.Describe(c)))
 	})
 	return err
 }
@@ -541,11 +497,11 @@ func (s *Sender) Remove() error {
 	cancel()
 	err := s.Stop(ctx)
 	s.o.Metrics.forget(s.cfg.Name)
-	return errors.Join(err, s.o.Checkpoints.Delete(s.o.CheckpointKey))
+	return errors.Join(err, s.o.Checkpoints.Delete(s.cfg.CheckpointKey))
 }
 
-// Checkpoint returns the position up to which everything was acknowledged.
-func (s *Sender) Checkpoint() wal.Position {
+// Checkpoint returns the cursor up to which everything was acknowledged.
+func (s *Sender) Checkpoint() Cursor {
 	s.track.mu.Lock()
 	defer s.track.mu.Unlock()
 	return s.track.done

@@ -331,11 +331,19 @@ func (quietPebble) Fatalf(format string, args ...any) {
 func (e *env) sender(name, u string, mod func(*Config)) *Sender {
 	e.t.Helper()
 	pu, _ := url.Parse(u)
-	cfg := Config{Name: name, URL: &config.URL{URL: pu}}
-	cfg.QueueConfig.MaxSamplesPerSend = 100
-	cfg.QueueConfig.BatchSendDeadline = model.Duration(5 * time.Millisecond)
-	cfg.QueueConfig.MinBackoff = model.Duration(time.Millisecond)
-	cfg.QueueConfig.MaxBackoff = model.Duration(20 * time.Millisecond)
+	client, err := config.NewClientFromConfig(config.HTTPClientConfig{}, "remote_write_"+name, config.WithUserAgent("ferry"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cfg := Config{
+		Name: name, CheckpointKey: name, URL: pu, Client: client, Timeout: 30 * time.Second, Protocol: RemoteWrite1,
+		SendExemplars: true, SendHistograms: true, SendMetadata: true, MaxMetadataPerSend: 2000,
+		Queue: Queue{
+			Capacity: 10000, MinShards: 1, MaxShards: 50, MaxSamplesPerSend: 100,
+			BatchSendDeadline: 5 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+			RetryOnRateLimit: true,
+		},
+	}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -349,6 +357,9 @@ func (e *env) sender(name, u string, mod func(*Config)) *Sender {
 	s.Run()
 	return s
 }
+
+// head is the WAL's head as a cursor.
+func (e *env) head() Cursor { return walCursor(e.w.Head()) }
 
 func (e *env) append(series int, from, to int64) {
 	e.t.Helper()
@@ -402,8 +413,8 @@ func TestDeliversEverythingInOrderWithHeaders(t *testing.T) {
 	}
 	// The checkpoint is persisted at the end of the WAL.
 	p, ok, err := PebbleCheckpoints{DB: e.db}.Load("a")
-	if err != nil || !ok || p != e.w.Head() {
-		t.Fatalf("checkpoint %v %v %v, want %v", p, ok, err, e.w.Head())
+	if err != nil || !ok || p != e.head() {
+		t.Fatalf("checkpoint %v %v %v, want %v", p, ok, err, e.head())
 	}
 }
 
@@ -466,8 +477,8 @@ func TestRefused400IsDroppedCountedAndStreamGoesOn(t *testing.T) {
 		t.Errorf("series 7 got %v, want [1 3 4]", ts)
 	}
 	r.mu.Unlock()
-	if p, _, _ := (PebbleCheckpoints{DB: e.db}).Load("a"); p != e.w.Head() {
-		t.Fatalf("checkpoint %v did not move past the refused sample to %v", p, e.w.Head())
+	if p, _, _ := (PebbleCheckpoints{DB: e.db}).Load("a"); p != e.head() {
+		t.Fatalf("checkpoint %v did not move past the refused sample to %v", p, e.head())
 	}
 }
 
@@ -550,7 +561,7 @@ func TestStartFromNowSkipsHistory(t *testing.T) {
 	defer e.close()
 	e.append(5, 1, 3)
 	r := newReceiver(t, func(int) int { return 0 })
-	s := e.sender("a", r.srv.URL, func(c *Config) { c.StartFrom = StartNow })
+	s := e.sender("a", r.srv.URL, func(c *Config) { c.StartAtHead = true })
 	e.append(5, 4, 4)
 	r.waitTotal(5)
 	stop(t, s)

@@ -44,7 +44,7 @@ func (s *Sender) startShards(n int) {
 	for i := range s.shards {
 		sh := &shard{s: s, datac: make(chan struct{}, 1), roomc: make(chan struct{}, 1), done: make(chan struct{})}
 		sh.enc.meta = s.meta
-		sh.enc.maxMetadata = s.cfg.MetadataConfig.MaxSamplesPerSend
+		sh.enc.maxMetadata = s.cfg.MaxMetadataPerSend
 		s.shards[i] = sh
 		go sh.run()
 	}
@@ -86,7 +86,7 @@ func (s *Sender) reshard(n int) bool {
 // more when they spent most of the interval sending and the endpoint is
 // healthy, fewer when they were mostly idle.
 func (s *Sender) considerResharding() {
-	q := s.cfg.QueueConfig
+	q := s.cfg.Queue
 	cur := int(s.wantShards.Load())
 	var busy time.Duration
 	failing := false
@@ -101,7 +101,7 @@ func (s *Sender) considerResharding() {
 	util := busy.Seconds() / (s.o.ReshardInterval.Seconds() * float64(len(shards)))
 	want := cur
 	switch {
-	case util > 0.7 && s.reader.BytesBehind() > 0:
+	case util > 0.7 && s.log.Lag(s.reader.Cursor()) > 0:
 		want = min(q.MaxShards, cur*2)
 	case util < 0.2:
 		want = max(q.MinShards, cur/2)
@@ -131,7 +131,7 @@ func notify(c chan struct{}) {
 
 // enqueue adds items, waiting for room; false if ctx ended first.
 func (sh *shard) enqueue(ctx context.Context, items []item) bool {
-	capacity := sh.s.cfg.QueueConfig.Capacity
+	capacity := sh.s.cfg.Queue.Capacity
 	for len(items) > 0 {
 		sh.mu.Lock()
 		room := capacity - len(sh.queue)
@@ -280,8 +280,8 @@ func (sh *shard) queued() int {
 
 func (sh *shard) run() {
 	defer close(sh.done)
-	q := sh.s.cfg.QueueConfig
-	deadline := time.Duration(q.BatchSendDeadline)
+	q := sh.s.cfg.Queue
+	deadline := q.BatchSendDeadline
 	timer := time.NewTimer(deadline)
 	defer timer.Stop()
 	for {
@@ -360,9 +360,9 @@ func splitPoint(batch []item) int {
 // same batch is sent again as 1.0. It returns false once sendCtx ends.
 func (sh *shard) deliver(batch []item) bool {
 	s := sh.s
-	q := s.cfg.QueueConfig
+	q := s.cfg.Queue
 	enc := sh.enc.encode(batch, s.currentVersion())
-	backoff := time.Duration(q.MinBackoff)
+	backoff := q.MinBackoff
 	for {
 		// Items the disk cap wrote off (and counted) are not sent.
 		if rest, k := s.track.dropRetired(batch); k > 0 {
@@ -391,11 +391,11 @@ func (sh *shard) deliver(batch []item) bool {
 			s.o.Metrics.duration.WithLabelValues(s.cfg.Name, outcome).Observe(elapsed.Seconds())
 		}
 		switch {
-		case err == nil && enc.version == rw2 &&
+		case err == nil && enc.version == RemoteWrite2 &&
 			(status == http.StatusUnsupportedMediaType || (status/100 == 2 && !resp.written.confirmed)):
 			observe("fallback")
 			s.fallBack(status)
-			enc = sh.enc.encode(batch, rw1)
+			enc = sh.enc.encode(batch, RemoteWrite1)
 		case err == nil && status/100 == 2:
 			observe("success")
 			sh.fails.Store(0)
@@ -403,13 +403,13 @@ func (sh *shard) deliver(batch []item) bool {
 			s.exSent.Add(float64(enc.exemplars))
 			s.metaSent.Add(float64(enc.metadata))
 			s.sentBytes.Add(float64(len(enc.body)))
-			if enc.version == rw2 {
+			if enc.version == RemoteWrite2 {
 				s.checkWritten(enc, resp.written)
 			}
 			sh.settle(enc)
 			sh.acknowledge(batch)
 			return true
-		case err != nil || status/100 == 5 || (status == http.StatusTooManyRequests && *q.RetryOnRateLimit):
+		case err != nil || status/100 == 5 || (status == http.StatusTooManyRequests && q.RetryOnRateLimit):
 			observe("retry")
 			s.o.Metrics.lastSendError.WithLabelValues(s.cfg.Name).Set(float64(s.o.Now().Unix()))
 			s.retried.Add(float64(enc.samples + enc.histograms))
@@ -430,7 +430,7 @@ func (sh *shard) deliver(batch []item) bool {
 			case <-s.sendCtx.Done():
 				return false
 			}
-			backoff = min(2*backoff, time.Duration(q.MaxBackoff))
+			backoff = min(2*backoff, q.MaxBackoff)
 		default:
 			observe("refused")
 			s.o.Metrics.lastSendError.WithLabelValues(s.cfg.Name).Set(float64(s.o.Now().Unix()))
@@ -560,7 +560,7 @@ type response struct {
 
 // post sends one request.
 func (s *Sender) post(ctx context.Context, enc encoded) (response, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.RemoteTimeout))
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(enc.body))
 	if err != nil {
@@ -570,7 +570,7 @@ func (s *Sender) post(ctx context.Context, enc encoded) (response, error) {
 		req.Header.Set(k, v)
 	}
 	req.Header.Set("Content-Encoding", "snappy")
-	if enc.version == rw2 {
+	if enc.version == RemoteWrite2 {
 		req.Header.Set("Content-Type", "application/x-protobuf;proto="+MessageV2)
 		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
 	} else {
@@ -587,7 +587,7 @@ func (s *Sender) post(ctx context.Context, enc encoded) (response, error) {
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		r.msg = string(bytes.TrimSpace(msg))
-	} else if enc.version == rw2 {
+	} else if enc.version == RemoteWrite2 {
 		r.written = parseWritten(resp.Header)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))

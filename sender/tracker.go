@@ -1,34 +1,30 @@
 package sender
 
-import (
-	"sync"
+import "sync"
 
-	"github.com/ferrymetrics/ferry/wal"
-)
-
-// tracker finds the checkpoint: the end of the longest prefix of WAL records
-// whose every sample was acknowledged (or deliberately dropped). Records are
-// added in WAL order by the reading goroutine and acknowledged in any order
-// by the shards.
+// tracker finds the checkpoint: the end of the longest prefix of the log's
+// entries ("records") whose every sample was acknowledged (or deliberately
+// dropped). Records are added in log order by the reading goroutine and
+// acknowledged in any order by the shards.
 type tracker struct {
 	mu      sync.Mutex
 	base    uint64 // sequence number of recs[head]
 	recs    []trackedRecord
 	head    int
-	done    wal.Position
+	done    Cursor
 	changed bool
 	// writeOffTo is where the disk cap last moved the reader: records
 	// ending before it are written off.
-	writeOffTo wal.Position
+	writeOffTo Cursor
 }
 
 type trackedRecord struct {
-	end       wal.Position
+	end       Cursor
 	remaining int
 	exemplars bool // an exemplars record: its items are exemplars
 }
 
-func newTracker(start wal.Position) *tracker { return &tracker{done: start} }
+func newTracker(start Cursor) *tracker { return &tracker{done: start} }
 
 // next returns the sequence number the next add will assign.
 func (t *tracker) next() uint64 {
@@ -41,7 +37,7 @@ func (t *tracker) next() uint64 {
 // if exemplars is set, else samples). A record the disk cap dropped while
 // it was being dispatched is written off at once: add returns how many
 // items that wrote off.
-func (t *tracker) add(end wal.Position, n int, exemplars bool) (writtenOff int) {
+func (t *tracker) add(end Cursor, n int, exemplars bool) (writtenOff int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.head > 0 && t.head >= len(t.recs)/2 {
@@ -81,11 +77,11 @@ func (t *tracker) ackItems(batch []item) {
 	t.advance()
 }
 
-// writeOff retires every record that ends before to, the position the disk
+// writeOff retires every record that ends before to, the cursor the disk
 // cap moved the reader to once it deleted the segments before it, and
 // returns the number of their samples and exemplars not yet acknowledged:
 // read, but now never to be delivered.
-func (t *tracker) writeOff(to wal.Position) (samples, exemplars int) {
+func (t *tracker) writeOff(to Cursor) (samples, exemplars int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.writeOffTo.Less(to) {
@@ -131,7 +127,7 @@ func (t *tracker) advance() {
 }
 
 // position returns the checkpoint and whether it moved since the last call.
-func (t *tracker) position() (wal.Position, bool) {
+func (t *tracker) position() (Cursor, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c := t.changed

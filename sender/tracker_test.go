@@ -7,9 +7,9 @@ import (
 )
 
 func TestTrackerAdvancesOnlyPastFullyAcknowledgedRecords(t *testing.T) {
-	start := wal.Position{Segment: 3, Offset: 10}
+	start := walCursor(wal.Position{Segment: 3, Offset: 10})
 	tr := newTracker(start)
-	pos := func(o int64) wal.Position { return wal.Position{Segment: 3, Offset: o} }
+	pos := func(o int64) Cursor { return walCursor(wal.Position{Segment: 3, Offset: o}) }
 	s0 := tr.next()
 	tr.add(pos(100), 2, false)
 	s1 := tr.next()
@@ -54,8 +54,8 @@ func TestTrackerAdvancesOnlyPastFullyAcknowledgedRecords(t *testing.T) {
 // it deleted: each sample is counted once, acknowledgements that come later
 // are ignored, and the shards see which items to discard.
 func TestTrackerWriteOff(t *testing.T) {
-	tr := newTracker(wal.Position{Segment: 1})
-	at := func(seg int, o int64) wal.Position { return wal.Position{Segment: seg, Offset: o} }
+	tr := newTracker(walCursor(wal.Position{Segment: 1}))
+	at := func(seg int, o int64) Cursor { return walCursor(wal.Position{Segment: seg, Offset: o}) }
 	s0 := tr.next()
 	tr.add(at(1, 100), 3, false)
 	s1 := tr.next()

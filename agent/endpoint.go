@@ -1,0 +1,268 @@
+package agent
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ferrymetrics/ferry/downsample"
+	"github.com/ferrymetrics/ferry/sender"
+	"github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
+)
+
+// RemoteWriteConfig is one endpoint: a Prometheus remote_write entry plus
+// Ferry's own fields. Its YAML form is what prometheus.yml accepts, so an
+// entry can be pasted from there.
+type RemoteWriteConfig struct {
+	// Name keys the endpoint's checkpoint; it must be unique and stable.
+	Name          string            `yaml:"name"`
+	URL           *config.URL       `yaml:"url"`
+	RemoteTimeout model.Duration    `yaml:"remote_timeout,omitempty"`
+	Headers       map[string]string `yaml:"headers,omitempty"`
+
+	WriteRelabelConfigs []*relabel.Config `yaml:"write_relabel_configs,omitempty"`
+	QueueConfig         QueueConfig       `yaml:"queue_config,omitempty"`
+	// StartFrom is where a new endpoint (one without a checkpoint) starts
+	// reading: "oldest" retained sample or "now".
+	StartFrom string `yaml:"start_from,omitempty"`
+	// StoragePolicy, if set, makes the endpoint receive rollups of this
+	// resolution instead of raw samples.
+	StoragePolicy *downsample.StoragePolicy `yaml:"storage_policy,omitempty"`
+
+	// ProtobufMessage picks the protocol: sender.MessageV1 (Remote-Write
+	// 1.0, the default) or sender.MessageV2 (Remote-Write 2.0, which falls
+	// back to 1.0 for good when the endpoint answers 415).
+	ProtobufMessage string `yaml:"protobuf_message,omitempty"`
+	// SendExemplars and SendNativeHistograms default to true: Ferry
+	// forwards everything it holds. When false, exemplars (histograms) are
+	// not sent and are counted as dropped with reason "config".
+	SendExemplars        *bool          `yaml:"send_exemplars,omitempty"`
+	SendNativeHistograms *bool          `yaml:"send_native_histograms,omitempty"`
+	MetadataConfig       MetadataConfig `yaml:"metadata_config,omitempty"`
+
+	HTTPClientConfig config.HTTPClientConfig `yaml:",inline"`
+}
+
+// QueueConfig tunes batching, sharding and retries, with Prometheus' names
+// and meanings. Samples, histograms and exemplars each count as one item.
+type QueueConfig struct {
+	// Capacity is the number of items each shard buffers.
+	Capacity  int `yaml:"capacity,omitempty"`
+	MinShards int `yaml:"min_shards,omitempty"`
+	MaxShards int `yaml:"max_shards,omitempty"`
+	// MaxSamplesPerSend is the number of items a request carries, plus
+	// the exemplars of its series queued right behind them (see the
+	// sender package's documentation).
+	MaxSamplesPerSend int            `yaml:"max_samples_per_send,omitempty"`
+	BatchSendDeadline model.Duration `yaml:"batch_send_deadline,omitempty"`
+	MinBackoff        model.Duration `yaml:"min_backoff,omitempty"`
+	MaxBackoff        model.Duration `yaml:"max_backoff,omitempty"`
+	// RetryOnRateLimit retries 429 answers; when false they drop the batch.
+	RetryOnRateLimit *bool `yaml:"retry_on_http_429,omitempty"`
+}
+
+// MetadataConfig is Prometheus' remote_write metadata_config. Ferry sends
+// the metadata of the metric families a request carries with the request
+// itself, not on a timer: Send is honoured, MaxSamplesPerSend caps the
+// metadata entries of a Remote-Write 1.0 request, and SendInterval is
+// accepted for compatibility and has no effect.
+type MetadataConfig struct {
+	// Send defaults to true.
+	Send              *bool          `yaml:"send,omitempty"`
+	SendInterval      model.Duration `yaml:"send_interval,omitempty"`
+	MaxSamplesPerSend int            `yaml:"max_samples_per_send,omitempty"`
+}
+
+// Start positions for a new endpoint.
+const (
+	StartOldest = "oldest"
+	StartNow    = "now"
+)
+
+// DefaultQueueConfig holds the defaults, which are Prometheus' except that
+// 429 is retried.
+var DefaultQueueConfig = QueueConfig{
+	Capacity:          10000,
+	MinShards:         1,
+	MaxShards:         50,
+	MaxSamplesPerSend: 2000,
+	BatchSendDeadline: model.Duration(5 * time.Second),
+	MinBackoff:        model.Duration(30 * time.Millisecond),
+	MaxBackoff:        model.Duration(5 * time.Second),
+}
+
+// applyDefaults fills unset fields; ParseConfig calls it once per entry.
+func (c *RemoteWriteConfig) applyDefaults() {
+	if c.RemoteTimeout == 0 {
+		c.RemoteTimeout = model.Duration(30 * time.Second)
+	}
+	if c.StartFrom == "" {
+		c.StartFrom = StartOldest
+	}
+	if c.ProtobufMessage == "" {
+		c.ProtobufMessage = sender.MessageV1
+	}
+	c.SendExemplars = orTrue(c.SendExemplars)
+	c.SendNativeHistograms = orTrue(c.SendNativeHistograms)
+	mc := &c.MetadataConfig
+	mc.Send = orTrue(mc.Send)
+	if mc.SendInterval == 0 {
+		mc.SendInterval = model.Duration(time.Minute)
+	}
+	if mc.MaxSamplesPerSend == 0 {
+		mc.MaxSamplesPerSend = 2000
+	}
+	q, d := &c.QueueConfig, DefaultQueueConfig
+	if q.Capacity == 0 {
+		q.Capacity = d.Capacity
+	}
+	if q.MinShards == 0 {
+		q.MinShards = d.MinShards
+	}
+	if q.MaxShards == 0 {
+		q.MaxShards = max(d.MaxShards, q.MinShards)
+	}
+	if q.MaxSamplesPerSend == 0 {
+		q.MaxSamplesPerSend = d.MaxSamplesPerSend
+	}
+	if q.BatchSendDeadline == 0 {
+		q.BatchSendDeadline = d.BatchSendDeadline
+	}
+	if q.MinBackoff == 0 {
+		q.MinBackoff = d.MinBackoff
+	}
+	if q.MaxBackoff == 0 {
+		q.MaxBackoff = d.MaxBackoff
+	}
+	q.RetryOnRateLimit = orTrue(q.RetryOnRateLimit)
+}
+
+// orTrue returns b, or a pointer to true if b is unset.
+func orTrue(b *bool) *bool {
+	if b != nil {
+		return b
+	}
+	t := true
+	return &t
+}
+
+// UnmarshalYAML starts from the HTTP client's defaults, as Prometheus does.
+func (c *RemoteWriteConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = RemoteWriteConfig{HTTPClientConfig: config.DefaultHTTPClientConfig}
+	type plain RemoteWriteConfig
+	return unmarshal((*plain)(c))
+}
+
+// validate reports every problem with c, whose defaults are applied, one
+// error each.
+func (c *RemoteWriteConfig) validate() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Name == "" {
+		add("name is required (it keys the endpoint's checkpoint)")
+	}
+	switch {
+	case c.URL == nil || c.URL.URL == nil:
+		add("url is required")
+	case c.URL.Scheme != "http" && c.URL.Scheme != "https":
+		add("url %q: scheme must be http or https", c.URL.String())
+	case c.URL.Host == "":
+		add("url %q: host is missing", c.URL.String())
+	}
+	if c.StartFrom != StartOldest && c.StartFrom != StartNow {
+		add("start_from %q: must be %q or %q", c.StartFrom, StartOldest, StartNow)
+	}
+	if c.ProtobufMessage != sender.MessageV1 && c.ProtobufMessage != sender.MessageV2 {
+		add("protobuf_message %q: must be %q (Remote-Write 1.0) or %q (Remote-Write 2.0)", c.ProtobufMessage, sender.MessageV1, sender.MessageV2)
+	}
+	if mc := c.MetadataConfig; mc.SendInterval < 0 || mc.MaxSamplesPerSend < 0 {
+		add("metadata_config: send_interval (%s) and max_samples_per_send (%d) must not be negative", mc.SendInterval, mc.MaxSamplesPerSend)
+	}
+	q := c.QueueConfig
+	if q.Capacity < 1 {
+		add("queue_config.capacity must be positive")
+	}
+	if q.MinShards < 1 {
+		add("queue_config.min_shards must be positive")
+	}
+	if q.MaxShards < q.MinShards {
+		add("queue_config.max_shards (%d) must be at least min_shards (%d)", q.MaxShards, q.MinShards)
+	}
+	if q.MaxSamplesPerSend < 1 {
+		add("queue_config.max_samples_per_send must be positive")
+	}
+	if q.MinBackoff <= 0 || q.MaxBackoff < q.MinBackoff {
+		add("queue_config: min_backoff (%s) must be positive and at most max_backoff (%s)", q.MinBackoff, q.MaxBackoff)
+	}
+	if c.RemoteTimeout <= 0 {
+		add("remote_timeout must be positive")
+	}
+	for i, rc := range c.WriteRelabelConfigs {
+		if rc == nil {
+			add("write_relabel_configs[%d] is empty", i)
+			continue
+		}
+		if err := rc.Validate(model.UTF8Validation); err != nil {
+			add("write_relabel_configs[%d]: %w", i, err)
+		}
+	}
+	if err := c.HTTPClientConfig.Validate(); err != nil {
+		add("%w", err)
+	}
+	for h := range c.Headers {
+		if h == "" {
+			add("headers: empty header name")
+		}
+	}
+	return errs
+}
+
+// checkpointKey names the endpoint's stored checkpoint: cursors of the WAL
+// and of a rollup log are not interchangeable, so a rollup endpoint's key
+// names its policy.
+func (c *RemoteWriteConfig) checkpointKey() string {
+	if c.StoragePolicy == nil {
+		return c.Name
+	}
+	return c.Name + "@rollup:" + c.StoragePolicy.String()
+}
+
+// senderConfig is what the endpoint's sender needs of c, a loaded (and so
+// defaulted and valid) entry.
+func (c *RemoteWriteConfig) senderConfig(userAgent string) (sender.Config, error) {
+	client, err := config.NewClientFromConfig(c.HTTPClientConfig, "remote_write_"+c.Name, config.WithUserAgent(userAgent))
+	if err != nil {
+		return sender.Config{}, fmt.Errorf("endpoint %q: build HTTP client: %w", c.Name, err)
+	}
+	q := c.QueueConfig
+	p := sender.RemoteWrite1
+	if c.ProtobufMessage == sender.MessageV2 {
+		p = sender.RemoteWrite2
+	}
+	return sender.Config{
+		Name:                c.Name,
+		CheckpointKey:       c.checkpointKey(),
+		URL:                 c.URL.URL,
+		Client:              client,
+		Headers:             c.Headers,
+		Timeout:             time.Duration(c.RemoteTimeout),
+		Protocol:            p,
+		StartAtHead:         c.StartFrom == StartNow,
+		WriteRelabelConfigs: c.WriteRelabelConfigs,
+		SendExemplars:       *c.SendExemplars,
+		SendHistograms:      *c.SendNativeHistograms,
+		SendMetadata:        *c.MetadataConfig.Send,
+		MaxMetadataPerSend:  c.MetadataConfig.MaxSamplesPerSend,
+		Queue: sender.Queue{
+			Capacity:          q.Capacity,
+			MinShards:         q.MinShards,
+			MaxShards:         q.MaxShards,
+			MaxSamplesPerSend: q.MaxSamplesPerSend,
+			BatchSendDeadline: time.Duration(q.BatchSendDeadline),
+			MinBackoff:        time.Duration(q.MinBackoff),
+			MaxBackoff:        time.Duration(q.MaxBackoff),
+			RetryOnRateLimit:  *q.RetryOnRateLimit,
+		},
+	}, nil
+}
