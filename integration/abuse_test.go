@@ -21,6 +21,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 )
 
 func encodeWR(series ...prompb.TimeSeries) []byte {
@@ -37,6 +38,18 @@ func oneSeries(ts int64, labels ...string) prompb.TimeSeries {
 		s.Labels = append(s.Labels, prompb.Label{Name: labels[i], Value: labels[i+1]})
 	}
 	return s
+}
+
+// v2BadSymbols is a Remote-Write 2.0 request whose symbols table does not
+// start with the empty string, as the 2.0 specification requires.
+func v2BadSymbols(ts int64) []byte {
+	req := writev2.Request{Symbols: []string{"__name__", "m"}, Timeseries: []writev2.TimeSeries{{
+		LabelsRefs: []uint32{0, 1}, Samples: []writev2.Sample{{Value: 1, Timestamp: ts}}}}}
+	raw, err := req.Marshal()
+	if err != nil {
+		panic(err)
+	}
+	return snappy.Encode(nil, raw)
 }
 
 type badRequest struct {
@@ -84,9 +97,10 @@ func zstdHeaderDeclaring(n uint64) []byte {
 	return append(b, 0, 0, 0, 0, 0, 0)
 }
 
-// Every kind of bad request gets its status (400, 413, 415, 405) and a
-// message; ferry counts them by code, stays up, and the samples it had
-// acknowledged before arrive intact in a real Prometheus.
+// Every kind of bad request, in either Remote-Write version, gets its
+// status (400, 413, 415, 405) and a message; ferry counts them by code,
+// stays up, and the samples it had acknowledged before arrive intact in a
+// real Prometheus.
 func TestReceiverRejectsBadInput(t *testing.T) {
 	requireIntegration(t)
 	a := startProm(t, "downstream-a", promReceiver, "")
@@ -111,7 +125,8 @@ func TestReceiverRejectsBadInput(t *testing.T) {
 		{name: "empty body", body: nil, want: 400},
 		{name: "text/plain content type", ctype: "text/plain", body: valid("__name__", "m", "job", "x"), want: 415, msg: "content type"},
 		{name: "json content type", ctype: "application/json", body: []byte(`{"timeseries":[]}`), encoding: "-", want: 415, msg: "content type"},
-		{name: "remote write 2.0 proto", ctype: "application/x-protobuf;proto=io.prometheus.write.v2.Request", body: valid("__name__", "m"), want: 415},
+		{name: "unknown proto message", ctype: "application/x-protobuf;proto=io.prometheus.write.v3.Request", body: valid("__name__", "m"), want: 415, msg: "content type"},
+		{name: "2.0 symbols without leading \"\"", ctype: contentTypeV2, body: v2BadSymbols(ts), want: 400, msg: "symbols"},
 		{name: "unparsable content type", ctype: "application/x-protobuf; ===", body: valid("__name__", "m"), want: 415},
 		{name: "gzip encoding", encoding: "gzip", body: valid("__name__", "m"), want: 415, msg: "encoding"},
 		{name: "deflate encoding", encoding: "deflate", body: valid("__name__", "m"), want: 415, msg: "encoding"},

@@ -186,7 +186,14 @@ type prom struct {
 // config, "$SELF" stands for its own address. It is stopped at cleanup.
 func startProm(t testing.TB, name string, mode promMode, config string) *prom {
 	t.Helper()
-	bin := lookBinary(t, "prometheus", "prometheus")
+	return startPromBin(t, lookBinary(t, "prometheus", "prometheus"), false, name, mode, config)
+}
+
+// startPromBin is startProm for any Prometheus binary: v3 selects the flags
+// of Prometheus 3 (--agent instead of --enable-feature=agent); extra flags
+// are appended.
+func startPromBin(t testing.TB, bin string, v3 bool, name string, mode promMode, config string, extra ...string) *prom {
+	t.Helper()
 	base := t.TempDir()
 	p := &prom{addr: freeAddr(t), dir: filepath.Join(base, "data"), cfgPath: filepath.Join(base, "prometheus.yml")}
 	p.proc = proc{t: t, name: "prometheus " + name, bin: bin, keep: 256 << 10}
@@ -207,13 +214,18 @@ func startProm(t testing.TB, name string, mode promMode, config string) *prom {
 	}
 	switch mode {
 	case promAgent:
-		p.args = append(p.args, "--enable-feature=agent", "--storage.agent.path="+p.dir)
+		if v3 {
+			p.args = append(p.args, "--agent", "--storage.agent.path="+p.dir)
+		} else {
+			p.args = append(p.args, "--enable-feature=agent", "--storage.agent.path="+p.dir)
+		}
 	case promReceiver:
 		p.args = append(p.args, "--web.enable-remote-write-receiver", "--storage.tsdb.path="+p.dir,
 			"--storage.tsdb.retention.time=1d")
 	default:
 		p.args = append(p.args, "--storage.tsdb.path="+p.dir, "--storage.tsdb.retention.time=1d")
 	}
+	p.args = append(p.args, extra...)
 	t.Cleanup(func() {
 		p.stop(30 * time.Second)
 		if t.Failed() {

@@ -54,8 +54,9 @@ const (
 // table whose first symbol is not the empty string, series without a
 // symbols table, a label, exemplar label or metadata ref outside the
 // symbols table, an odd number of label refs, and a series with both
-// samples and histograms or with neither. On error, r holds the series
-// decoded before the problem.
+// samples and histograms. A series with neither is accepted: Prometheus
+// sends every exemplar in a series of its own, without samples. On error,
+// r holds the series decoded before the problem.
 func DecodeV2(buf []byte, r *Request) error {
 	r.Reset()
 	if len(buf) > maxInput {
@@ -276,11 +277,8 @@ func decodeSeriesV2(r *Request, b []byte, i int) (err *decodeError) {
 		return corrupt(at, kindSpec, fmt.Sprintf("odd number of label refs (%d)", n)).in(v2LabelRefsName, -1)
 	}
 	nSamples, nHist := len(samples)-int(s.SamplesStart), len(r.Batch.Histograms)-int(s.HistogramsStart)
-	switch {
-	case nSamples > 0 && nHist > 0:
+	if nSamples > 0 && nHist > 0 {
 		return corrupt(at, kindSpec, fmt.Sprintf("%d samples and %d histograms in one series: a series carries samples or histograms, not both", nSamples, nHist))
-	case nSamples == 0 && nHist == 0:
-		return corrupt(at, kindSpec, "no samples or histograms: a series carries at least one")
 	}
 	s.LabelsEnd = int32(len(labels))
 	s.SamplesEnd = int32(len(samples))

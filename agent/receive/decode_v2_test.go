@@ -90,8 +90,6 @@ func TestDecodeV2Errors(t *testing.T) {
 			"decode timeseries 0: series without a symbols table at offset 0"},
 		{"samples and histograms in one series", v2Req(v2Syms, cat(labels, sample, hist)), kindSpec,
 			"decode timeseries 0: 1 samples and 1 histograms in one series: a series carries samples or histograms, not both"},
-		{"no samples or histograms", v2Req(v2Syms, v2Up(), labels), kindSpec,
-			"decode timeseries 1: no samples or histograms"},
 		{"exemplar ref out of range", v2Req(v2Syms, v2Up(pbBytes(nil, 4, v2Packed(1, 5, 77)))), kindSpec,
 			"decode timeseries 0: exemplar 0: labels_refs: label ref 77 outside"},
 		{"exemplar odd refs", v2Req(v2Syms, v2Up(pbBytes(nil, 4, nil), pbBytes(nil, 4, v2Packed(1, 5)))), kindSpec,
@@ -233,6 +231,12 @@ func TestDecodeV2Accepts(t *testing.T) {
 		{name: "empty request", in: nil},
 		{name: "only the empty symbol", in: v2Symbols("")},
 		{name: "plain", in: v2Req(v2Syms, v2Up()), want: []v2Series{{labels: up, samples: one}}},
+		{
+			// Prometheus 3 sends each exemplar in a series of its own.
+			name: "exemplar without samples",
+			in:   v2Req(v2Syms, v2Up(), cat(v2Packed(1, 1, 2, 3, 4), pbBytes(nil, 4, v2Packed(1, 5, 6)))),
+			want: []v2Series{{labels: up, samples: one}, {labels: up, exemplars: []v2Exemplar{{labels: []string{"trace_id", "abc"}}}}},
+		},
 		{
 			name: "start timestamps and several samples",
 			in:   v2Req(v2Syms, cat(v2Packed(1, 1, 2), pbBytes(nil, 2, v2Sample(1, 10, 5)), pbBytes(nil, 2, v2Sample(2, 20, 5)), pbBytes(nil, 2, v2Sample(-1, -30, -1)))),
@@ -493,8 +497,6 @@ func v2Violation(pb *writev2.Request) string {
 			return fmt.Sprintf("series %d: label refs", i)
 		case len(s.Samples) > 0 && len(s.Histograms) > 0:
 			return fmt.Sprintf("series %d: samples and histograms", i)
-		case len(s.Samples) == 0 && len(s.Histograms) == 0:
-			return fmt.Sprintf("series %d: no samples or histograms", i)
 		case int(s.Metadata.HelpRef) >= len(syms) || int(s.Metadata.UnitRef) >= len(syms):
 			return fmt.Sprintf("series %d: metadata refs", i)
 		}

@@ -88,7 +88,11 @@
 // non-empty symbols table must start with the empty string; series need a
 // symbols table; every label, exemplar label, help and unit ref must point
 // into it; label refs come in pairs; and a series carries samples or
-// histograms, at least one and not both. The symbols table may come
+// histograms, not both. A series with neither is accepted, although the
+// specification asks for one: Prometheus 3 sends each exemplar in a
+// series of its own, without samples, and a forwarder must not refuse what
+// its upstream sends (its exemplars and metadata are kept). The symbols
+// table may come
 // anywhere in the message, even after the series or split around them.
 // Duplicate symbols are accepted. Proto3 cannot tell an exemplar's value or
 // timestamp of 0 from an absent one; both are accepted.
