@@ -271,13 +271,7 @@ func (w *WAL) appendLocked(b *model.Batch, buf *appendBuf) (uint64, error) {
 	var enc encoder
 	buf.recs = buf.recs[:0]
 	buf.enc = buf.enc[:0]
-	for rest := buf.samples; len(rest) > 0; {
-		n := min(len(rest), maxSamplesPerRecord)
-		start := len(buf.enc)
-		buf.enc = enc.samples(rest[:n], buf.enc)
-		buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
-		rest = rest[n:]
-	}
+	appendChunked(buf, &enc, buf.samples, (*encoder).samples)
 	if len(b.Histograms) > 0 {
 		start := -1
 		for i, s := range b.Series {
@@ -308,13 +302,7 @@ func (w *WAL) appendLocked(b *model.Batch, buf *appendBuf) (uint64, error) {
 				})
 			}
 		}
-		for rest := buf.exemplars; len(rest) > 0; {
-			n := min(len(rest), maxSamplesPerRecord)
-			start := len(buf.enc)
-			buf.enc = enc.exemplars(rest[:n], buf.enc)
-			buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
-			rest = rest[n:]
-		}
+		appendChunked(buf, &enc, buf.exemplars, (*encoder).exemplars)
 		clear(buf.exemplars)
 	}
 	var metaChanged []int
@@ -363,6 +351,18 @@ func (w *WAL) appendLocked(b *model.Batch, buf *appendBuf) (uint64, error) {
 	w.m.appendedSamples.Add(float64(len(buf.samples) + len(b.Histograms)))
 	w.m.appendedRequests.Inc()
 	return seq, nil
+}
+
+// appendChunked encodes items into buf as records of at most
+// maxSamplesPerRecord items each.
+func appendChunked[T any](buf *appendBuf, enc *encoder, items []T, encode func(*encoder, []T, []byte) []byte) {
+	for len(items) > 0 {
+		n := min(len(items), maxSamplesPerRecord)
+		start := len(buf.enc)
+		buf.enc = encode(enc, items[:n], buf.enc)
+		buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
+		items = items[n:]
+	}
 }
 
 // liveSet returns the set of refs with samples in segment seg. w.mu is held
