@@ -52,10 +52,13 @@ tidy-check:
 	$(GO) mod tidy
 	git diff --exit-code go.mod go.sum
 
-# Run each fuzzer for FUZZTIME (default 30s).
+# Run each fuzzer (the Remote-Write 1.0 and 2.0 decoders, the sender's
+# histogram rewrite) for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./agent/receive/ -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./agent/receive/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./agent/receive/ -run '^$$' -fuzz '^FuzzDecodeV2$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./sender/ -run '^$$' -fuzz '^FuzzHistogramV1$$' -fuzztime $(FUZZTIME)
 
 # Debian and RPM packages (amd64, arm64) in dist/, built with nfpm from
 # tools.mod; see packaging/build.sh.
