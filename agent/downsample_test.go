@@ -15,14 +15,16 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 )
 
-// seriesRecorder is an endpoint that keeps every sample per series name.
+// seriesRecorder is an endpoint that keeps every sample per series name,
+// and the last metadata per family.
 type seriesRecorder struct {
-	mu  sync.Mutex
-	got map[string][]prompb.Sample
+	mu   sync.Mutex
+	got  map[string][]prompb.Sample
+	meta map[string]prompb.MetricMetadata
 }
 
 func newSeriesRecorder(t *testing.T) (*seriesRecorder, string) {
-	r := &seriesRecorder{got: map[string][]prompb.Sample{}}
+	r := &seriesRecorder{got: map[string][]prompb.Sample{}, meta: map[string]prompb.MetricMetadata{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		raw, err := snappy.Decode(nil, body)
@@ -35,6 +37,9 @@ func newSeriesRecorder(t *testing.T) (*seriesRecorder, string) {
 			return
 		}
 		r.mu.Lock()
+		for _, m := range wr.Metadata {
+			r.meta[m.MetricFamilyName] = m
+		}
 		for _, ts := range wr.Timeseries {
 			for _, l := range ts.Labels {
 				if l.Name == "__name__" {
@@ -49,6 +54,13 @@ func newSeriesRecorder(t *testing.T) (*seriesRecorder, string) {
 	return r, srv.URL + "/api/v1/write"
 }
 
+func (r *seriesRecorder) metadata(family string) (prompb.MetricMetadata, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.meta[family]
+	return m, ok
+}
+
 func (r *seriesRecorder) samples(name string) []prompb.Sample {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -60,7 +72,8 @@ func (r *seriesRecorder) samples(name string) []prompb.Sample {
 // A raw endpoint gets every sample; an endpoint with a 10s storage policy
 // gets one reset-adjusted counter sample per closed window, the gauge's
 // last value and the max asked for by a mapping rule; a mapping rule with
-// drop keeps its series from the raw endpoint only.
+// drop keeps its series from the raw endpoint only. Both get metadata: the
+// raw endpoint as pushed, the rollup endpoint for its rollup series.
 func TestAgentStoragePolicyEndpoint(t *testing.T) {
 	raw, rawURL := newSeriesRecorder(t)
 	rolled, rolledURL := newSeriesRecorder(t)
@@ -105,6 +118,13 @@ remote_write:
 			ts([]string{"__name__", "temp"}, prompb.Sample{Timestamp: base + i*2000, Value: float64(i % 7)}),
 			ts([]string{"__name__", "noisy"}, prompb.Sample{Timestamp: base + i*2000, Value: 1}))
 	}
+	meta := snappy.Encode(nil, marshal(t, &prompb.WriteRequest{Metadata: []prompb.MetricMetadata{
+		{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "reqs_total", Help: "Requests.", Unit: "requests"},
+		{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "temp", Help: "Temperature."},
+	}}))
+	if code, msg := ra.do(t, http.MethodPost, "/api/v1/write", meta); code != http.StatusNoContent {
+		t.Fatalf("push metadata: %d %s", code, msg)
+	}
 	for _, s := range series {
 		if code, msg := ra.do(t, http.MethodPost, "/api/v1/write", snappyBody(t, s)); code != http.StatusNoContent {
 			t.Fatalf("push: %d %s", code, msg)
@@ -116,6 +136,24 @@ remote_write:
 		return len(rolled.samples("reqs_total")) >= 5 && len(rolled.samples("temp:max")) >= 5
 	})
 	waitFor(t, "raw samples", func() bool { return len(raw.samples("reqs_total")) == 25 })
+	for _, c := range []struct {
+		rec        *seriesRecorder
+		family     string
+		typ        prompb.MetricMetadata_MetricType
+		help, unit string
+	}{
+		{raw, "reqs_total", prompb.MetricMetadata_COUNTER, "Requests.", "requests"},
+		{raw, "temp", prompb.MetricMetadata_GAUGE, "Temperature.", ""},
+		{rolled, "reqs_total", prompb.MetricMetadata_COUNTER, "Requests. Ferry rollup (default per 10s window).", "requests"},
+		{rolled, "temp", prompb.MetricMetadata_GAUGE, "Temperature. Ferry rollup (default per 10s window).", ""},
+		{rolled, "temp:max", prompb.MetricMetadata_GAUGE, "Temperature. Ferry rollup (max per 10s window).", ""},
+	} {
+		m, ok := c.rec.metadata(c.family)
+		if !ok || m.Type != c.typ || m.Help != c.help || m.Unit != c.unit {
+			t.Errorf("metadata of %s at the %s endpoint: %+v (found %v), want %v %q %q", c.family,
+				map[*seriesRecorder]string{raw: "raw", rolled: "rollup"}[c.rec], m, ok, c.typ, c.help, c.unit)
+		}
+	}
 	if n := len(raw.samples("noisy")); n != 0 {
 		t.Fatalf("raw endpoint got %d samples of a dropped series", n)
 	}
