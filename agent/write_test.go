@@ -611,18 +611,7 @@ func TestWriteStoresHistogramsExemplarsMetadata(t *testing.T) {
 	rec := serve(h, http.MethodPost, remoteWriteHeaders(), snappy.Encode(nil, marshal(t, wr)))
 	checkAnswer(t, rec, http.StatusNoContent, "")
 
-	for name, c := range map[string]struct {
-		m    prometheus.Counter
-		want float64
-	}{
-		"ferry_receiver_samples_total":   {h.m.samples, 3},
-		"ferry_receiver_exemplars_total": {h.m.exemplars, 3},
-		"ferry_receiver_metadata_total":  {h.m.metadata, 1},
-	} {
-		if got := testutil.ToFloat64(c.m); got != c.want {
-			t.Errorf("%s = %v, want %v", name, got, c.want)
-		}
-	}
+	checkStoredCounts(t, h, 3, 3, 1)
 	// The histogram-only series is passed on with its two histograms, byte
 	// for byte as received.
 	got := app.appended()
@@ -644,6 +633,24 @@ func TestWriteStoresHistogramsExemplarsMetadata(t *testing.T) {
 	}
 	if wantMeta := []appendedMetadata{{family: "up", help: "Up.", unit: "bool", typ: model.TypeGauge}}; !slices.Equal(app.metadata, wantMeta) {
 		t.Errorf("stored metadata %+v, want %+v", app.metadata, wantMeta)
+	}
+}
+
+// checkStoredCounts checks the counters of samples, exemplars and metadata
+// h has stored.
+func checkStoredCounts(t *testing.T, h *writeHandler, samples, exemplars, metadata float64) {
+	t.Helper()
+	for name, c := range map[string]struct {
+		m    prometheus.Counter
+		want float64
+	}{
+		"ferry_receiver_samples_total":   {h.m.samples, samples},
+		"ferry_receiver_exemplars_total": {h.m.exemplars, exemplars},
+		"ferry_receiver_metadata_total":  {h.m.metadata, metadata},
+	} {
+		if got := testutil.ToFloat64(c.m); got != c.want {
+			t.Errorf("%s = %v, want %v", name, got, c.want)
+		}
 	}
 }
 
@@ -747,18 +754,7 @@ func TestWriteV2Accepts(t *testing.T) {
 	if !slices.Equal(app.metadata, wantMeta) {
 		t.Errorf("stored metadata %+v, want %+v", app.metadata, wantMeta)
 	}
-	for name, c := range map[string]struct {
-		m    prometheus.Counter
-		want float64
-	}{
-		"ferry_receiver_samples_total":   {h.m.samples, 3},
-		"ferry_receiver_exemplars_total": {h.m.exemplars, 1},
-		"ferry_receiver_metadata_total":  {h.m.metadata, 2},
-	} {
-		if got := testutil.ToFloat64(c.m); got != c.want {
-			t.Errorf("%s = %v, want %v", name, got, c.want)
-		}
-	}
+	checkStoredCounts(t, h, 3, 1, 2)
 	if got := testutil.ToFloat64(h.m.requests.WithLabelValues("204", "2.0")); got != 1 {
 		t.Errorf(`ferry_receiver_requests_total{code="204",proto="2.0"} = %v, want 1`, got)
 	}

@@ -88,6 +88,13 @@ func appendField(b []byte, tag byte, n int) []byte {
 
 func labelSize(name, value string) int { return sizeField(len(name)) + sizeField(len(value)) }
 
+// appendValueTime appends the value (fixed64) and timestamp (varint) fields
+// of a Sample or an Exemplar, with tags vTag and tTag.
+func appendValueTime(b []byte, vTag, tTag byte, v float64, t int64) []byte {
+	b = binary.LittleEndian.AppendUint64(append(b, vTag), math.Float64bits(v))
+	return binary.AppendUvarint(append(b, tTag), uint64(t))
+}
+
 func sampleSize(t int64) int { return 1 + 8 + 1 + sizeVarint(uint64(t)) }
 
 func sampleSizeV2(t, st int64) int {
@@ -278,10 +285,7 @@ func (e *encoder) encodeV1(items []item) encoded {
 		for k := range run {
 			if it := &run[k]; it.kind == kindSample {
 				b = appendField(b, tagV1Samples, sampleSize(it.t))
-				b = append(b, tagSampleV)
-				b = binary.LittleEndian.AppendUint64(b, math.Float64bits(it.v))
-				b = append(b, tagSampleT)
-				b = binary.AppendUvarint(b, uint64(it.t))
+				b = appendValueTime(b, tagSampleV, tagSampleT, it.v, it.t)
 			}
 		}
 		if nx > 0 {
@@ -289,10 +293,7 @@ func (e *encoder) encodeV1(items []item) encoded {
 				if it := &run[k]; it.kind == kindExemplar {
 					b = appendField(b, tagV1Exemplars, exemplarSizeV1(it))
 					b = appendLabelsV1(b, tagV1ExLabels, it.ex)
-					b = append(b, tagExV)
-					b = binary.LittleEndian.AppendUint64(b, math.Float64bits(it.v))
-					b = append(b, tagExT)
-					b = binary.AppendUvarint(b, uint64(it.t))
+					b = appendValueTime(b, tagExV, tagExT, it.v, it.t)
 				}
 			}
 		}
@@ -525,10 +526,7 @@ func (e *encoder) encodeV2(items []item) encoded {
 					continue
 				}
 				b = appendField(b, tagV2Samples, sampleSizeV2(it.t, it.st))
-				b = append(b, tagSampleV)
-				b = binary.LittleEndian.AppendUint64(b, math.Float64bits(it.v))
-				b = append(b, tagSampleT)
-				b = binary.AppendUvarint(b, uint64(it.t))
+				b = appendValueTime(b, tagSampleV, tagSampleT, it.v, it.t)
 				if it.st != 0 {
 					b = binary.AppendUvarint(append(b, tagV2SampleST), uint64(it.st))
 				}
@@ -545,10 +543,7 @@ func (e *encoder) encodeV2(items []item) encoded {
 					x++
 					b = appendField(b, tagV2Exemplars, exemplarSizeV2(exRefs, it.t))
 					b = appendRefs(b, tagV2ExRefs, exRefs)
-					b = append(b, tagExV)
-					b = binary.LittleEndian.AppendUint64(b, math.Float64bits(it.v))
-					b = append(b, tagExT)
-					b = binary.AppendUvarint(b, uint64(it.t))
+					b = appendValueTime(b, tagExV, tagExT, it.v, it.t)
 				}
 			}
 			if metaSize > 0 {

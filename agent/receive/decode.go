@@ -18,10 +18,10 @@ const (
 	tagHistogram  = 4<<3 | wireBytes   // TimeSeries.histograms
 	tagName       = 1<<3 | wireBytes   // Label.name
 	tagValue      = 2<<3 | wireBytes   // Label.value
-	tagSampleVal  = 1<<3 | wireFixed64 // Sample.value
-	tagSampleTS   = 2<<3 | wireVarint  // Sample.timestamp
-	tagExVal      = 2<<3 | wireFixed64 // Exemplar.value
-	tagExTS       = 3<<3 | wireVarint  // Exemplar.timestamp
+	tagSampleVal  = 1<<3 | wireFixed64 // Sample.value (1.0 and 2.0)
+	tagSampleTS   = 2<<3 | wireVarint  // Sample.timestamp (1.0 and 2.0)
+	tagExVal      = 2<<3 | wireFixed64 // Exemplar.value (1.0 and 2.0)
+	tagExTS       = 3<<3 | wireVarint  // Exemplar.timestamp (1.0 and 2.0)
 	tagMetaType   = 1<<3 | wireVarint  // MetricMetadata.type
 	tagMetaFamily = 2<<3 | wireBytes   // MetricMetadata.metric_family_name
 	tagMetaHelp   = 4<<3 | wireBytes   // MetricMetadata.help
@@ -46,7 +46,10 @@ func Decode(buf []byte, r *Request) error {
 	}
 	metadata := 0 // metadata entries seen, kept or not
 	for i := 0; i < len(buf); {
-		if buf[i] == tagTimeseries { // fast path, errors are handled below
+		// Fast path, errors are handled below. It stays written out here
+		// and in DecodeV2: as a function it exceeds the inlining budget
+		// and costs a call per series.
+		if buf[i] == tagTimeseries {
 			if n, j := uvarint(buf, i+1); j > 0 && n <= uint64(len(buf)-j) {
 				end := j + int(n)
 				if err := decodeSeries(r, buf[:end], j); err != nil {
@@ -81,11 +84,8 @@ func Decode(buf []byte, r *Request) error {
 			metadata++
 			i = end
 		default:
-			if f := tag >> 3; f == 1 || f == 3 {
-				return wrongWireType(i, tag, "write request")
-			}
-			if i, err = skipField(buf, j, tag); err != nil {
-				return err.in("field", int(tag>>3))
+			if i, err = skipUnknown(buf, i, j, tag, 1<<1|1<<3, "write request"); err != nil {
+				return err
 			}
 		}
 	}
@@ -102,6 +102,16 @@ func metricType(v uint64) model.MetricType {
 	return model.TypeUnknown
 }
 
+// readMetricType reads the MetricType (varint) field at b[i:] and returns
+// it with the index just past it.
+func readMetricType(b []byte, i int) (model.MetricType, int, *decodeError) {
+	v, next, err := readVarint(b, i)
+	if err != nil {
+		return 0, 0, err.in("type", -1)
+	}
+	return metricType(v), next, nil
+}
+
 // decodeMetadata decodes the MetricMetadata in b[i:] and keeps it if it
 // names a metric family.
 func decodeMetadata(r *Request, b []byte, i int) *decodeError {
@@ -113,12 +123,9 @@ func decodeMetadata(r *Request, b []byte, i int) *decodeError {
 		}
 		switch tag {
 		case tagMetaType:
-			v, k, err := readVarint(b, j)
-			if err != nil {
-				return err.in("type", -1)
+			if m.Type, i, err = readMetricType(b, j); err != nil {
+				return err
 			}
-			m.Type = metricType(v)
-			i = k
 		case tagMetaFamily, tagMetaHelp, tagMetaUnit:
 			start, end, err := readLen(b, j)
 			if err != nil {
@@ -135,11 +142,8 @@ func decodeMetadata(r *Request, b []byte, i int) *decodeError {
 			}
 			i = end
 		default:
-			if f := tag >> 3; f == 1 || f == 2 || f == 4 || f == 5 {
-				return wrongWireType(i, tag, "metadata")
-			}
-			if i, err = skipField(b, j, tag); err != nil {
-				return err.in("field", int(tag>>3))
+			if i, err = skipUnknown(b, i, j, tag, 1<<1|1<<2|1<<4|1<<5, "metadata"); err != nil {
+				return err
 			}
 		}
 	}
@@ -166,12 +170,7 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 	labels, samples := r.Batch.Labels, r.Batch.Samples
 	defer func() { r.Batch.Labels, r.Batch.Samples = labels, samples }()
 
-	s := model.Series{
-		LabelsStart:     int32(len(labels)),
-		SamplesStart:    int32(len(samples)),
-		HistogramsStart: int32(len(r.Batch.Histograms)),
-		ExemplarsStart:  int32(len(r.Batch.Exemplars)),
-	}
+	s := r.startSeries(labels, samples)
 	for i < len(b) {
 		// Fast path: a label encoded as name then value with one-byte
 		// lengths, as every mainstream sender does. Anything else, including
@@ -197,7 +196,7 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 			}
 		}
 		if b[i] == tagSample {
-			if smp, end, ok := fastSample(b, i+1); ok {
+			if smp, end, ok := fastSample(b, i+1, false); ok {
 				samples = append(samples, smp)
 				i = end
 				continue
@@ -210,61 +209,90 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 		}
 		switch tag {
 		case tagLabel:
-			var l model.Label
-			start, end, err := readLen(b, j)
-			if err == nil {
-				err = decodeLabel(&l, b[:end], start)
-			}
+			l, end, err := readLabel(b, j)
 			if err != nil {
 				return err.in("label", len(labels)-int(s.LabelsStart))
 			}
 			labels = append(labels, l)
 			i = end
 		case tagSample:
-			var smp model.Sample
-			start, end, err := readLen(b, j)
-			if err == nil {
-				err = decodeSample(&smp, b[:end], start)
-			}
+			smp, end, err := readSample(b, j, false)
 			if err != nil {
 				return err.in("sample", len(samples)-int(s.SamplesStart))
 			}
 			samples = append(samples, smp)
 			i = end
 		case tagExemplar:
-			start, end, err := readLen(b, j)
-			if err == nil {
-				err = decodeExemplar(r, b[:end], start)
+			if i, err = r.readExemplar(&s, b, j, false); err != nil {
+				return err
 			}
-			if err != nil {
-				return err.in("exemplar", len(r.Batch.Exemplars)-int(s.ExemplarsStart))
-			}
-			i = end
 		case tagHistogram:
-			start, end, err := readLen(b, j)
-			if err != nil {
-				return err.in("histogram", len(r.Batch.Histograms)-int(s.HistogramsStart))
+			if i, err = r.readHistogram(&s, b, j); err != nil {
+				return err
 			}
-			r.Batch.Histograms = append(r.Batch.Histograms, b[start:end:end])
-			i = end
 		default:
-			if f := tag >> 3; f >= 1 && f <= 4 {
-				return wrongWireType(i, tag, "timeseries")
-			}
-			if i, err = skipField(b, j, tag); err != nil {
-				return err.in("field", int(tag>>3))
+			if i, err = skipUnknown(b, i, j, tag, 1<<1|1<<2|1<<3|1<<4, "timeseries"); err != nil {
+				return err
 			}
 		}
 	}
+	labels = r.endSeries(&s, labels, samples)
+	return nil
+}
+
+// The rest of this file serves Decode and DecodeV2: the two versions share
+// the Series model, Sample and Exemplar values and timestamps, and
+// histograms kept as raw messages.
+
+// startSeries returns a Series whose elements start at the ends of labels,
+// samples and r.Batch's other slices.
+func (r *Request) startSeries(labels []model.Label, samples []model.Sample) model.Series {
+	return model.Series{
+		LabelsStart:     int32(len(labels)),
+		SamplesStart:    int32(len(samples)),
+		HistogramsStart: int32(len(r.Batch.Histograms)),
+		ExemplarsStart:  int32(len(r.Batch.Exemplars)),
+	}
+}
+
+// endSeries ends s at the ends of labels, samples and r.Batch's other
+// slices, moves the labels of its exemplars after its own and appends it to
+// r.Batch.Series. It returns labels.
+func (r *Request) endSeries(s *model.Series, labels []model.Label, samples []model.Sample) []model.Label {
 	s.LabelsEnd = int32(len(labels))
 	s.SamplesEnd = int32(len(samples))
 	s.HistogramsEnd = int32(len(r.Batch.Histograms))
 	s.ExemplarsEnd = int32(len(r.Batch.Exemplars))
 	if len(r.exLabels) > 0 {
-		labels = r.moveExemplarLabels(&s, labels)
+		labels = r.moveExemplarLabels(s, labels)
 	}
-	r.Batch.Series = append(r.Batch.Series, s)
-	return nil
+	r.Batch.Series = append(r.Batch.Series, *s)
+	return labels
+}
+
+// readHistogram appends the length-prefixed Histogram at b[i:], a field of
+// series s, to r.Batch.Histograms as it is, and returns the index just past
+// it.
+func (r *Request) readHistogram(s *model.Series, b []byte, i int) (int, *decodeError) {
+	start, end, err := readLen(b, i)
+	if err != nil {
+		return 0, err.in("histogram", len(r.Batch.Histograms)-int(s.HistogramsStart))
+	}
+	r.Batch.Histograms = append(r.Batch.Histograms, b[start:end:end])
+	return end, nil
+}
+
+// readExemplar decodes the length-prefixed Exemplar at b[i:], a field of
+// series s, as decodeExemplar does, and returns the index just past it.
+func (r *Request) readExemplar(s *model.Series, b []byte, i int, v2 bool) (int, *decodeError) {
+	start, end, err := readLen(b, i)
+	if err == nil {
+		err = decodeExemplar(r, b[:end], start, v2)
+	}
+	if err != nil {
+		return 0, err.in("exemplar", len(r.Batch.Exemplars)-int(s.ExemplarsStart))
+	}
+	return end, nil
 }
 
 // moveExemplarLabels appends the labels collected in r.exLabels for the
@@ -284,9 +312,10 @@ func (r *Request) moveExemplarLabels(s *model.Series, labels []model.Label) []mo
 }
 
 // fastSample decodes a length-prefixed Sample at b[i:] if it is encoded as
-// an optional value then an optional timestamp, with a one-byte length.
-// Otherwise it returns ok == false and the general decoder takes over.
-func fastSample(b []byte, i int) (s model.Sample, end int, ok bool) {
+// an optional value, an optional timestamp and, with v2, an optional start
+// timestamp, in that order, with a one-byte length. Otherwise it returns
+// ok == false and the general decoder takes over.
+func fastSample(b []byte, i int, v2 bool) (s model.Sample, end int, ok bool) {
 	if i >= len(b) {
 		return s, 0, false
 	}
@@ -312,7 +341,25 @@ func fastSample(b []byte, i int) (s model.Sample, end int, ok bool) {
 		s.Timestamp = int64(ts)
 		i = next
 	}
+	if v2 && i < end && b[i] == tagV2SampleST {
+		st, next := uvarint(b, i+1)
+		if next < 0 {
+			return s, 0, false
+		}
+		s.Start = int64(st)
+		i = next
+	}
 	return s, end, i == end
+}
+
+// readLabel decodes the length-prefixed Label at b[i:] and returns it with
+// the index just past it.
+func readLabel(b []byte, i int) (l model.Label, end int, err *decodeError) {
+	start, end, err := readLen(b, i)
+	if err == nil {
+		err = decodeLabel(&l, b[:end], start)
+	}
+	return l, end, err
 }
 
 // decodeLabel decodes the Label in b[i:] into l.
@@ -338,45 +385,52 @@ func decodeLabel(l *model.Label, b []byte, i int) *decodeError {
 			l.Value = b[start:end:end]
 			i = end
 		default:
-			if f := tag >> 3; f == 1 || f == 2 {
-				return wrongWireType(i, tag, "label")
-			}
-			if i, err = skipField(b, j, tag); err != nil {
-				return err.in("field", int(tag>>3))
+			if i, err = skipUnknown(b, i, j, tag, 1<<1|1<<2, "label"); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-// decodeSample decodes the Sample in b[i:] into s.
-func decodeSample(s *model.Sample, b []byte, i int) *decodeError {
+// readSample decodes the length-prefixed Sample at b[i:] as decodeSample
+// does and returns it with the index just past it.
+func readSample(b []byte, i int, v2 bool) (s model.Sample, end int, err *decodeError) {
+	start, end, err := readLen(b, i)
+	if err == nil {
+		err = decodeSample(&s, b[:end], start, v2)
+	}
+	return s, end, err
+}
+
+// decodeSample decodes the Sample in b[i:] into s. With v2 it decodes an
+// io.prometheus.write.v2.Sample, which adds the start timestamp.
+func decodeSample(s *model.Sample, b []byte, i int, v2 bool) *decodeError {
+	known := fieldSet(1<<1 | 1<<2)
+	if v2 {
+		known |= 1 << 3
+	}
 	for i < len(b) {
 		tag, j, err := readTag(b, i)
 		if err != nil {
 			return err
 		}
-		switch tag {
-		case tagSampleVal:
-			v, next, err := readFixed64(b, j)
-			if err != nil {
-				return err.in("value", -1)
+		switch {
+		case tag == tagSampleVal:
+			if s.Value, i, err = readDouble(b, j); err != nil {
+				return err
 			}
-			s.Value = math.Float64frombits(v)
-			i = next
-		case tagSampleTS:
-			v, next, err := readVarint(b, j)
-			if err != nil {
-				return err.in("timestamp", -1)
+		case tag == tagSampleTS:
+			if s.Timestamp, i, err = readInt64(b, j, "timestamp"); err != nil {
+				return err
 			}
-			s.Timestamp = int64(v)
-			i = next
+		case tag == tagV2SampleST && v2:
+			if s.Start, i, err = readInt64(b, j, "start_timestamp"); err != nil {
+				return err
+			}
 		default:
-			if f := tag >> 3; f == 1 || f == 2 {
-				return wrongWireType(i, tag, "sample")
-			}
-			if i, err = skipField(b, j, tag); err != nil {
-				return err.in("field", int(tag>>3))
+			if i, err = skipUnknown(b, i, j, tag, known, "sample"); err != nil {
+				return err
 			}
 		}
 	}
@@ -384,48 +438,49 @@ func decodeSample(s *model.Sample, b []byte, i int) *decodeError {
 }
 
 // decodeExemplar decodes the Exemplar in b[i:] and appends it to
-// r.Batch.Exemplars, its labels to r.exLabels.
-func decodeExemplar(r *Request, b []byte, i int) *decodeError {
+// r.Batch.Exemplars, its labels to r.exLabels. With v2 it decodes an
+// io.prometheus.write.v2.Exemplar, whose labels are symbol refs, else a
+// prometheus.Exemplar, whose labels are Label messages.
+func decodeExemplar(r *Request, b []byte, i int, v2 bool) *decodeError {
+	at := i
 	e := model.Exemplar{LabelsStart: int32(len(r.exLabels))}
+	var (
+		name []byte // v2: a label name whose value ref is still to come
+		odd  bool   // v2: an odd number of label refs so far
+	)
 	for i < len(b) {
 		tag, j, err := readTag(b, i)
 		if err != nil {
 			return err
 		}
-		switch tag {
-		case tagLabel:
-			var l model.Label
-			start, end, err := readLen(b, j)
-			if err == nil {
-				err = decodeLabel(&l, b[:end], start)
+		switch {
+		case tag == tagExVal:
+			if e.Value, i, err = readDouble(b, j); err != nil {
+				return err
 			}
+		case tag == tagExTS:
+			if e.Timestamp, i, err = readInt64(b, j, "timestamp"); err != nil {
+				return err
+			}
+		case tag == tagLabel && !v2:
+			l, end, err := readLabel(b, j)
 			if err != nil {
 				return err.in("label", len(r.exLabels)-int(e.LabelsStart))
 			}
 			r.exLabels = append(r.exLabels, l)
 			i = end
-		case tagExVal:
-			v, next, err := readFixed64(b, j)
-			if err != nil {
-				return err.in("value", -1)
+		case (tag == tagV2Refs || tag == tagV2Ref) && v2:
+			if r.exLabels, name, odd, i, err = readLabelRefs(r.exLabels, r.symbols, b, tag, j, name, odd); err != nil {
+				return err
 			}
-			e.Value = math.Float64frombits(v)
-			i = next
-		case tagExTS:
-			v, next, err := readVarint(b, j)
-			if err != nil {
-				return err.in("timestamp", -1)
-			}
-			e.Timestamp = int64(v)
-			i = next
 		default:
-			if f := tag >> 3; f >= 1 && f <= 3 {
-				return wrongWireType(i, tag, "exemplar")
-			}
-			if i, err = skipField(b, j, tag); err != nil {
-				return err.in("field", int(tag>>3))
+			if i, err = skipUnknown(b, i, j, tag, 1<<1|1<<2|1<<3, "exemplar"); err != nil {
+				return err
 			}
 		}
+	}
+	if odd {
+		return oddRefs(at, len(r.exLabels)-int(e.LabelsStart))
 	}
 	e.LabelsEnd = int32(len(r.exLabels))
 	r.Batch.Exemplars = append(r.Batch.Exemplars, e)

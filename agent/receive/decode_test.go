@@ -121,21 +121,30 @@ func TestDecodeErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var r Request
-			err := Decode(tc.in, &r)
-			if err == nil {
-				t.Fatalf("Decode(%x) succeeded, want error", tc.in)
-			}
-			if !errors.Is(err, ErrCorrupt) {
-				t.Errorf("error %q does not wrap ErrCorrupt", err)
-			}
-			var de *decodeError
-			if !errors.As(err, &de) || de.kind != tc.kind {
-				t.Errorf("error %q: kind %v, want %v", err, de.kind, tc.kind)
-			}
-			if !strings.HasPrefix(err.Error(), "receive: corrupt input: decode ") || !strings.Contains(err.Error(), tc.msg) {
-				t.Errorf("error %q, want it to contain %q", err, tc.msg)
-			}
+			checkCorrupt(t, "Decode", tc.in, Decode(tc.in, &r), tc.kind, tc.msg)
 		})
+	}
+}
+
+// checkCorrupt checks that err, what decoder fn returned for in, wraps
+// ErrCorrupt and is a decodeError of the given kind whose message contains
+// msg.
+func checkCorrupt(t *testing.T, fn string, in []byte, err error, kind errKind, msg string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s(%x) succeeded, want error", fn, in)
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		t.Errorf("error %q does not wrap ErrCorrupt", err)
+	}
+	var de *decodeError
+	if !errors.As(err, &de) {
+		t.Errorf("error %q is not a *decodeError", err)
+	} else if de.kind != kind {
+		t.Errorf("error %q: kind %v, want %v", err, de.kind, kind)
+	}
+	if !strings.HasPrefix(err.Error(), "receive: corrupt input: decode ") || !strings.Contains(err.Error(), msg) {
+		t.Errorf("error %q, want it to contain %q", err, msg)
 	}
 }
 
@@ -554,33 +563,33 @@ func benchRequest(n int) []byte {
 	return buf
 }
 
-func BenchmarkDecode(b *testing.B) {
-	buf := benchRequest(1000)
+func BenchmarkDecode(b *testing.B)         { benchDecode(b, benchRequest(1000), Decode, false) }
+func BenchmarkDecodeValidate(b *testing.B) { benchDecode(b, benchRequest(1000), Decode, true) }
+
+// benchDecode measures decoding buf with decode (Decode or DecodeV2) and,
+// if validate is set, validating the result.
+func benchDecode(b *testing.B, buf []byte, decode func([]byte, *Request) error, validate bool) {
 	var r Request
 	b.SetBytes(int64(len(buf)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := Decode(buf, &r); err != nil {
+		if err := decode(buf, &r); err != nil {
 			b.Fatal(err)
 		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(r.Batch.NumSamples()), "ns/sample")
-}
-
-func BenchmarkDecodeValidate(b *testing.B) {
-	buf := benchRequest(1000)
-	var r Request
-	b.SetBytes(int64(len(buf)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := Decode(buf, &r); err != nil {
-			b.Fatal(err)
+		if !validate {
+			continue
 		}
 		if err := Validate(&r, LegacyValidation); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(r.Batch.NumSamples()), "ns/sample")
+	reportPerSample(b, r.Batch.NumSamples())
+}
+
+// reportPerSample reports the time per sample of a benchmark whose every
+// iteration handles n samples.
+func reportPerSample(b *testing.B, n int) {
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/sample")
 }
 
 // BenchmarkPrompbUnmarshal is the baseline: gogo-generated unmarshalling
@@ -595,7 +604,7 @@ func BenchmarkPrompbUnmarshal(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/sample")
+	reportPerSample(b, 1000)
 }
 
 func TestDecodeMetadata(t *testing.T) {

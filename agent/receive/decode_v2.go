@@ -2,41 +2,36 @@ package receive
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
-	"math"
 	"slices"
 
 	"github.com/ferrymetrics/ferry/wal/model"
 )
 
-// Tags of the io.prometheus.write.v2 fields DecodeV2 understands. Request
-// fields 1 to 3 are reserved (they were prometheus.WriteRequest's) and, like
-// TimeSeries field 6 (the former created_timestamp), skipped as unknown.
+// Tags of the io.prometheus.write.v2 fields DecodeV2 understands, besides
+// the Sample and Exemplar value and timestamp, which are those of
+// Remote-Write 1.0. Request fields 1 to 3 are reserved (they were
+// prometheus.WriteRequest's) and, like TimeSeries field 6 (the former
+// created_timestamp), skipped as unknown.
 const (
-	tagV2Symbol    = 4<<3 | wireBytes   // Request.symbols
-	tagV2Series    = 5<<3 | wireBytes   // Request.timeseries
-	tagV2Refs      = 1<<3 | wireBytes   // TimeSeries.labels_refs, Exemplar.labels_refs (packed)
-	tagV2Ref       = 1<<3 | wireVarint  // the same, one ref not packed
-	tagV2Sample    = 2<<3 | wireBytes   // TimeSeries.samples
-	tagV2Histogram = 3<<3 | wireBytes   // TimeSeries.histograms
-	tagV2Exemplar  = 4<<3 | wireBytes   // TimeSeries.exemplars
-	tagV2Metadata  = 5<<3 | wireBytes   // TimeSeries.metadata
-	tagV2SampleVal = 1<<3 | wireFixed64 // Sample.value
-	tagV2SampleTS  = 2<<3 | wireVarint  // Sample.timestamp
-	tagV2SampleST  = 3<<3 | wireVarint  // Sample.start_timestamp
-	tagV2ExVal     = 2<<3 | wireFixed64 // Exemplar.value
-	tagV2ExTS      = 3<<3 | wireVarint  // Exemplar.timestamp
-	tagV2MetaType  = 1<<3 | wireVarint  // Metadata.type
-	tagV2MetaHelp  = 3<<3 | wireVarint  // Metadata.help_ref
-	tagV2MetaUnit  = 4<<3 | wireVarint  // Metadata.unit_ref
+	tagV2Symbol    = 4<<3 | wireBytes  // Request.symbols
+	tagV2Series    = 5<<3 | wireBytes  // Request.timeseries
+	tagV2Refs      = 1<<3 | wireBytes  // TimeSeries.labels_refs, Exemplar.labels_refs (packed)
+	tagV2Ref       = 1<<3 | wireVarint // the same, one ref not packed
+	tagV2Sample    = 2<<3 | wireBytes  // TimeSeries.samples
+	tagV2Histogram = 3<<3 | wireBytes  // TimeSeries.histograms
+	tagV2Exemplar  = 4<<3 | wireBytes  // TimeSeries.exemplars
+	tagV2Metadata  = 5<<3 | wireBytes  // TimeSeries.metadata
+	tagV2SampleST  = 3<<3 | wireVarint // Sample.start_timestamp
+	tagV2MetaType  = 1<<3 | wireVarint // Metadata.type
+	tagV2MetaHelp  = 3<<3 | wireVarint // Metadata.help_ref
+	tagV2MetaUnit  = 4<<3 | wireVarint // Metadata.unit_ref
 )
 
 // Names of elements in errors.
 const (
 	v2RequestName   = "request"
 	v2SeriesName    = "timeseries"
-	v2ExemplarName  = "exemplar"
 	v2MetadataName  = "metadata"
 	v2LabelRefsName = "labels_refs"
 )
@@ -67,7 +62,7 @@ func DecodeV2(buf []byte, r *Request) error {
 	// by index, so the table is complete before any series is decoded.
 	firstSeries, firstSymbol, series := -1, -1, 0
 	for i := 0; i < len(buf); {
-		if buf[i] == tagV2Series { // fast path, errors are handled below
+		if buf[i] == tagV2Series { // fast path, as in Decode; errors are handled below
 			if n, j := uvarint(buf, i+1); j > 0 && n <= uint64(len(buf)-j) {
 				if firstSeries < 0 {
 					firstSeries = i
@@ -103,11 +98,8 @@ func DecodeV2(buf []byte, r *Request) error {
 			series++
 			i = end
 		default:
-			if f := tag >> 3; f == 4 || f == 5 {
-				return wrongWireType(i, tag, v2RequestName)
-			}
-			if i, err = skipField(buf, j, tag); err != nil {
-				return err.in("field", int(tag>>3))
+			if i, err = skipUnknown(buf, i, j, tag, 1<<4|1<<5, v2RequestName); err != nil {
+				return err
 			}
 		}
 	}
@@ -124,7 +116,7 @@ func DecodeV2(buf []byte, r *Request) error {
 	// Second pass: the series, in order. The first pass checked the
 	// structure of the top level.
 	for i := firstSeries; i < len(buf); {
-		if buf[i] == tagV2Series { // fast path
+		if buf[i] == tagV2Series { // fast path, as in Decode
 			if n, j := uvarint(buf, i+1); j > 0 && n <= uint64(len(buf)-j) {
 				end := j + int(n)
 				if err := decodeSeriesV2(r, buf[:end], j); err != nil {
@@ -164,12 +156,7 @@ func decodeSeriesV2(r *Request, b []byte, i int) (err *decodeError) {
 	defer func() { r.Batch.Labels, r.Batch.Samples = labels, samples }()
 
 	at := i
-	s := model.Series{
-		LabelsStart:     int32(len(labels)),
-		SamplesStart:    int32(len(samples)),
-		HistogramsStart: int32(len(r.Batch.Histograms)),
-		ExemplarsStart:  int32(len(r.Batch.Exemplars)),
-	}
+	s := r.startSeries(labels, samples)
 	var (
 		name []byte // name of a label whose value ref is still to come
 		odd  bool   // an odd number of label refs so far
@@ -189,7 +176,7 @@ func decodeSeriesV2(r *Request, b []byte, i int) (err *decodeError) {
 				continue
 			}
 		case tagV2Sample:
-			if smp, end, ok := fastSampleV2(b, i+1); ok {
+			if smp, end, ok := fastSample(b, i+1, true); ok {
 				samples = append(samples, smp)
 				i = end
 				continue
@@ -208,51 +195,25 @@ func decodeSeriesV2(r *Request, b []byte, i int) (err *decodeError) {
 			return err
 		}
 		switch tag {
-		case tagV2Refs:
-			start, end, err := readLen(b, j)
-			if err == nil {
-				labels, name, odd, err = appendLabelRefs(labels, r.symbols, b[:end], start, name, odd)
+		case tagV2Refs, tagV2Ref:
+			if labels, name, odd, i, err = readLabelRefs(labels, r.symbols, b, tag, j, name, odd); err != nil {
+				return err
 			}
-			if err != nil {
-				return err.in(v2LabelRefsName, -1)
-			}
-			i = end
-		case tagV2Ref:
-			_, end, err := readVarint(b, j)
-			if err == nil {
-				labels, name, odd, err = appendLabelRefs(labels, r.symbols, b[:end], j, name, odd)
-			}
-			if err != nil {
-				return err.in(v2LabelRefsName, -1)
-			}
-			i = end
 		case tagV2Sample:
-			var smp model.Sample
-			start, end, err := readLen(b, j)
-			if err == nil {
-				err = decodeSampleV2(&smp, b[:end], start)
-			}
+			smp, end, err := readSample(b, j, true)
 			if err != nil {
 				return err.in("sample", len(samples)-int(s.SamplesStart))
 			}
 			samples = append(samples, smp)
 			i = end
 		case tagV2Histogram:
-			start, end, err := readLen(b, j)
-			if err != nil {
-				return err.in("histogram", len(r.Batch.Histograms)-int(s.HistogramsStart))
+			if i, err = r.readHistogram(&s, b, j); err != nil {
+				return err
 			}
-			r.Batch.Histograms = append(r.Batch.Histograms, b[start:end:end])
-			i = end
 		case tagV2Exemplar:
-			start, end, err := readLen(b, j)
-			if err == nil {
-				err = decodeExemplarV2(r, b[:end], start)
+			if i, err = r.readExemplar(&s, b, j, true); err != nil {
+				return err
 			}
-			if err != nil {
-				return err.in(v2ExemplarName, len(r.Batch.Exemplars)-int(s.ExemplarsStart))
-			}
-			i = end
 		case tagV2Metadata:
 			// A message field seen twice is merged: later fields win.
 			start, end, err := readLen(b, j)
@@ -264,26 +225,18 @@ func decodeSeriesV2(r *Request, b []byte, i int) (err *decodeError) {
 			}
 			i = end
 		default:
-			if f := tag >> 3; f >= 1 && f <= 5 {
-				return wrongWireType(i, tag, v2SeriesName)
-			}
-			if i, err = skipField(b, j, tag); err != nil {
-				return err.in("field", int(tag>>3))
+			if i, err = skipUnknown(b, i, j, tag, 1<<1|1<<2|1<<3|1<<4|1<<5, v2SeriesName); err != nil {
+				return err
 			}
 		}
 	}
 	if odd {
-		n := 2*(len(labels)-int(s.LabelsStart)) + 1
-		return corrupt(at, kindSpec, fmt.Sprintf("odd number of label refs (%d)", n)).in(v2LabelRefsName, -1)
+		return oddRefs(at, len(labels)-int(s.LabelsStart))
 	}
 	nSamples, nHist := len(samples)-int(s.SamplesStart), len(r.Batch.Histograms)-int(s.HistogramsStart)
 	if nSamples > 0 && nHist > 0 {
 		return corrupt(at, kindSpec, fmt.Sprintf("%d samples and %d histograms in one series: a series carries samples or histograms, not both", nSamples, nHist))
 	}
-	s.LabelsEnd = int32(len(labels))
-	s.SamplesEnd = int32(len(samples))
-	s.HistogramsEnd = int32(len(r.Batch.Histograms))
-	s.ExemplarsEnd = int32(len(r.Batch.Exemplars))
 	if meta.seen {
 		// Refs are resolved once the message is merged: a ref out of the
 		// table counts only if no later occurrence replaced it.
@@ -296,13 +249,10 @@ func decodeSeriesV2(r *Request, b []byte, i int) (err *decodeError) {
 			return err.in("unit_ref", -1).in(v2MetadataName, -1)
 		}
 		if m.Type != model.TypeUnknown || len(m.Help) > 0 || len(m.Unit) > 0 {
-			r.appendMetadataV2(&m, labels[s.LabelsStart:s.LabelsEnd])
+			r.appendMetadataV2(&m, labels[s.LabelsStart:])
 		}
 	}
-	if len(r.exLabels) > 0 {
-		labels = r.moveExemplarLabels(&s, labels)
-	}
-	r.Batch.Series = append(r.Batch.Series, s)
+	labels = r.endSeries(&s, labels, samples)
 	return nil
 }
 
@@ -326,6 +276,32 @@ func (r *Request) appendMetadataV2(m *model.Metadata, ls []model.Label) {
 		}
 	}
 	r.Batch.Metadata = append(r.Batch.Metadata, *m)
+}
+
+// readLabelRefs resolves the label refs of the field with the given tag,
+// packed or a single varint, whose value is at b[j:], as appendLabelRefs
+// does, and returns the index just past the field.
+func readLabelRefs(dst []model.Label, syms [][]byte, b []byte, tag uint64, j int, name []byte, odd bool) ([]model.Label, []byte, bool, int, *decodeError) {
+	start, end := j, 0
+	var err *decodeError
+	if tag == tagV2Refs {
+		start, end, err = readLen(b, j)
+	} else {
+		_, end, err = readVarint(b, j)
+	}
+	if err == nil {
+		dst, name, odd, err = appendLabelRefs(dst, syms, b[:end], start, name, odd)
+	}
+	if err != nil {
+		return dst, name, odd, 0, err.in(v2LabelRefsName, -1)
+	}
+	return dst, name, odd, end, nil
+}
+
+// oddRefs is the error for an odd number of label refs, pairs labels and a
+// name, in the message at offset at.
+func oddRefs(at, pairs int) *decodeError {
+	return corrupt(at, kindSpec, fmt.Sprintf("odd number of label refs (%d)", 2*pairs+1)).in(v2LabelRefsName, -1)
 }
 
 // appendLabelRefs resolves the varint symbol refs in b[i:] and appends the
@@ -418,149 +394,6 @@ func symbol(syms [][]byte, ref uint32, at int, what string) ([]byte, *decodeErro
 	return syms[ref], nil
 }
 
-// fastSampleV2 decodes a length-prefixed Sample at b[i:] if it is encoded
-// as an optional value, an optional timestamp and an optional start
-// timestamp, in that order, with a one-byte length. Otherwise it returns
-// ok == false and the general decoder takes over.
-func fastSampleV2(b []byte, i int) (s model.Sample, end int, ok bool) {
-	if i >= len(b) {
-		return s, 0, false
-	}
-	n := int(b[i])
-	i++
-	if n >= 0x80 || n > len(b)-i {
-		return s, 0, false
-	}
-	end = i + n
-	b = b[:end]
-	if i < end && b[i] == tagV2SampleVal {
-		if end-i < 9 {
-			return s, 0, false
-		}
-		s.Value = math.Float64frombits(binary.LittleEndian.Uint64(b[i+1:]))
-		i += 9
-	}
-	if i < end && b[i] == tagV2SampleTS {
-		ts, next := uvarint(b, i+1)
-		if next < 0 {
-			return s, 0, false
-		}
-		s.Timestamp = int64(ts)
-		i = next
-	}
-	if i < end && b[i] == tagV2SampleST {
-		st, next := uvarint(b, i+1)
-		if next < 0 {
-			return s, 0, false
-		}
-		s.Start = int64(st)
-		i = next
-	}
-	return s, end, i == end
-}
-
-// decodeSampleV2 decodes the Sample in b[i:] into s.
-func decodeSampleV2(s *model.Sample, b []byte, i int) *decodeError {
-	for i < len(b) {
-		tag, j, err := readTag(b, i)
-		if err != nil {
-			return err
-		}
-		switch tag {
-		case tagV2SampleVal:
-			v, next, err := readFixed64(b, j)
-			if err != nil {
-				return err.in("value", -1)
-			}
-			s.Value = math.Float64frombits(v)
-			i = next
-		case tagV2SampleTS, tagV2SampleST:
-			v, next, err := readVarint(b, j)
-			if err != nil {
-				if tag == tagV2SampleTS {
-					return err.in("timestamp", -1)
-				}
-				return err.in("start_timestamp", -1)
-			}
-			if tag == tagV2SampleTS {
-				s.Timestamp = int64(v)
-			} else {
-				s.Start = int64(v)
-			}
-			i = next
-		default:
-			if f := tag >> 3; f >= 1 && f <= 3 {
-				return wrongWireType(i, tag, "sample")
-			}
-			if i, err = skipField(b, j, tag); err != nil {
-				return err.in("field", int(tag>>3))
-			}
-		}
-	}
-	return nil
-}
-
-// decodeExemplarV2 decodes the Exemplar in b[i:] and appends it to
-// r.Batch.Exemplars, its labels to r.exLabels.
-func decodeExemplarV2(r *Request, b []byte, i int) *decodeError {
-	at := i
-	e := model.Exemplar{LabelsStart: int32(len(r.exLabels))}
-	var (
-		name []byte
-		odd  bool
-	)
-	for i < len(b) {
-		tag, j, err := readTag(b, i)
-		if err != nil {
-			return err
-		}
-		switch tag {
-		case tagV2Refs, tagV2Ref:
-			start, end := j, 0
-			if tag == tagV2Refs {
-				start, end, err = readLen(b, j)
-			} else {
-				_, end, err = readVarint(b, j)
-			}
-			if err == nil {
-				r.exLabels, name, odd, err = appendLabelRefs(r.exLabels, r.symbols, b[:end], start, name, odd)
-			}
-			if err != nil {
-				return err.in(v2LabelRefsName, -1)
-			}
-			i = end
-		case tagV2ExVal:
-			v, next, err := readFixed64(b, j)
-			if err != nil {
-				return err.in("value", -1)
-			}
-			e.Value = math.Float64frombits(v)
-			i = next
-		case tagV2ExTS:
-			v, next, err := readVarint(b, j)
-			if err != nil {
-				return err.in("timestamp", -1)
-			}
-			e.Timestamp = int64(v)
-			i = next
-		default:
-			if f := tag >> 3; f >= 1 && f <= 3 {
-				return wrongWireType(i, tag, v2ExemplarName)
-			}
-			if i, err = skipField(b, j, tag); err != nil {
-				return err.in("field", int(tag>>3))
-			}
-		}
-	}
-	if odd {
-		n := 2*(len(r.exLabels)-int(e.LabelsStart)) + 1
-		return corrupt(at, kindSpec, fmt.Sprintf("odd number of label refs (%d)", n)).in(v2LabelRefsName, -1)
-	}
-	e.LabelsEnd = int32(len(r.exLabels))
-	r.Batch.Exemplars = append(r.Batch.Exemplars, e)
-	return nil
-}
-
 // metadataV2 is a series' Metadata message as decoded so far.
 type metadataV2 struct {
 	seen           bool
@@ -579,32 +412,27 @@ func decodeMetadataV2(m *metadataV2, b []byte, i int) *decodeError {
 			return err
 		}
 		switch tag {
-		case tagV2MetaType, tagV2MetaHelp, tagV2MetaUnit:
+		case tagV2MetaType:
+			if m.typ, i, err = readMetricType(b, j); err != nil {
+				return err
+			}
+		case tagV2MetaHelp, tagV2MetaUnit:
 			v, next, err := readVarint(b, j)
 			if err != nil {
-				switch tag {
-				case tagV2MetaType:
-					return err.in("type", -1)
-				case tagV2MetaHelp:
+				if tag == tagV2MetaHelp {
 					return err.in("help_ref", -1)
 				}
 				return err.in("unit_ref", -1)
 			}
-			switch tag {
-			case tagV2MetaType:
-				m.typ = metricType(v)
-			case tagV2MetaHelp:
+			if tag == tagV2MetaHelp {
 				m.help, m.helpAt = uint32(v), j
-			default:
+			} else {
 				m.unit, m.unitAt = uint32(v), j
 			}
 			i = next
 		default:
-			if f := tag >> 3; f == 1 || f == 3 || f == 4 {
-				return wrongWireType(i, tag, v2MetadataName)
-			}
-			if i, err = skipField(b, j, tag); err != nil {
-				return err.in("field", int(tag>>3))
+			if i, err = skipUnknown(b, i, j, tag, 1<<1|1<<3|1<<4, v2MetadataName); err != nil {
+				return err
 			}
 		}
 	}

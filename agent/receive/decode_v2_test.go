@@ -7,7 +7,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/ferrymetrics/ferry/wal/model"
@@ -129,20 +128,7 @@ func TestDecodeV2Errors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var r Request
-			err := DecodeV2(tc.in, &r)
-			if err == nil {
-				t.Fatalf("DecodeV2(%x) succeeded, want error", tc.in)
-			}
-			if !errors.Is(err, ErrCorrupt) {
-				t.Errorf("error %q does not wrap ErrCorrupt", err)
-			}
-			var de *decodeError
-			if !errors.As(err, &de) || de.kind != tc.kind {
-				t.Errorf("error %q: kind %v, want %v", err, de.kind, tc.kind)
-			}
-			if !strings.HasPrefix(err.Error(), "receive: corrupt input: decode ") || !strings.Contains(err.Error(), tc.msg) {
-				t.Errorf("error %q, want it to contain %q", err, tc.msg)
-			}
+			checkCorrupt(t, "DecodeV2", tc.in, DecodeV2(tc.in, &r), tc.kind, tc.msg)
 			// The gogo-generated decoder accepts the inputs that break the
 			// specification's rules rather than protobuf's, and rejects
 			// truncated ones and wrong wire types.
@@ -703,34 +689,8 @@ func benchRequestV2(n int) []byte {
 	return buf
 }
 
-func BenchmarkDecodeV2(b *testing.B) {
-	buf := benchRequestV2(1000)
-	var r Request
-	b.SetBytes(int64(len(buf)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := DecodeV2(buf, &r); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(r.Batch.NumSamples()), "ns/sample")
-}
-
-func BenchmarkDecodeValidateV2(b *testing.B) {
-	buf := benchRequestV2(1000)
-	var r Request
-	b.SetBytes(int64(len(buf)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := DecodeV2(buf, &r); err != nil {
-			b.Fatal(err)
-		}
-		if err := Validate(&r, LegacyValidation); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(r.Batch.NumSamples()), "ns/sample")
-}
+func BenchmarkDecodeV2(b *testing.B)         { benchDecode(b, benchRequestV2(1000), DecodeV2, false) }
+func BenchmarkDecodeValidateV2(b *testing.B) { benchDecode(b, benchRequestV2(1000), DecodeV2, true) }
 
 // BenchmarkWritev2Unmarshal is the baseline: gogo-generated unmarshalling
 // of the same request.
@@ -744,5 +704,5 @@ func BenchmarkWritev2Unmarshal(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/sample")
+	reportPerSample(b, 1000)
 }

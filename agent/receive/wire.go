@@ -70,6 +70,26 @@ func readFixed64(b []byte, i int) (uint64, int, *decodeError) {
 	return binary.LittleEndian.Uint64(b[i:]), i + 8, nil
 }
 
+// readDouble reads the double (fixed64) value field at b[i:] and returns it
+// with the index just past it.
+func readDouble(b []byte, i int) (float64, int, *decodeError) {
+	v, next, err := readFixed64(b, i)
+	if err != nil {
+		return 0, 0, err.in("value", -1)
+	}
+	return math.Float64frombits(v), next, nil
+}
+
+// readInt64 reads the int64 (varint) field called name at b[i:] and returns
+// it with the index just past it.
+func readInt64(b []byte, i int, name string) (int64, int, *decodeError) {
+	v, next, err := readVarint(b, i)
+	if err != nil {
+		return 0, 0, err.in(name, -1)
+	}
+	return int64(v), next, nil
+}
+
 // readTag reads the field tag at b[i:] and returns it with the index just
 // past it. Field numbers must lie in [1, 2^31-1] and wire types be varint,
 // fixed64, length-delimited or fixed32.
@@ -105,6 +125,24 @@ func readLen(b []byte, i int) (start, end int, err *decodeError) {
 	}
 	return j, j + int(n), nil
 }
+
+// skipUnknown skips the value at b[j:] of the field with the given tag,
+// read at b[i:], and returns the index just past it. A field whose number is
+// set in known, a field of the message msg with another wire type, is an
+// error.
+func skipUnknown(b []byte, i, j int, tag uint64, known fieldSet, msg string) (int, *decodeError) {
+	if f := tag >> 3; f < 64 && known&(1<<f) != 0 {
+		return 0, wrongWireType(i, tag, msg)
+	}
+	next, err := skipField(b, j, tag)
+	if err != nil {
+		return 0, err.in("field", int(tag>>3))
+	}
+	return next, nil
+}
+
+// fieldSet is a set of field numbers below 64, field f as bit 1<<f.
+type fieldSet uint64
 
 // skipField skips the value of an unknown field with the given tag starting
 // at b[i:] and returns the index just past it.
