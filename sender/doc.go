@@ -52,7 +52,10 @@
 //     start_timestamp (field 17, which only 2.0 defines); 2.0 requests carry
 //     the bytes unchanged. A series' floats and histograms go in separate
 //     2.0 TimeSeries, as the spec requires;
-//   - exemplars, with their series;
+//   - exemplars, with their series. In 1.0 a histogram series' exemplars
+//     go in a second TimeSeries after its histograms: Prometheus 2.x
+//     appends a TimeSeries' exemplars before its histograms and refuses an
+//     exemplar of a series it does not have yet;
 //   - metadata (type, help, unit) of the metric families in the request,
 //     as the log knows it now (not as it was when the samples were
 //     written): looked up by metric name, then by the name less one of

@@ -241,6 +241,18 @@ func runEnd(items []item, i int) (j, samples, histograms, exemplars int) {
 	return j, samples, histograms, exemplars
 }
 
+// appendExemplarsV1 appends the exemplars of run as TimeSeries.exemplars.
+func appendExemplarsV1(b []byte, run []item) []byte {
+	for k := range run {
+		if it := &run[k]; it.kind == kindExemplar {
+			b = appendField(b, tagV1Exemplars, exemplarSizeV1(it))
+			b = appendLabelsV1(b, tagV1ExLabels, it.ex)
+			b = appendValueTime(b, tagExV, tagExT, it.v, it.t)
+		}
+	}
+	return b
+}
+
 func (e *encoder) encodeV1(items []item) encoded {
 	var out encoded
 	b := e.pb[:0]
@@ -267,7 +279,12 @@ func (e *encoder) encodeV1(items []item) encoded {
 		out.samples += ns
 		out.histograms += nh
 		out.exemplars += nx
-		tsSize := len(lb)
+		// Prometheus 2.x appends a TimeSeries' exemplars before its
+		// histograms, and refuses an exemplar of a series that does not
+		// exist yet: a histogram series' exemplars go in a TimeSeries of
+		// their own after its histograms.
+		split := nh > 0 && nx > 0
+		tsSize, exSize := len(lb), 0
 		for k := range run {
 			it := &run[k]
 			switch it.kind {
@@ -276,8 +293,11 @@ func (e *encoder) encodeV1(items []item) encoded {
 			case kindHistogram:
 				tsSize += sizeField(histogramLenV1(it.hist))
 			default:
-				tsSize += sizeField(exemplarSizeV1(it))
+				exSize += sizeField(exemplarSizeV1(it))
 			}
+		}
+		if !split {
+			tsSize += exSize
 		}
 		b = appendField(b, tagV1Timeseries, tsSize)
 		b = append(b, lb...)
@@ -288,14 +308,8 @@ func (e *encoder) encodeV1(items []item) encoded {
 				b = appendValueTime(b, tagSampleV, tagSampleT, it.v, it.t)
 			}
 		}
-		if nx > 0 {
-			for k := range run {
-				if it := &run[k]; it.kind == kindExemplar {
-					b = appendField(b, tagV1Exemplars, exemplarSizeV1(it))
-					b = appendLabelsV1(b, tagV1ExLabels, it.ex)
-					b = appendValueTime(b, tagExV, tagExT, it.v, it.t)
-				}
-			}
+		if nx > 0 && !split {
+			b = appendExemplarsV1(b, run)
 		}
 		if nh > 0 {
 			for k := range run {
@@ -304,6 +318,11 @@ func (e *encoder) encodeV1(items []item) encoded {
 					b = appendHistogramV1(b, it.hist)
 				}
 			}
+		}
+		if split {
+			b = appendField(b, tagV1Timeseries, len(lb)+exSize)
+			b = append(b, lb...)
+			b = appendExemplarsV1(b, run)
 		}
 	}
 	for k := range e.families {
