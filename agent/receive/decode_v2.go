@@ -257,8 +257,12 @@ func decodeSeriesV2(r *Request, b []byte, i int) (err *decodeError) {
 }
 
 // appendMetadataV2 appends m, the metadata of a series with labels ls, to
-// r.Batch.Metadata under the series' metric name, unless the series has no
-// metric name or the last metadata appended is the same.
+// r.Batch.Metadata under the series' family name, unless the series has no
+// metric name or the last metadata appended is the same. The family name
+// is the metric name, less _bucket, _count or _sum for the series of a
+// histogram or summary (whose 2.0 metadata names the family's type), so
+// that foo_bucket, foo_count and foo_sum describe one family foo, as 1.0
+// metadata and Prometheus' scrape cache have it.
 func (r *Request) appendMetadataV2(m *model.Metadata, ls []model.Label) {
 	for k := range ls {
 		if string(ls[k].Name) == "__name__" {
@@ -268,6 +272,15 @@ func (r *Request) appendMetadataV2(m *model.Metadata, ls []model.Label) {
 	}
 	if len(m.Family) == 0 {
 		return
+	}
+	switch m.Type {
+	case model.TypeHistogram, model.TypeGaugeHistogram, model.TypeSummary:
+		for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+			if f, ok := bytes.CutSuffix(m.Family, []byte(suffix)); ok && len(f) > 0 {
+				m.Family = f
+				break
+			}
+		}
 	}
 	if n := len(r.Batch.Metadata); n > 0 {
 		last := &r.Batch.Metadata[n-1]

@@ -218,6 +218,14 @@ func TestDecodeV2Accepts(t *testing.T) {
 		{name: "only the empty symbol", in: v2Symbols("")},
 		{name: "plain", in: v2Req(v2Syms, v2Up()), want: []v2Series{{labels: up, samples: one}}},
 		{
+			// A histogram's series describe one family.
+			name: "histogram bucket metadata names its family",
+			in: v2Req([]string{"", "__name__", "lat_bucket", "Latency."},
+				cat(v2Packed(1, 1, 2), pbBytes(nil, 2, v2Sample(1, 1000, 0)), pbBytes(nil, 5, []byte{0x08, 0x03, 0x18, 0x03}))),
+			want: []v2Series{{labels: []string{"__name__", "lat_bucket"}, samples: one}},
+			meta: []model.Metadata{{Family: []byte("lat"), Type: model.TypeHistogram, Help: []byte("Latency."), Unit: []byte{}}},
+		},
+		{
 			// Prometheus 3 sends each exemplar in a series of its own.
 			name: "exemplar without samples",
 			in:   v2Req(v2Syms, v2Up(), cat(v2Packed(1, 1, 2, 3, 4), pbBytes(nil, 4, v2Packed(1, 5, 6)))),
