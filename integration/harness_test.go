@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -363,24 +362,7 @@ func (f *ferry) kill() {
 // match (e.g. `endpoint="a"`).
 func (f *ferry) metric(name string, match ...string) float64 {
 	f.t.Helper()
-	resp, err := http.Get("http://" + f.addr + "/metrics")
-	if err != nil {
-		f.t.Fatalf("scrape ferry: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(\{[^}]*\})? (\S+)$`)
-	sum := 0.0
-	for _, m := range re.FindAllStringSubmatch(string(body), -1) {
-		ok := true
-		for _, want := range match {
-			ok = ok && strings.Contains(m[1], want)
-		}
-		if ok {
-			v, _ := strconv.ParseFloat(m[2], 64)
-			sum += v
-		}
-	}
+	sum, _ := scrapeSum(f.t, "http://"+f.addr+"/metrics", name, match...)
 	return sum
 }
 
