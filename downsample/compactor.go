@@ -164,19 +164,19 @@ func New(cfg Config, policies []StoragePolicy, db *pebble.DB, w *wal.WAL, o Opti
 	if err := c.load(); err != nil {
 		return nil, err
 	}
-	r, err := w.NewReader(consumerName, c.pos, func(n int, from, to wal.Position) {
+	r, err := w.NewReader(consumerName, c.pos, func(lost wal.Lost, from, to wal.Position) {
 		// What was aggregated from the segments being dropped is in memory
 		// only: store it before they go, or a crash now would lose it
 		// uncounted (the restart could not read it again).
 		if err := c.Commit(); err != nil {
 			c.logger.Error("Compactor: commit before the disk cap drops segments failed; a crash before the next commit loses what was aggregated from them", zap.Error(err))
 		}
-		if n == 0 {
+		if lost.Samples == 0 {
 			return
 		}
-		c.m.skipped.WithLabelValues("disk_cap").Add(float64(n))
+		c.m.skipped.WithLabelValues("disk_cap").Add(float64(lost.Samples))
 		c.logger.Error("WAL disk cap dropped samples the compactor had not read; their windows are incomplete",
-			zap.Int("samples", n), zap.Stringer("from", from), zap.Stringer("to", to))
+			zap.Int("samples", lost.Samples), zap.Stringer("from", from), zap.Stringer("to", to))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("downsample: open WAL reader: %w", err)

@@ -88,11 +88,11 @@ type Entry struct {
 }
 
 // DropFunc is told that the log deleted the entries before to that the
-// consumer had not committed past; samples of them were not read yet
-// (between from, the read cursor, and to). What the consumer read before
-// to but has not stored is lost too once it crashes: it should count and
-// discard it now.
-type DropFunc func(samples int, from, to Cursor)
+// consumer had not committed past; lost of them was not read yet (between
+// from, the read cursor, and to). What the consumer read before to but has
+// not stored is lost too once it crashes: it should count and discard it
+// now.
+type DropFunc func(lost wal.Lost, from, to Cursor)
 
 // WALLog adapts the WAL to Log. Its cursor is a wal.Position: the segment
 // and the byte offset as big-endian uint64s. Lag counts bytes.
@@ -115,7 +115,7 @@ func walPosition(c Cursor) wal.Position {
 func (l WALLog) Open(name string, at Cursor, onDrop DropFunc) (Source, error) {
 	var f wal.DropFunc
 	if onDrop != nil {
-		f = func(n int, from, to wal.Position) { onDrop(n, walCursor(from), walCursor(to)) }
+		f = func(n wal.Lost, from, to wal.Position) { onDrop(n, walCursor(from), walCursor(to)) }
 	}
 	r, err := l.NewReader(name, walPosition(at), f)
 	if err != nil {

@@ -191,22 +191,23 @@ func (s *Sender) Run() {
 	go s.checkpointLoop()
 }
 
-// onDrop counts what the disk cap took: the n samples the reader had not
-// read yet, and those it had read but not delivered, which are written off
-// (the shards discard them) so that each is counted once, here, whether or
-// not the process lives to retry them.
-func (s *Sender) onDrop(n int, from, to Cursor) {
+// onDrop counts what the disk cap took: what the reader had not read yet
+// (lost), and what it had read but not delivered, which is written off (the
+// shards discard it) so that each is counted once, here, whether or not the
+// process lives to retry it.
+func (s *Sender) onDrop(lost wal.Lost, from, to Cursor) {
 	queued, exemplars := s.track.writeOff(to)
-	if exemplars > 0 {
-		s.exCap.Add(float64(exemplars))
+	if ex := lost.Exemplars + exemplars; ex > 0 {
+		s.exCap.Add(float64(ex))
 	}
-	if n+queued+exemplars == 0 {
+	if lost.Samples+queued+lost.Exemplars+exemplars == 0 {
 		return
 	}
-	s.droppedCap.Add(float64(n + queued))
+	s.droppedCap.Add(float64(lost.Samples + queued))
 	s.logger.Error("WAL disk cap dropped samples this endpoint had not sent",
-		zap.Int("samples", n+queued), zap.Int("unread", n), zap.Int("read_not_delivered", queued),
-		zap.Int("exemplars_read_not_delivered", exemplars), zap.String("from", s.log.Describe(from)), zap.String("to", s.log.Describe(to)))
+		zap.Int("samples", lost.Samples+queued), zap.Int("unread", lost.Samples), zap.Int("read_not_delivered", queued),
+		zap.Int("exemplars", lost.Exemplars+exemplars), zap.Int("exemplars_unread", lost.Exemplars),
+		zap.String("from", s.log.Describe(from)), zap.String("to", s.log.Describe(to)))
 }
 
 // readLoop reads the WAL and hands samples to the shards.

@@ -113,21 +113,24 @@ func (d *decoder) decode(rec []byte) (kind, error) {
 	return k, nil
 }
 
-// count returns the number of samples and histograms in rec, decoding as
-// little as it can.
-func (d *decoder) count(rec []byte) (int, error) {
+// count returns the number of samples and histograms, and of exemplars, in
+// rec, decoding as little as it can.
+func (d *decoder) count(rec []byte) (samples, exemplars int, err error) {
 	switch kindOf(rec) {
-	case kindSamples, kindHistograms:
+	case kindSamples, kindHistograms, kindExemplars:
 		k, err := d.decode(rec)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		if k == kindSamples {
-			return len(d.samples), nil
+		switch k {
+		case kindSamples:
+			return len(d.samples), 0, nil
+		case kindHistograms:
+			return len(d.histograms), 0, nil
 		}
-		return len(d.histograms), nil
+		return 0, len(d.exemplars), nil
 	}
-	return 0, nil
+	return 0, 0, nil
 }
 
 func (k kind) String() string {

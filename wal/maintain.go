@@ -94,15 +94,15 @@ func (w *WAL) dropOldest() error {
 		// The consumer has not stored everything before to: it may hold
 		// records it read from the dropped segments, and is told, even
 		// when it read them all (n is 0).
-		n := 0
+		var n Lost
 		if from.Less(to) {
 			var err error
-			if n, err = w.countSamples(from, upTo); err != nil {
+			if n, err = w.countLost(from, upTo); err != nil {
 				w.logger.Error("Counting the samples a consumer loses to the disk cap failed; the count is a lower bound",
 					zap.String("consumer", r.name), zap.Error(err))
 			}
 			r.jump = &to
-			affected = append(affected, fmt.Sprintf("%s (%d samples)", r.name, n))
+			affected = append(affected, fmt.Sprintf("%s (%d samples, %d exemplars)", r.name, n.Samples, n.Exemplars))
 		} else {
 			from = to
 		}
@@ -124,10 +124,11 @@ func (w *WAL) dropOldest() error {
 	return nil
 }
 
-// countSamples counts the samples from p to the end of segment upTo-1.
-func (w *WAL) countSamples(p Position, upTo int) (int, error) {
+// countLost counts the samples and exemplars from p to the end of segment
+// upTo-1.
+func (w *WAL) countLost(p Position, upTo int) (Lost, error) {
 	dec := newDecoder(w.slog)
-	n := 0
+	var n Lost
 	for seg := p.Segment; seg < upTo; seg++ {
 		from := int64(0)
 		if seg == p.Segment {
@@ -137,8 +138,9 @@ func (w *WAL) countSamples(p Position, upTo int) (int, error) {
 			if end <= from {
 				return
 			}
-			if c, err := dec.count(rec); err == nil {
-				n += c
+			if s, x, err := dec.count(rec); err == nil {
+				n.Samples += s
+				n.Exemplars += x
 			}
 		})
 		if err != nil {

@@ -249,3 +249,25 @@ func TestMetadataSurvivesTruncation(t *testing.T) {
 		t.Fatal("no samples replayed")
 	}
 }
+
+// The disk cap counts what a consumer loses by kind: samples and
+// histograms, and exemplars.
+func TestCountLost(t *testing.T) {
+	o := DefaultOptions()
+	o.SegmentSize = pageSize
+	w := openTest(t, t.TempDir(), o)
+	defer w.Close()
+	n := 0
+	for ; w.Head().Segment < 2; n++ {
+		if err := w.Append(richBatch(int64(1000+n), "Requests.")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := w.countLost(Position{}, w.Head().Segment+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Lost{Samples: 2 * n, Exemplars: n}); got != want {
+		t.Fatalf("counted %+v, want %+v", got, want)
+	}
+}

@@ -14,12 +14,16 @@ import (
 	"go.uber.org/zap"
 )
 
+// Lost counts what the disk cap deleted before a consumer read it: float
+// samples and native histograms, and exemplars.
+type Lost struct{ Samples, Exemplars int }
+
 // DropFunc is told that the disk cap deleted segments before to that the
-// consumer had not committed past. samples were not read yet (between from,
-// the read position, and to; 0 if the consumer had read them all). What the
+// consumer had not committed past. lost was not read yet (between from, the
+// read position, and to; zero if the consumer had read it all). What the
 // consumer read before to but has not stored is lost too once it crashes:
 // it should count and discard it now.
-type DropFunc func(samples int, from, to Position)
+type DropFunc func(lost Lost, from, to Position)
 
 // Reader reads the log for one consumer, from a position the consumer
 // persisted, and follows the head as it grows. A Reader is used by one

@@ -407,9 +407,9 @@ func countingReader(t *testing.T, w *WAL) (*Reader, func() int) {
 	t.Helper()
 	var mu sync.Mutex
 	dropped := 0
-	r, err := w.NewReader("endpoint", w.Oldest(), func(n int, from, to Position) {
+	r, err := w.NewReader("endpoint", w.Oldest(), func(n Lost, from, to Position) {
 		mu.Lock()
-		dropped += n
+		dropped += n.Samples
 		mu.Unlock()
 	})
 	if err != nil {
