@@ -5,6 +5,7 @@
 #
 #   cmd/ferry-load/bench-e2e.sh            # needs bin/ferry, bin/ferry-load (make build)
 #   DURATION=30s RATE=500000 cmd/ferry-load/bench-e2e.sh
+#   PROTOS="1.0 2.0" VMAGENT=0 cmd/ferry-load/bench-e2e.sh   # Ferry ingesting Remote-Write 1.0 and 2.0
 #
 # Prints one JSON line per run (ferry-load --json) prefixed with its name.
 set -euo pipefail
@@ -16,6 +17,8 @@ BATCH=${BATCH:-1000}
 CONC=${CONC:-4}
 RATES=${RATES:-"0 500000"}   # 0 = as fast as acknowledged
 SYNCS=${SYNCS:-"always interval"}
+PROTOS=${PROTOS:-"1.0"}      # Remote-Write versions pushed at Ferry (vmagent gets 1.0)
+VMAGENT=${VMAGENT:-1}        # 0 skips vmagent
 WORK=$(mktemp -d /tmp/ferry-bench.XXXXXX)
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -31,13 +34,14 @@ vmagent_bin() {
 
 wait_http() { for _ in $(seq 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.05; done; echo "not up: $1" >&2; return 1; }
 
-load() { # name pid rate
+load() { # name pid rate [proto]
   ./bin/ferry-load --target "$TARGET" --series "$SERIES" --batch "$BATCH" --concurrency "$CONC" \
-    --duration "$DURATION" --rate "$3" --pid "$2" --progress 0 --json 2>/dev/null | sed "s/^/$1 rate=$3 /"
+    --duration "$DURATION" --rate "$3" --pid "$2" --proto "${4:-1.0}" --progress 0 --json 2>/dev/null | sed "s/^/$1 rate=$3 /"
 }
 
 for rate in $RATES; do
   for sync in $SYNCS; do
+   for proto in $PROTOS; do
     mkdir -p "$WORK/ferry"
     cat > "$WORK/ferry/ferry.yml" <<YAML
 listen_address: 127.0.0.1:9201
@@ -50,13 +54,14 @@ YAML
     ./bin/ferry run --config "$WORK/ferry/ferry.yml" --log.level warn 2>"$WORK/ferry/log" &
     pid=$!
     wait_http http://127.0.0.1:9201/-/ready
-    TARGET=http://127.0.0.1:9201/api/v1/write load "ferry(sync=$sync)" "$pid" "$rate"
+    TARGET=http://127.0.0.1:9201/api/v1/write load "ferry(sync=$sync,proto=$proto)" "$pid" "$rate" "$proto"
     kill "$pid"; wait "$pid" || true
     rm -rf "$WORK/ferry"
+   done
   done
 
   # vmagent, with its on-disk queue.
-  if vm=$(vmagent_bin); then
+  if [ "$VMAGENT" = 1 ] && vm=$(vmagent_bin); then
     "$vm" -httpListenAddr=127.0.0.1:8429 -remoteWrite.url=http://127.0.0.1:19291/api/v1/write \
       -remoteWrite.tmpDataPath="$WORK/vmagent" -loggerLevel=ERROR >"$WORK/vmagent.log" 2>&1 &
     pid=$!

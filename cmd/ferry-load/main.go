@@ -65,6 +65,7 @@ type config struct {
 	requestTimeout time.Duration
 	progress       time.Duration
 	json           bool
+	proto          string
 
 	durationSet bool          // --duration was given explicitly
 	minBackoff  time.Duration // first retry backoff; tests shorten it
@@ -96,6 +97,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.DurationVar(&cfg.requestTimeout, "request-timeout", 10*time.Second, "timeout of one push request")
 	fs.DurationVar(&cfg.progress, "progress", 5*time.Second, "interval of progress lines on stderr (0 = none)")
 	fs.BoolVar(&cfg.json, "json", false, "print the result as one JSON object on stdout (the summary goes to stderr)")
+	fs.StringVar(&cfg.proto, "proto", "1.0", `Remote-Write version to push: "1.0" (prometheus.WriteRequest) or "2.0" (io.prometheus.write.v2.Request, one symbols table per request)`)
 	return fs
 }
 
@@ -152,6 +154,8 @@ func (c *config) validate() error {
 		return errors.New("--target self needs the receiver (drop --no-receiver)")
 	case c.verify && c.noReceiver:
 		return errors.New("--verify needs the receiver (drop --no-receiver)")
+	case c.proto != "1.0" && c.proto != "2.0":
+		return fmt.Errorf("--proto %q: must be 1.0 or 2.0", c.proto)
 	}
 	if c.target != selfTarget {
 		u, err := url.Parse(c.target)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 )
 
 func testContext(t *testing.T) context.Context {
@@ -309,6 +311,36 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("label %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+// A 2.0 request carries the same series and samples as the 1.0 one.
+func TestRequestV2MatchesV1(t *testing.T) {
+	b := newV2Batch(1000, 1500)
+	raw := b.appendRequestV2(nil, 1000, 9, 1700000000000)
+	var req writev2.Request
+	if err := req.Unmarshal(raw); err != nil {
+		t.Fatal(err)
+	}
+	if len(req.Timeseries) != 500 || req.Symbols[0] != "" {
+		t.Fatalf("%d series, symbols %v", len(req.Timeseries), req.Symbols[:min(3, len(req.Symbols))])
+	}
+	var sb labels.ScratchBuilder
+	for k, ts := range req.Timeseries {
+		got, err := ts.ToLabels(&sb, req.Symbols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, l := range seriesLabels(1000 + k) {
+			want = append(want, l[0], l[1])
+		}
+		if !labels.Equal(got, labels.FromStrings(want...)) {
+			t.Fatalf("series %d: %v, want %v", k, got, want)
+		}
+		if len(ts.Samples) != 1 || ts.Samples[0].Timestamp != 1700000000000 || ts.Samples[0].Value != seriesValue(1000+k, 9) {
+			t.Fatalf("series %d samples %+v", k, ts.Samples)
 		}
 	}
 }

@@ -181,7 +181,8 @@ type pushRun struct {
 	step   int64
 	marker skipMarker
 
-	next []int64 // per batch: rounds finished; written only by the owner
+	next []int64   // per batch: rounds finished; written only by the owner
+	v2   []v2Batch // per batch with --proto 2.0: its symbols and label refs
 
 	acked, rejected, abandoned       atomic.Int64
 	requests, retries, transportErrs atomic.Int64
@@ -201,7 +202,7 @@ func newPushRun(cfg config, target string, set *seriesSet, layout batchLayout, b
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	return &pushRun{
+	p := &pushRun{
 		cfg:    cfg,
 		target: target,
 		client: &http.Client{Transport: tr},
@@ -212,6 +213,67 @@ func newPushRun(cfg config, target string, set *seriesSet, layout batchLayout, b
 		marker: marker,
 		next:   make([]int64, layout.numBatches()),
 	}
+	if cfg.proto == "2.0" {
+		for k := range layout.numBatches() {
+			p.v2 = append(p.v2, newV2Batch(layout.bounds(k)))
+		}
+	}
+	return p
+}
+
+// v2Batch is a batch's part of every Remote-Write 2.0 request for it: the
+// symbols table (Request field 4) and each series' labels_refs (TimeSeries
+// field 1, packed), which are the same every round.
+type v2Batch struct {
+	symbols []byte
+	refs    [][]byte
+}
+
+func newV2Batch(lo, hi int) v2Batch {
+	var b v2Batch
+	ids := map[string]uint32{}
+	sym := func(s string) uint32 {
+		id, ok := ids[s]
+		if !ok {
+			id = uint32(len(ids))
+			ids[s] = id
+			b.symbols = append(b.symbols, 0x22) // Request.symbols
+			b.symbols = binary.AppendUvarint(b.symbols, uint64(len(s)))
+			b.symbols = append(b.symbols, s...)
+		}
+		return id
+	}
+	sym("")
+	for i := lo; i < hi; i++ {
+		var packed []byte
+		for _, l := range seriesLabels(i) {
+			packed = binary.AppendUvarint(packed, uint64(sym(l[0])))
+			packed = binary.AppendUvarint(packed, uint64(sym(l[1])))
+		}
+		f := append([]byte{0x0a}, binary.AppendUvarint(nil, uint64(len(packed)))...) // TimeSeries.labels_refs
+		b.refs = append(b.refs, append(f, packed...))
+	}
+	return b
+}
+
+// appendRequestV2 appends an encoded io.prometheus.write.v2.Request with
+// the same samples as seriesSet.appendRequest.
+func (b *v2Batch) appendRequestV2(dst []byte, lo int, r, ts int64) []byte {
+	dst = append(dst, b.symbols...)
+	sampleLen := 1 + 8 + 1 + uvarintLen(uint64(ts))
+	for k, refs := range b.refs {
+		tsLen := len(refs) + 1 + uvarintLen(uint64(sampleLen)) + sampleLen
+		dst = append(dst, 0x2a) // Request.timeseries
+		dst = binary.AppendUvarint(dst, uint64(tsLen))
+		dst = append(dst, refs...)
+		dst = append(dst, 0x12) // TimeSeries.samples
+		dst = binary.AppendUvarint(dst, uint64(sampleLen))
+		dst = append(dst, 0x09) // Sample.value, fixed64
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(seriesValue(lo+k, r)))
+		dst = append(dst, 0x10) // Sample.timestamp, varint
+		dst = binary.AppendUvarint(dst, uint64(ts))
+	}
+	return dst
 }
 
 // expectedRounds is how many rounds of series i were pushed (acknowledged,
@@ -266,7 +328,11 @@ func (p *pushRun) worker(ctx context.Context, deadline time.Time, owned []int) {
 			if !p.pace(ctx, deadline, n) {
 				return
 			}
-			raw = p.set.appendRequest(raw[:0], lo, hi, r, ts)
+			if p.v2 != nil {
+				raw = p.v2[k].appendRequestV2(raw[:0], lo, r, ts)
+			} else {
+				raw = p.set.appendRequest(raw[:0], lo, hi, r, ts)
+			}
 			comp = snappy.Encode(comp[:cap(comp)], raw)
 			switch p.send(ctx, deadline, comp) {
 			case outcomeAcked:
@@ -375,8 +441,13 @@ func (p *pushRun) post(ctx context.Context, body []byte) (code int, retryAfter t
 		return 0, 0, "", err
 	}
 	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	if p.v2 != nil {
+		req.Header.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
+	} else {
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	}
 	req.Header.Set("User-Agent", "ferry-load")
 	resp, err := p.client.Do(req)
 	if err != nil {
