@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"math"
 	"math/bits"
-	"strings"
 
 	"github.com/ferrymetrics/ferry/wal"
 	"github.com/klauspost/compress/s2"
@@ -165,9 +164,6 @@ type family struct {
 	interned         bool
 }
 
-// familySuffixes are tried, in order, when a metric name has no metadata of
-// its own: the name less the suffix may be its family's.
-var familySuffixes = [...]string{"_bucket", "_sum", "_count", "_total", "_created", "_info"}
 
 // encoder builds snappy-compressed Remote-Write 1.0 and 2.0 requests
 // without allocating once its buffers and tables have grown.
@@ -357,10 +353,9 @@ func (e *encoder) encodeV1(items []item) encoded {
 	return out
 }
 
-// family returns the index in e.families of the metadata of the metric
-// called name, or -1 if there is none: the family of that name, or else
-// of the name less one of familySuffixes. Each family appears once per
-// request.
+// family returns the index in e.families of the metadata of the family a
+// metric called name belongs to (wal.FamilyOf), or -1 if there is none.
+// Each family appears once per request.
 func (e *encoder) family(name string) int32 {
 	if name == "" {
 		return -1
@@ -368,33 +363,16 @@ func (e *encoder) family(name string) int32 {
 	if k, ok := e.byName[name]; ok {
 		return k
 	}
-	k := e.lookupFamily(name)
+	k := int32(-1)
+	if md, ok := e.meta.Metadata(name); ok {
+		var seen bool
+		if k, seen = e.byName[md.Family]; !seen {
+			k = e.addFamily(md.Family, md)
+			e.byName[md.Family] = k
+		}
+	}
 	e.byName[name] = k
 	return k
-}
-
-func (e *encoder) lookupFamily(name string) int32 {
-	if md, ok := e.meta.Metadata(name); ok {
-		return e.addFamily(name, md)
-	}
-	for _, suffix := range familySuffixes {
-		base, ok := strings.CutSuffix(name, suffix)
-		if !ok || base == "" {
-			continue
-		}
-		if k, seen := e.byName[base]; seen {
-			if k >= 0 {
-				return k
-			}
-			continue
-		}
-		if md, ok := e.meta.Metadata(base); ok {
-			k := e.addFamily(base, md)
-			e.byName[base] = k
-			return k
-		}
-	}
-	return -1
 }
 
 func (e *encoder) addFamily(name string, md wal.Metadata) int32 {

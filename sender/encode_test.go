@@ -91,9 +91,11 @@ func TestEncodeHistogramPassthrough(t *testing.T) {
 // metadataMap is a wal.MetadataSource for tests.
 type metadataMap map[string]wal.Metadata
 
-func (m metadataMap) Metadata(family string) (wal.Metadata, bool) {
-	md, ok := m[family]
-	return md, ok
+func (m metadataMap) Metadata(name string) (wal.Metadata, bool) {
+	return wal.FamilyOf(name, func(family string) (wal.Metadata, bool) {
+		md, ok := m[family]
+		return md, ok
+	})
 }
 
 // testHistogram returns a 2.0 histogram message with start timestamp st,

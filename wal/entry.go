@@ -61,7 +61,8 @@ type Metadata struct {
 	Help, Unit string
 }
 
-// MetadataSource gives the current metadata of a metric family.
+// MetadataSource gives the current metadata of the family a series called
+// name belongs to, as FamilyOf finds it.
 type MetadataSource interface {
-	Metadata(family string) (Metadata, bool)
+	Metadata(name string) (Metadata, bool)
 }

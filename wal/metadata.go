@@ -2,6 +2,7 @@ package wal
 
 import (
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/ferrymetrics/ferry/wal/model"
@@ -104,8 +105,30 @@ func (t *metadataTable) all() []Metadata {
 	return out
 }
 
-// Metadata returns the current metadata of a metric family.
-func (w *WAL) Metadata(family string) (Metadata, bool) { return w.meta.get(family) }
+// Metadata returns the current metadata of the family a series called name
+// belongs to (see FamilyOf); Metadata.Family names the family found.
+func (w *WAL) Metadata(name string) (Metadata, bool) { return FamilyOf(name, w.meta.get) }
+
+// FamilyOf finds, with get, the metadata of the family a series called
+// name belongs to: the family of that name, or else of the name less one of
+// familySuffixes (foo_bucket, foo_count and foo_sum belong to foo; the
+// counter foo_total to foo_total, or to foo in OpenMetrics' naming).
+func FamilyOf(name string, get func(family string) (Metadata, bool)) (Metadata, bool) {
+	if name == "" {
+		return Metadata{}, false
+	}
+	if m, ok := get(name); ok {
+		return m, true
+	}
+	for _, suf := range familySuffixes {
+		if base, ok := strings.CutSuffix(name, suf); ok && base != "" {
+			if m, ok := get(base); ok {
+				return m, true
+			}
+		}
+	}
+	return Metadata{}, false
+}
 
 // metricName is the label holding a series' metric name.
 const metricName = "__name__"

@@ -271,3 +271,27 @@ func TestCountLost(t *testing.T) {
 		t.Fatalf("counted %+v, want %+v", got, want)
 	}
 }
+
+// A series finds its family's metadata under its own name or, for the
+// series of histograms, summaries and OpenMetrics counters, without the
+// suffix.
+func TestMetadataOfSeries(t *testing.T) {
+	w := openTest(t, t.TempDir(), DefaultOptions())
+	defer w.Close()
+	if err := w.Append(richBatch(1000, "Requests.")); err != nil {
+		t.Fatal(err)
+	}
+	for name, family := range map[string]string{
+		"latency_seconds": "latency_seconds", "latency_seconds_bucket": "latency_seconds",
+		"latency_seconds_count": "latency_seconds", "requests_total": "requests_total",
+	} {
+		if m, ok := w.Metadata(name); !ok || m.Family != family {
+			t.Errorf("%s: %+v %v, want family %s", name, m, ok, family)
+		}
+	}
+	for _, name := range []string{"", "_bucket", "other_bucket"} {
+		if m, ok := w.Metadata(name); ok {
+			t.Errorf("%q: found %+v", name, m)
+		}
+	}
+}
