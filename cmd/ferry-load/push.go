@@ -123,14 +123,20 @@ func (s *seriesSet) appendRequest(dst []byte, lo, hi int, r, ts int64) []byte {
 		dst = append(dst, 0x0a) // WriteRequest.timeseries
 		dst = binary.AppendUvarint(dst, uint64(tsLen))
 		dst = append(dst, lab...)
-		dst = append(dst, 0x12) // TimeSeries.samples
-		dst = binary.AppendUvarint(dst, uint64(sampleLen))
-		dst = append(dst, 0x09) // Sample.value, fixed64
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(seriesValue(i, r)))
-		dst = append(dst, 0x10) // Sample.timestamp, varint
-		dst = binary.AppendUvarint(dst, uint64(ts))
+		dst = appendSample(dst, sampleLen, seriesValue(i, r), ts)
 	}
 	return dst
+}
+
+// appendSample appends TimeSeries.samples (field 2 in 1.0 and 2.0) holding
+// one Sample of encoded length sampleLen.
+func appendSample(dst []byte, sampleLen int, v float64, ts int64) []byte {
+	dst = append(dst, 0x12) // TimeSeries.samples
+	dst = binary.AppendUvarint(dst, uint64(sampleLen))
+	dst = append(dst, 0x09) // Sample.value, fixed64
+	dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v))
+	dst = append(dst, 0x10) // Sample.timestamp, varint
+	return binary.AppendUvarint(dst, uint64(ts))
 }
 
 func uvarintLen(x uint64) int {
@@ -266,12 +272,7 @@ func (b *v2Batch) appendRequestV2(dst []byte, lo int, r, ts int64) []byte {
 		dst = append(dst, 0x2a) // Request.timeseries
 		dst = binary.AppendUvarint(dst, uint64(tsLen))
 		dst = append(dst, refs...)
-		dst = append(dst, 0x12) // TimeSeries.samples
-		dst = binary.AppendUvarint(dst, uint64(sampleLen))
-		dst = append(dst, 0x09) // Sample.value, fixed64
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(seriesValue(lo+k, r)))
-		dst = append(dst, 0x10) // Sample.timestamp, varint
-		dst = binary.AppendUvarint(dst, uint64(ts))
+		dst = appendSample(dst, sampleLen, seriesValue(lo+k, r), ts)
 	}
 	return dst
 }
