@@ -276,6 +276,9 @@ type env struct {
 	m   *Metrics
 	// walOpts, if set, changes the WAL's options.
 	walOpts func(*wal.Options)
+	// exemplars makes append give every sample an exemplar labelled
+	// trace_id=<timestamp>.
+	exemplars bool
 }
 
 func newEnv(t *testing.T) *env {
@@ -373,6 +376,12 @@ func (e *env) append(series int, from, to int64) {
 			b.Labels = append(b.Labels, wm.Label{Name: []byte("__name__"), Value: []byte("m")},
 				wm.Label{Name: []byte("id"), Value: []byte(fmt.Sprint(i))})
 			b.Samples = append(b.Samples, wm.Sample{Timestamp: ts, Value: float64(ts)})
+			if e.exemplars {
+				s := &b.Series[len(b.Series)-1]
+				s.ExemplarsStart, s.ExemplarsEnd = int32(len(b.Exemplars)), int32(len(b.Exemplars)+1)
+				b.Exemplars = append(b.Exemplars, wm.Exemplar{LabelsStart: int32(len(b.Labels)), LabelsEnd: int32(len(b.Labels) + 1), Value: 1, Timestamp: ts})
+				b.Labels = append(b.Labels, wm.Label{Name: []byte("trace_id"), Value: []byte(fmt.Sprint(ts))})
+			}
 		}
 		if err := e.w.Append(b); err != nil {
 			e.t.Fatal(err)
@@ -603,7 +612,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // once, and delivers the rest, also after a restart. Delivered plus counted
 // is exactly what was appended.
 func TestDiskCapLossIsCountedOnce(t *testing.T) {
-	e := &env{t: t, dir: t.TempDir(), walOpts: func(o *wal.Options) {
+	e := &env{t: t, dir: t.TempDir(), exemplars: true, walOpts: func(o *wal.Options) {
 		o.Sync = wal.SyncInterval
 		o.SegmentSize = 32 << 10
 		o.MaxSize = 128 << 10
@@ -614,10 +623,11 @@ func TestDiskCapLossIsCountedOnce(t *testing.T) {
 	s := e.sender("a", r.srv.URL, nil)
 	e.w.Start()
 	dropped := func() int { return int(testutil.ToFloat64(e.m.dropped.WithLabelValues("a", "disk_cap"))) }
+	exDropped := func() int { return int(testutil.ToFloat64(e.m.exemplarsDropped.WithLabelValues("a", "disk_cap"))) }
 	const series = 50
 	e.append(series, 1, 2000)
 	waitFor(t, func() bool { return dropped() > 0 && e.w.Size() <= 128<<10 })
-	before := dropped()
+	before, exBefore := dropped(), exDropped()
 	// Restarted with room, so that no drop races the deliveries (a request
 	// in flight when its segment is dropped may be both delivered and
 	// counted). What a crash leaves: the checkpoint and the WAL, not the
@@ -638,6 +648,26 @@ func TestDiskCapLossIsCountedOnce(t *testing.T) {
 	if before == 0 || distinct(r) < series*10 {
 		t.Fatalf("%d dropped before the restart, %d delivered: the test did not exercise the disk cap", before, distinct(r))
 	}
+	// Exemplars are accounted for the same way.
+	waitFor(t, func() bool { return distinctExemplars(r)+exBefore+exDropped() >= appended })
+	if got := distinctExemplars(r) + exBefore + exDropped(); got != appended || exBefore == 0 {
+		t.Fatalf("exemplars: %d delivered + %d + %d counted as dropped, want %d appended", distinctExemplars(r), exBefore, exDropped(), appended)
+	}
+}
+
+// distinctExemplars counts the different exemplars the receiver accepted.
+func distinctExemplars(r *receiver) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, exs := range r.exemplars {
+		seen := map[string]bool{}
+		for _, ls := range exs {
+			seen[ls.String()] = true
+		}
+		n += len(seen)
+	}
+	return n
 }
 
 // distinct counts the different samples the receiver accepted.
