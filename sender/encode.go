@@ -164,7 +164,6 @@ type family struct {
 	interned         bool
 }
 
-
 // encoder builds snappy-compressed Remote-Write 1.0 and 2.0 requests
 // without allocating once its buffers and tables have grown.
 type encoder struct {
