@@ -16,12 +16,14 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ferrymetrics/ferry/agent/receive"
+	"github.com/ferrymetrics/ferry/agent/scrape"
 	"github.com/ferrymetrics/ferry/downsample"
 	"github.com/ferrymetrics/ferry/sender"
 	"github.com/ferrymetrics/ferry/wal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/util/compression"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
@@ -39,6 +41,9 @@ type Options struct {
 	// "stopping", with a status line. It drives systemd's sd_notify.
 	Notify func(state, status string)
 	Now    func() time.Time
+	// ScrapeRefresh is how often discovered targets are applied; 0 is
+	// Prometheus' 5s.
+	ScrapeRefresh time.Duration
 }
 
 // Agent wires the receiver, the WAL and the senders.
@@ -58,6 +63,7 @@ type Agent struct {
 	db        *pebble.DB
 	sm        *sender.Metrics
 	compactor *downsample.Compactor
+	scraper   *scrape.Scraper
 
 	reloadc chan chan error
 	addr    atomic.Pointer[string]
@@ -302,6 +308,27 @@ func (a *Agent) open() error {
 	}
 	w.Start()
 	a.wal.Store(w)
+	sc, err := scrape.New(scrape.Options{Log: w, Logger: a.logger.Named("scrape"), Registry: a.o.Registry,
+		Refresh: a.o.ScrapeRefresh})
+	if err != nil {
+		return err
+	}
+	a.scraper = sc
+	if err := a.applyScrapeLocked(cfg); err != nil {
+		return err
+	}
+	return nil
+}
+
+// applyScrapeLocked starts, changes or stops scrape jobs per cfg; a.mu is
+// held.
+func (a *Agent) applyScrapeLocked(cfg *Config) error {
+	if err := a.scraper.ApplyConfig(cfg.Scrape); err != nil {
+		return fmt.Errorf("apply scrape_configs: %w", err)
+	}
+	if sc := cfg.Scrape; sc != nil && (len(sc.ScrapeConfigs) > 0 || len(sc.ScrapeConfigFiles) > 0) {
+		a.logger.Info("Scraping", zap.Int("jobs", len(sc.ScrapeConfigs)), zap.Strings("scrape_config_files", sc.ScrapeConfigFiles))
+	}
 	return nil
 }
 
@@ -327,6 +354,7 @@ func (a *Agent) newSender(ep RemoteWriteConfig, w *wal.WAL) (*sender.Sender, err
 	if err != nil {
 		return nil, err
 	}
+	cfg.ExternalLabels = a.cfg.ExternalLabels()
 	return sender.New(cfg, log, o)
 }
 
@@ -396,9 +424,11 @@ func (a *Agent) reload() error {
 	drain, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
 	defer cancel()
 	var errs []error
+	sameExternal := labels.Equal(cfg.ExternalLabels(), old.ExternalLabels())
+	a.cfg = cfg // newSender reads the external labels from it
 	for name, s := range a.senders {
 		ep, keep := want[name]
-		if keep && reflect.DeepEqual(ep, running[name]) {
+		if keep && sameExternal && reflect.DeepEqual(ep, running[name]) {
 			continue
 		}
 		if !keep {
@@ -423,7 +453,9 @@ func (a *Agent) reload() error {
 		s.Run()
 		a.logger.Info("Reload: endpoint running", zap.String("endpoint", ep.Name))
 	}
-	a.cfg = cfg
+	if err := a.applyScrapeLocked(cfg); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		a.logger.Error("Reload applied with errors", zap.Error(err))
 		return err
@@ -441,6 +473,9 @@ func sameYAML(a, b any) bool {
 }
 
 func (a *Agent) shutdown() error {
+	if a.scraper != nil {
+		a.scraper.Stop() // its last commits land before the WAL closes
+	}
 	drain, cancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.ShutdownTimeout))
 	defer cancel()
 	a.mu.Lock()

@@ -13,9 +13,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferrymetrics/ferry/agent/scrape"
 	"github.com/ferrymetrics/ferry/downsample"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/exporter-toolkit/web"
+	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
 	yamlv2 "go.yaml.in/yaml/v2"
 	yamlv3 "go.yaml.in/yaml/v3"
 )
@@ -47,6 +51,24 @@ type Config struct {
 	// Downsample configures the compactor that rolls the WAL up for
 	// endpoints with a storage_policy.
 	Downsample downsample.Config `yaml:"downsample"`
+
+	// Global, ScrapeConfigs and ScrapeConfigFiles are prometheus.yml's
+	// sections of the same names, read by Prometheus' own loader into
+	// Scrape.
+	Global            any `yaml:"global"`
+	ScrapeConfigs     any `yaml:"scrape_configs"`
+	ScrapeConfigFiles any `yaml:"scrape_config_files"`
+	// Scrape is the scraping configuration; global.external_labels apply
+	// to everything Ferry forwards.
+	Scrape *promconfig.Config `yaml:"-"`
+}
+
+// ExternalLabels are the labels added to every series sent.
+func (c *Config) ExternalLabels() labels.Labels {
+	if c.Scrape == nil {
+		return labels.EmptyLabels()
+	}
+	return c.Scrape.GlobalConfig.ExternalLabels
 }
 
 // ReceiverConfig limits what the remote-write receiver accepts.
@@ -209,6 +231,7 @@ func LoadConfigFile(path string) (*Config, error) {
 	for i := range cfg.RemoteWrite {
 		cfg.RemoteWrite[i].HTTPClientConfig.SetDirectory(filepath.Dir(path))
 	}
+	cfg.Scrape.SetDirectory(dir)
 	return cfg, nil
 }
 
@@ -278,6 +301,15 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 	}
 	lines := yamlLines(data)
 	var errs ConfigErrors
+	sc, scErrs := scrape.ParseConfig(data, promslog.NewNopLogger())
+	for _, e := range scErrs {
+		line := e.Line
+		if line == 0 {
+			line = lines.find("scrape_configs")
+		}
+		errs = append(errs, ConfigError{File: name, Line: line, Msg: e.Msg})
+	}
+	cfg.Scrape = sc
 	for _, pe := range cfg.validate() {
 		errs = append(errs, ConfigError{File: name, Line: lines.find(pe.path), Msg: pe.Error()})
 	}

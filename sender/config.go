@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 )
 
@@ -30,7 +31,10 @@ type Config struct {
 	Protocol Protocol
 	// StartAtHead makes a new endpoint (one without a checkpoint) start at
 	// the log's head instead of its oldest retained entry.
-	StartAtHead         bool
+	StartAtHead bool
+	// ExternalLabels are added to every series that lacks them, before
+	// write_relabel_configs, as Prometheus' global.external_labels.
+	ExternalLabels      labels.Labels
 	WriteRelabelConfigs []*relabel.Config
 	// SendExemplars and SendHistograms false keep exemplars (native
 	// histograms) from the endpoint; they are counted as dropped with

@@ -168,7 +168,7 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 		s.meta = log
 	}
 	s.setVersion(cfg.Protocol)
-	if len(cfg.WriteRelabelConfigs) > 0 || o.Drop != nil {
+	if len(cfg.WriteRelabelConfigs) > 0 || o.Drop != nil || !cfg.ExternalLabels.IsEmpty() {
 		s.relabelMemo = map[uint64]relabelResult{}
 	}
 	r, err := log.Open(name, start, s.onDrop)
@@ -360,6 +360,11 @@ func (s *Sender) relabel(ref uint64, ls labels.Labels) (labels.Labels, bool) {
 		r.keep = true // kept from relabelling, dropped by rule: empty labels
 	default:
 		s.lb.Reset(ls)
+		s.cfg.ExternalLabels.Range(func(l labels.Label) {
+			if s.lb.Get(l.Name) == "" {
+				s.lb.Set(l.Name, l.Value)
+			}
+		})
 		r.keep = relabel.ProcessBuilder(s.lb, s.cfg.WriteRelabelConfigs...)
 		if r.keep {
 			r.labels = s.lb.Labels()

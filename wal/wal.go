@@ -207,7 +207,20 @@ type appendBuf struct {
 // durable as the sync policy promises; on error nothing of it may be
 // acknowledged (parts may still reach readers: delivery is at-least-once).
 // Metadata is written only where it differs from what the log holds.
-func (w *WAL) Append(b *model.Batch) error {
+func (w *WAL) Append(b *model.Batch) error { return w.append(b, nil) }
+
+// AppendRefs is Append for a batch whose series are named by refs (refs[i]
+// for b.Series[i]) that Resolve returned; the series' labels in b are not
+// read. If truncation forgot one of the refs since, it returns an
+// *UnknownRefError and writes nothing: resolve that series again.
+func (w *WAL) AppendRefs(b *model.Batch, refs []Ref) error {
+	if len(refs) != len(b.Series) {
+		return fmt.Errorf("wal: append of %d series with %d refs", len(b.Series), len(refs))
+	}
+	return w.append(b, refs)
+}
+
+func (w *WAL) append(b *model.Batch, refs []Ref) error {
 	if len(b.Series) == 0 && len(b.Metadata) == 0 {
 		return nil
 	}
@@ -221,11 +234,17 @@ func (w *WAL) Append(b *model.Batch) error {
 	defer w.bufs.Put(buf)
 
 	w.gcMu.RLock()
-	seq, err := w.appendLocked(b, buf)
+	seq, err := w.appendLocked(b, buf, refs)
 	w.gcMu.RUnlock()
 	if err != nil {
 		return err
 	}
+	return w.appended(seq)
+}
+
+// appended finishes an append whose records end at seq: it wakes the
+// readers, kicks maintenance and syncs per the policy.
+func (w *WAL) appended(seq uint64) error {
 	w.wake()
 	if w.opts.MaxSize > 0 && w.opts.WhenFull == DropOldest && w.total.Load() > w.opts.MaxSize {
 		w.kickMaintenance()
@@ -236,27 +255,16 @@ func (w *WAL) Append(b *model.Batch) error {
 	return nil
 }
 
-func (w *WAL) appendLocked(b *model.Batch, buf *appendBuf) (uint64, error) {
-	buf.refs = buf.refs[:0]
-	buf.fps = buf.fps[:0]
-	missing := 0
-	t := w.series
-	t.mu.RLock()
-	for i := range b.Series {
-		var fp fingerprint
-		fp, buf.hashBuf = t.fingerprintPairs(b.SeriesLabels(i), buf.hashBuf)
-		ref := t.lookup(fp)
-		if ref == 0 {
-			missing++
-		}
-		buf.refs = append(buf.refs, ref)
-		buf.fps = append(buf.fps, fp)
-	}
-	t.mu.RUnlock()
-	if missing > 0 {
-		if err := w.createSeries(b, buf); err != nil {
+// appendLocked writes b; gcMu is held for reading. refs, when not nil,
+// are the refs of b's series (whose labels are then not read).
+func (w *WAL) appendLocked(b *model.Batch, buf *appendBuf, refs []Ref) (uint64, error) {
+	if refs != nil {
+		if err := w.checkRefs(refs); err != nil {
 			return 0, err
 		}
+		buf.refs = append(buf.refs[:0], refs...)
+	} else if err := w.resolvePairs(b, buf); err != nil {
+		return 0, err
 	}
 
 	buf.samples = buf.samples[:0]
@@ -376,9 +384,37 @@ func (w *WAL) liveSet(seg int) *refSet {
 	return s
 }
 
-// createSeries assigns refs to the batch's unknown series and writes their
-// Series record before any sample that uses them.
-func (w *WAL) createSeries(b *model.Batch, buf *appendBuf) error {
+// resolvePairs sets buf.refs to the refs of b's series, creating the
+// series the log does not hold.
+func (w *WAL) resolvePairs(b *model.Batch, buf *appendBuf) error {
+	buf.refs = buf.refs[:0]
+	buf.fps = buf.fps[:0]
+	missing := 0
+	t := w.series
+	t.mu.RLock()
+	for i := range b.Series {
+		var fp fingerprint
+		fp, buf.hashBuf = t.fingerprintPairs(b.SeriesLabels(i), buf.hashBuf)
+		ref := t.lookup(fp)
+		if ref == 0 {
+			missing++
+		}
+		buf.refs = append(buf.refs, ref)
+		buf.fps = append(buf.fps, fp)
+	}
+	t.mu.RUnlock()
+	if missing == 0 {
+		return nil
+	}
+	return w.createSeries(buf.refs, buf.fps, func(i int) labels.Labels {
+		return labelsFromPairs(&buf.builder, b.SeriesLabels(i))
+	})
+}
+
+// createSeries assigns refs to the series whose refs[i] is 0 (fps[i] is
+// their fingerprint, labelsOf(i) their labels) and writes their Series
+// record before any sample that uses them.
+func (w *WAL) createSeries(refs []Ref, fps []fingerprint, labelsOf func(int) labels.Labels) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	t := w.series
@@ -389,34 +425,34 @@ func (w *WAL) createSeries(b *model.Batch, buf *appendBuf) error {
 	var createdFPs []fingerprint
 	fresh := map[fingerprint]Ref{}
 	nextRef := t.nextRef
-	for i := range b.Series {
-		if buf.refs[i] != 0 {
+	for i := range refs {
+		if refs[i] != 0 {
 			continue
 		}
-		fp := buf.fps[i]
+		fp := fps[i]
 		if ref := t.lookup(fp); ref != 0 {
-			buf.refs[i] = ref // created meanwhile by another append
+			refs[i] = ref // created meanwhile by another append
 			continue
 		}
 		if ref, dup := fresh[fp]; dup { // the same series twice in one batch
-			buf.refs[i] = ref
+			refs[i] = ref
 			continue
 		}
 		ref := nextRef
 		nextRef++
 		fresh[fp] = ref
-		created = append(created, record.RefSeries{Ref: ref, Labels: labelsFromPairs(&buf.builder, b.SeriesLabels(i))})
+		created = append(created, record.RefSeries{Ref: ref, Labels: labelsOf(i)})
 		createdFPs = append(createdFPs, fp)
-		buf.refs[i] = ref
+		refs[i] = ref
 	}
 	if len(created) == 0 {
 		return nil
 	}
 	var enc encoder
 	if _, err := w.logLocked(enc.series(created, nil)); err != nil {
-		for i := range buf.refs {
-			if buf.refs[i] >= t.nextRef {
-				buf.refs[i] = 0
+		for i := range refs {
+			if refs[i] >= t.nextRef {
+				refs[i] = 0
 			}
 		}
 		return err
