@@ -64,7 +64,8 @@ type receiver struct {
 	starts    map[string][]int64
 	hists     map[string]int
 	exemplars map[string][]labels.Labels
-	meta      map[string]wal.Metadata // 1.0: by family; 2.0: by series' metric name
+	meta      map[string]wal.Metadata  // 1.0: by family; 2.0: by series' metric name
+	lsets     map[string]labels.Labels // the last labels each series id arrived with
 	// unwritten is what the Written headers said was not written.
 	unwritten int
 }
@@ -72,7 +73,7 @@ type receiver struct {
 func newReceiver(t testing.TB, status func(n int) int) *receiver {
 	r := &receiver{t: t, status: status, got: map[string][]int64{}, versions: map[string]int{},
 		starts: map[string][]int64{}, hists: map[string]int{}, exemplars: map[string][]labels.Labels{},
-		meta: map[string]wal.Metadata{}}
+		meta: map[string]wal.Metadata{}, lsets: map[string]labels.Labels{}}
 	r.cond = sync.NewCond(&r.mu)
 	r.srv = httptest.NewServer(r)
 	t.Cleanup(r.srv.Close)
@@ -131,6 +132,7 @@ func (r *receiver) accept1(w http.ResponseWriter, raw []byte) bool {
 			sb.Add(l.Name, l.Value)
 		}
 		id := sb.Labels().Get("id")
+		r.lsets[id] = sb.Labels()
 		for _, s := range ts.Samples {
 			r.got[id] = append(r.got[id], s.Timestamp)
 			r.total++
@@ -175,6 +177,7 @@ func (r *receiver) accept2(w http.ResponseWriter, req *http.Request, raw []byte)
 			return false
 		}
 		id := ls.Get("id")
+		r.lsets[id] = ls
 		for _, s := range ts.Samples {
 			r.got[id] = append(r.got[id], s.Timestamp)
 			r.starts[id] = append(r.starts[id], s.StartTimestamp)
@@ -563,6 +566,39 @@ func TestWriteRelabelDropsAreCounted(t *testing.T) {
 	waitFor(t, func() bool { return testutil.ToFloat64(e.m.dropped.WithLabelValues("a", "relabel")) == 33 })
 	stop(t, s)
 	r.checkComplete(9, 3)
+}
+
+func TestExternalLabels(t *testing.T) {
+	for _, p := range []Protocol{RemoteWrite1, RemoteWrite2} {
+		t.Run(p.String(), func(t *testing.T) {
+			e := newEnv(t)
+			defer e.close()
+			r := newReceiver(t, func(int) int { return 0 })
+			s := e.sender("a", r.srv.URL, func(c *Config) {
+				c.Protocol = p
+				c.ExternalLabels = labels.FromStrings("id", "external", "site", "edge1")
+				// Relabelling sees the external labels, as in Prometheus.
+				c.WriteRelabelConfigs = []*relabel.Config{{
+					SourceLabels: model.LabelNames{"site", "id"}, Regex: relabel.MustNewRegexp("edge1;1"), Action: relabel.Drop,
+					Separator: ";", Replacement: "$1",
+				}}
+			})
+			e.append(3, 1, 2)
+			r.waitTotal(2 * 2)
+			stop(t, s)
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			for _, id := range []string{"0", "2"} {
+				// A series' own label wins over an external one.
+				if want := labels.FromStrings("__name__", "m", "id", id, "site", "edge1"); !labels.Equal(r.lsets[id], want) {
+					t.Errorf("series %s arrived as %s, want %s", id, r.lsets[id], want)
+				}
+			}
+			if _, ok := r.lsets["1"]; ok || r.total != 4 {
+				t.Errorf("series 1 arrived (%v) or %d samples, want it dropped and 4", ok, r.total)
+			}
+		})
+	}
 }
 
 func TestStartFromNowSkipsHistory(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"unsafe"
 
 	"github.com/ferrymetrics/ferry/wal"
@@ -54,6 +55,11 @@ func newAppendMetrics(reg prometheus.Registerer) *appendMetrics {
 		}, []string{"result"}),
 	}
 	reg.MustRegister(m.committed, m.rejected, m.commits)
+	for _, k := range []string{"sample", "histogram", "exemplar"} {
+		m.committed.WithLabelValues(k)
+	}
+	m.commits.WithLabelValues("ok")
+	m.commits.WithLabelValues("error")
 	return m
 }
 
@@ -126,8 +132,12 @@ func (app *appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64
 	for i := range opts.Exemplars {
 		app.addExemplar(s, &opts.Exemplars[i])
 	}
-	if opts.MetricFamilyName != "" && opts.MetricFamilyName != app.family && !opts.Metadata.IsEmpty() {
-		app.family = string(opts.MetricFamilyName) // the option's bytes live only for this call
+
+	// The scrape loop names the family of its report series (up,
+	// scrape_*) with a trailing 0xff separator.
+	family, _, _ := strings.Cut(opts.MetricFamilyName, "\xff")
+	if family != "" && family != app.family && !opts.Metadata.IsEmpty() {
+		app.family = strings.Clone(family) // the option's bytes live only for this call
 		b.Metadata = append(b.Metadata, walmodel.Metadata{
 			Family: bytesOf(app.family),
 			Type:   metricType(opts.Metadata.Type),
@@ -184,12 +194,8 @@ func (app *appender) Commit() error {
 	}
 	m.commits.WithLabelValues("ok").Inc()
 	m.committed.WithLabelValues("sample").Add(float64(len(b.Samples)))
-	if len(b.Histograms) > 0 {
-		m.committed.WithLabelValues("histogram").Add(float64(len(b.Histograms)))
-	}
-	if len(b.Exemplars) > 0 {
-		m.committed.WithLabelValues("exemplar").Add(float64(len(b.Exemplars)))
-	}
+	m.committed.WithLabelValues("histogram").Add(float64(len(b.Histograms)))
+	m.committed.WithLabelValues("exemplar").Add(float64(len(b.Exemplars)))
 	return nil
 }
 

@@ -1,0 +1,106 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/ferrymetrics/ferry/wal/model"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// refBatch has one sample at ts for each of n series given by refs.
+func refBatch(n int, ts int64) *model.Batch {
+	b := &model.Batch{}
+	for i := 0; i < n; i++ {
+		b.Series = append(b.Series, model.Series{SamplesStart: int32(i), SamplesEnd: int32(i + 1)})
+		b.Samples = append(b.Samples, model.Sample{Value: float64(i), Timestamp: ts})
+	}
+	return b
+}
+
+func TestResolveAndAppendRefs(t *testing.T) {
+	dir := t.TempDir()
+	opts := DefaultOptions()
+	opts.SegmentSize = pageSize
+	w := openTest(t, dir, opts)
+	r, err := w.NewReader("a", w.Oldest(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
+	// Refs from Resolve agree with the ones Append finds by labels.
+	if err := w.Append(batchOf(0, 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	lsets := []labels.Labels{
+		labels.FromStrings("__name__", "metric", "id", "0", "job", "test"), // written by Append above
+		labels.FromStrings("__name__", "metric", "id", "1", "job", "test"),
+		labels.FromStrings("__name__", "metric", "id", "2", "job", "test"),
+	}
+	refs := make([]Ref, len(lsets))
+	for i, ls := range lsets {
+		if refs[i], err = w.Resolve(ls); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if refs[0] != 1 || refs[1] != 2 || refs[2] != 3 {
+		t.Fatalf("refs %v, want [1 2 3]", refs)
+	}
+	if again, _ := w.Resolve(lsets[2]); again != refs[2] {
+		t.Fatalf("second Resolve of a series gave %d, want %d", again, refs[2])
+	}
+	before := w.seq.Load()
+	if err := w.AppendRefs(refBatch(3, 2), refs); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.seq.Load() - before; n != 1 {
+		t.Fatalf("AppendRefs made %d writes, want 1", n)
+	}
+	gs, _ := readN(t, r, 2+3)
+	checkRound(t, gs[:2], 2, 1)
+	for i, g := range gs[2:] {
+		if want := (got{id: fmt.Sprint(i), ts: 2, v: float64(i)}); g != want {
+			t.Fatalf("sample %d read back as %+v, want %+v", i, g, want)
+		}
+	}
+	if err := w.AppendRefs(refBatch(2, 3), refs); err == nil {
+		t.Fatal("AppendRefs with fewer series than refs succeeded")
+	}
+
+	// Truncation forgets series 0 and 2 (no samples in the kept segments):
+	// AppendRefs refuses their refs and writes nothing; Resolve gives new ones.
+	n := 0
+	for ts := int64(10); w.Head().Segment < 2; ts++ {
+		if err := w.AppendRefs(refBatch(1, ts), refs[1:2]); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	_, end := readN(t, r, n)
+	r.Commit(end)
+	w.maintain()
+	if w.Holds(refs[0]) || !w.Holds(refs[1]) || w.Holds(refs[2]) {
+		t.Fatalf("after truncation Holds = %v %v %v, want false true false", w.Holds(refs[0]), w.Holds(refs[1]), w.Holds(refs[2]))
+	}
+	head := w.Head()
+	err = w.AppendRefs(refBatch(3, 100), refs)
+	var unknown *UnknownRefError
+	if !errors.As(err, &unknown) || unknown.Index != 0 || unknown.Ref != refs[0] {
+		t.Fatalf("AppendRefs with a forgotten ref: %v, want UnknownRefError for index 0", err)
+	}
+	if w.Head() != head {
+		t.Fatalf("a refused AppendRefs wrote: head %s → %s", head, w.Head())
+	}
+	fresh, err := w.Resolve(lsets[0])
+	if err != nil || fresh <= refs[2] {
+		t.Fatalf("Resolve after truncation: %d, %v; want a new ref above %d", fresh, err, refs[2])
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Resolve(labels.FromStrings("__name__", "after_close")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Resolve after Close: %v, want ErrClosed", err)
+	}
+}
