@@ -382,7 +382,7 @@ func (c *Config) validate() []pathError {
 			label = fmt.Sprintf("remote_write[%d] (%s)", i, rw.Name)
 			if j, dup := seen[rw.Name]; dup {
 				errs = append(errs, pathError{path: path + ".name", msg: fmt.Sprintf(
-					"%s: name %q is already used by remote_write[%d]; names key checkpoints and must be unique", label, rw.Name, j)})
+					"%s: name %q is already used by remote_write[%d]; names key checkpoints and must be unique (an endpoint without a name is named after its url)", label, rw.Name, j)})
 			}
 			seen[rw.Name] = i
 		}

@@ -358,14 +358,13 @@ func TestParseConfigErrors(t *testing.T) {
 			want: []wantErr{{4, `remote_write[1] (a): name "a" is already used by remote_write[0]`}},
 		},
 		{
-			name: "missing name",
+			name: "unnamed endpoints with the same url",
 			yaml: yamlDoc(
 				"remote_write:",
-				"  - name: a",
-				"    url: http://a.example/api/v1/write",
-				"  - url: http://b.example/api/v1/write",
+				"  - url: http://a.example/api/v1/write",
+				"  - url: http://a.example/api/v1/write",
 			),
-			want: []wantErr{{4, "remote_write[1]: name is required"}},
+			want: []wantErr{{3, `remote_write[1] (a.example/api/v1/write): name "a.example/api/v1/write" is already used by remote_write[0]`}},
 		},
 		{
 			name: "bad wal.sync",

@@ -94,6 +94,11 @@ var DefaultQueueConfig = QueueConfig{
 
 // applyDefaults fills unset fields; ParseConfig calls it once per entry.
 func (c *RemoteWriteConfig) applyDefaults() {
+	// An endpoint pasted from prometheus.yml may have no name: its URL
+	// names it (and so keys its checkpoint).
+	if c.Name == "" && c.URL != nil && c.URL.URL != nil {
+		c.Name = c.URL.Host + c.URL.Path
+	}
 	if c.RemoteTimeout == 0 {
 		c.RemoteTimeout = model.Duration(30 * time.Second)
 	}
@@ -160,7 +165,7 @@ func (c *RemoteWriteConfig) validate() []error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Name == "" {
-		add("name is required (it keys the endpoint's checkpoint)")
+		add("name or url is required (the name keys the endpoint's checkpoint)")
 	}
 	switch {
 	case c.URL == nil || c.URL.URL == nil:
