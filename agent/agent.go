@@ -17,6 +17,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ferrymetrics/ferry/agent/receive"
 	"github.com/ferrymetrics/ferry/agent/scrape"
+	"github.com/ferrymetrics/ferry/agent/targets"
 	"github.com/ferrymetrics/ferry/downsample"
 	"github.com/ferrymetrics/ferry/sender"
 	"github.com/ferrymetrics/ferry/wal"
@@ -24,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/prometheus/model/labels"
+	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/util/compression"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
@@ -63,7 +65,7 @@ type Agent struct {
 	db        *pebble.DB
 	sm        *sender.Metrics
 	compactor *downsample.Compactor
-	scraper   *scrape.Scraper
+	scraper   atomic.Pointer[scrape.Scraper]
 
 	reloadc chan chan error
 	addr    atomic.Pointer[string]
@@ -313,7 +315,7 @@ func (a *Agent) open() error {
 	if err != nil {
 		return err
 	}
-	a.scraper = sc
+	a.scraper.Store(sc)
 	if err := a.applyScrapeLocked(cfg); err != nil {
 		return err
 	}
@@ -323,7 +325,7 @@ func (a *Agent) open() error {
 // applyScrapeLocked starts, changes or stops scrape jobs per cfg; a.mu is
 // held.
 func (a *Agent) applyScrapeLocked(cfg *Config) error {
-	if err := a.scraper.ApplyConfig(cfg.Scrape); err != nil {
+	if err := a.scraper.Load().ApplyConfig(cfg.Scrape); err != nil {
 		return fmt.Errorf("apply scrape_configs: %w", err)
 	}
 	if sc := cfg.Scrape; sc != nil && (len(sc.ScrapeConfigs) > 0 || len(sc.ScrapeConfigFiles) > 0) {
@@ -473,8 +475,8 @@ func sameYAML(a, b any) bool {
 }
 
 func (a *Agent) shutdown() error {
-	if a.scraper != nil {
-		a.scraper.Stop() // its last commits land before the WAL closes
+	if sc := a.scraper.Load(); sc != nil {
+		sc.Stop() // its last commits land before the WAL closes
 	}
 	drain, cancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.ShutdownTimeout))
 	defer cancel()
@@ -544,6 +546,31 @@ func walOptions(c WALConfig) (wal.Options, error) {
 	return o, nil
 }
 
+// scrapeTargets gives the targets pages the scraper's targets, none before
+// it starts.
+type scrapeTargets struct{ a *Agent }
+
+func (t scrapeTargets) TargetsActive() map[string][]*promscrape.Target {
+	if sc := t.a.scraper.Load(); sc != nil {
+		return sc.Targets().TargetsActive()
+	}
+	return nil
+}
+
+func (t scrapeTargets) TargetsDropped() map[string][]*promscrape.Target {
+	if sc := t.a.scraper.Load(); sc != nil {
+		return sc.Targets().TargetsDropped()
+	}
+	return nil
+}
+
+func (t scrapeTargets) TargetsDroppedCounts() map[string]int {
+	if sc := t.a.scraper.Load(); sc != nil {
+		return sc.Targets().TargetsDroppedCounts()
+	}
+	return nil
+}
+
 // routes builds the HTTP API.
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -562,6 +589,10 @@ func (a *Agent) routes() http.Handler {
 		slots:  make(chan struct{}, a.cfg.Receiver.MaxConcurrentRequests),
 	}
 	mux.Handle("/api/v1/write", wh)
+	targets.New(scrapeTargets{a}, a.o.Now, targets.Options{
+		ListenAddress: a.cfg.ListenAddress,
+		Logger:        slog.New(zapslog.NewHandler(a.logger.Named("targets").Core())),
+	}).Register(mux)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
