@@ -53,6 +53,13 @@
 // can lose up to one interval of acknowledged data; a process crash loses
 // nothing. Segment rotation fsyncs the sealed segment and the directory.
 //
+// A writer that keeps series refs across appends (the scraper) uses Resolve
+// and AppendRefs instead: Resolve writes a new series' Series record at
+// once, without fsync; the first AppendRefs that uses the ref follows it in
+// the log, so its fsync covers both. AppendRefs is one write (one fsync
+// under SyncAlways) for the whole batch, and refuses the batch, writing
+// nothing, when truncation forgot one of its refs in between.
+//
 // # Crash recovery
 //
 // Open reads the newest checkpoint and every segment to rebuild the series
