@@ -1,31 +1,24 @@
 package integration
 
-// The /targets page of agent/targets in a real headless Chromium, served
-// in-process around a real scrape.Manager that scrapes real HTTP targets.
+// The /targets page of a running ferry in a real headless Chromium: Ferry
+// scrapes real HTTP targets from its scrape_configs and serves the page,
+// and /api/v1/targets, on its listen address.
 
 import (
+	"cmp"
 	"context"
-	"io"
-	"log/slog"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/config"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
-	"github.com/prometheus/prometheus/model/histogram"
-	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/scrape"
-	"github.com/prometheus/prometheus/storage"
-
-	"github.com/ferrymetrics/ferry/agent/targets"
 )
 
 // lookChromium finds Debian's chromium. A missing browser fails the test
@@ -43,118 +36,119 @@ func lookChromium(t *testing.T) string {
 	return ""
 }
 
-// targetsDiscardStorage accepts and forgets every sample.
-type targetsDiscardStorage struct{}
-
-func (targetsDiscardStorage) AppenderV2(context.Context) storage.AppenderV2 {
-	return targetsDiscardAppender{}
-}
-
-type targetsDiscardAppender struct{}
-
-func (targetsDiscardAppender) Append(_ storage.SeriesRef, ls labels.Labels, _, _ int64, _ float64, _ *histogram.Histogram, _ *histogram.FloatHistogram, _ storage.AppendV2Options) (storage.SeriesRef, error) {
-	return storage.SeriesRef(ls.Hash()), nil
-}
-func (targetsDiscardAppender) Commit() error   { return nil }
-func (targetsDiscardAppender) Rollback() error { return nil }
-
 const browserTeam = `<script>alert("team")</script>`
 
-// startTargetsScraper runs a scrape.Manager with pool "web" (a healthy target, a
+// apiTargets is the part of GET /api/v1/targets the test reads.
+type apiTargets struct {
+	Status string `json:"status"`
+	Data   struct {
+		ActiveTargets []struct {
+			ScrapePool string    `json:"scrapePool"`
+			ScrapeURL  string    `json:"scrapeUrl"`
+			Health     string    `json:"health"`
+			LastError  string    `json:"lastError"`
+			LastScrape time.Time `json:"lastScrape"`
+		} `json:"activeTargets"`
+		DroppedTargetCounts map[string]int `json:"droppedTargetCounts"`
+	} `json:"data"`
+}
+
+// getAPITargets reads GET /api/v1/targets of the ferry at addr.
+func getAPITargets(addr string) (*apiTargets, error) {
+	resp, err := http.Get("http://" + addr + "/api/v1/targets")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /api/v1/targets: status %d", resp.StatusCode)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return nil, fmt.Errorf("GET /api/v1/targets: content type %q", ct)
+	}
+	var res apiTargets
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		return nil, fmt.Errorf("decode /api/v1/targets: %w", err)
+	}
+	if res.Status != "success" {
+		return nil, fmt.Errorf("GET /api/v1/targets: status %q", res.Status)
+	}
+	return &res, nil
+}
+
+// scraped reports how many active targets were scraped at least once, of
+// how many.
+func (a *apiTargets) scraped() (scraped, active int) {
+	for _, tg := range a.Data.ActiveTargets {
+		if !tg.LastScrape.IsZero() {
+			scraped++
+		}
+	}
+	return scraped, len(a.Data.ActiveTargets)
+}
+
+// startTargetsFerry starts a ferry scraping pool "web" (a healthy target, a
 // target answering 500 and a target dropped by relabeling) and pool "other"
 // (the healthy target again), and waits until every active target has been
-// scraped. It returns the manager and the host:port of the two targets.
-func startTargetsScraper(t *testing.T) (m *scrape.Manager, healthy, failing string) {
+// scraped. It returns the ferry and the host:port of the two targets.
+func startTargetsFerry(t *testing.T) (f *ferry, healthy, failing string) {
 	t.Helper()
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		io.WriteString(w, "# TYPE ferry_browser_test gauge\nferry_browser_test 1\n")
-	}))
-	t.Cleanup(up.Close)
+	healthy = staticTarget(t, "text/plain; version=0.0.4", "# TYPE ferry_browser_test gauge\nferry_browser_test 1\n")
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "boom", http.StatusInternalServerError)
 	}))
 	t.Cleanup(down.Close)
-	healthy, failing = strings.TrimPrefix(up.URL, "http://"), strings.TrimPrefix(down.URL, "http://")
+	failing = strings.TrimPrefix(down.URL, "http://")
 
-	logger := slog.New(slog.DiscardHandler)
-	cfg, err := config.Load(`
-global:
+	s := newSink(t, nil)
+	f = scrapeFerry(t, "", fmt.Sprintf(`global:
   scrape_interval: 500ms
   scrape_timeout: 500ms
 scrape_configs:
   - job_name: web
+    static_configs:
+      - targets: [%[1]q]
+        labels: {team: %[3]q, env: prod}
+      - targets: [%[2]q]
+        labels: {team: %[3]q}
+      - targets: ["127.0.0.1:1"]
+        labels: {team: %[3]q, tier: drop-me}
     relabel_configs:
       - source_labels: [tier]
         regex: drop-me
         action: drop
   - job_name: other
-`, logger)
-	if err != nil {
-		t.Fatalf("load scrape config: %v", err)
-	}
-	opts := &scrape.Options{DiscoveryReloadInterval: model.Duration(10 * time.Millisecond), DiscoveryReloadOnStartup: true}
-	m, err = scrape.NewManager(opts, logger, nil, nil, targetsDiscardStorage{}, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatalf("new scrape manager: %v", err)
-	}
-	if err := m.ApplyConfig(cfg); err != nil {
-		t.Fatalf("apply scrape config: %v", err)
-	}
-	tsets := make(chan map[string][]*targetgroup.Group, 1)
-	tsets <- map[string][]*targetgroup.Group{
-		"web": {{
-			Source: "browser-test",
-			Labels: model.LabelSet{"team": browserTeam},
-			Targets: []model.LabelSet{
-				{model.AddressLabel: model.LabelValue(healthy), "env": "prod"},
-				{model.AddressLabel: model.LabelValue(failing)},
-				{model.AddressLabel: "127.0.0.1:1", "tier": "drop-me"},
-			},
-		}},
-		"other": {{Source: "browser-test", Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(healthy)}}}},
-	}
-	ran := make(chan error, 1)
-	go func() { ran <- m.Run(tsets) }()
-	t.Cleanup(func() {
-		m.Stop()
-		if err := <-ran; err != nil {
-			t.Errorf("scrape manager run: %v", err)
-		}
-	})
+    static_configs: [{targets: [%[1]q]}]
+`, healthy, failing, browserTeam), "sink="+s.url())
 
-	deadline := time.Now().Add(15 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		n, scraped := 0, 0
-		for _, ts := range m.TargetsActive() {
-			for _, tg := range ts {
-				n++
-				if !tg.LastScrape().IsZero() {
-					scraped++
-				}
-			}
+	// Ferry applies discovered targets every 5 s: the first scrape may take
+	// about 10 s.
+	var last *apiTargets
+	var lastErr error
+	ok := waitFor(30*time.Second, func() bool {
+		last, lastErr = getAPITargets(f.addr)
+		if lastErr != nil {
+			return false
 		}
-		if n == 3 && scraped == 3 && m.TargetsDroppedCounts()["web"] == 1 {
-			return m, healthy, failing
+		scraped, active := last.scraped()
+		return active == 3 && scraped == 3 && last.Data.DroppedTargetCounts["web"] == 1
+	})
+	if !ok {
+		if lastErr != nil {
+			t.Fatalf("targets not scraped within 30s: %v", lastErr)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("targets not scraped in time: %d/%d active targets scraped, dropped %v", scraped, n, m.TargetsDroppedCounts())
-		}
-		<-tick.C
+		scraped, active := last.scraped()
+		t.Fatalf("targets not scraped within 30s: %d/%d active targets scraped, dropped %v", scraped, active, last.Data.DroppedTargetCounts)
 	}
+	return f, healthy, failing
 }
 
 func TestTargetsBrowser(t *testing.T) {
 	requireIntegration(t)
 	chromium := lookChromium(t)
 
-	m, healthy, failing := startTargetsScraper(t)
-	mux := http.NewServeMux()
-	targets.New(m, time.Now, targets.Options{}).Register(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	f, healthy, failing := startTargetsFerry(t)
+	base := "http://" + f.addr
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -169,7 +163,7 @@ func TestTargetsBrowser(t *testing.T) {
 	ctx, cancelTab := chromedp.NewContext(allocCtx)
 	defer cancelTab()
 
-	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(srv.URL+"/targets"))
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(base+"/targets"))
 	if err != nil {
 		t.Fatalf("open /targets in chromium: %v", err)
 	}
@@ -213,6 +207,56 @@ func TestTargetsBrowser(t *testing.T) {
 		}
 		if got := run("summary of other", chromedp.Text(chromedp.CSS(`section.pool[data-pool="other"] .summary`))); got != "1/1 up" {
 			t.Errorf("summary of other %q, want 1/1 up", got)
+		}
+	})
+
+	t.Run("api_matches_page", func(t *testing.T) {
+		type row struct{ Pool, Endpoint, Health string }
+		page, err := chromedp.Run(ctx, chromedp.Evaluate[[]row](`[...document.querySelectorAll('tr.target')].map(tr => ({
+			Pool: tr.closest('section.pool').dataset.pool,
+			Endpoint: tr.querySelector('td.endpoint').textContent.trim(),
+			Health: tr.dataset.health,
+		}))`))
+		if err != nil {
+			t.Fatalf("read the rows of the page: %v", err)
+		}
+		res, err := getAPITargets(f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var api []row
+		for _, tg := range res.Data.ActiveTargets {
+			api = append(api, row{Pool: tg.ScrapePool, Endpoint: tg.ScrapeURL, Health: tg.Health})
+			if tg.LastScrape.IsZero() {
+				t.Errorf("API: %s in %s never scraped", tg.ScrapeURL, tg.ScrapePool)
+			}
+			want := ""
+			if tg.Health == "down" {
+				want = "server returned HTTP status 500 Internal Server Error"
+			}
+			if tg.LastError != want {
+				t.Errorf("API: %s in %s has health %s and error %q", tg.ScrapeURL, tg.ScrapePool, tg.Health, tg.LastError)
+			}
+		}
+		byEndpoint := func(a, b row) int {
+			return cmp.Or(cmp.Compare(a.Pool, b.Pool), cmp.Compare(a.Endpoint, b.Endpoint))
+		}
+		want := []row{
+			{"other", "http://" + healthy + "/metrics", "up"},
+			{"web", "http://" + failing + "/metrics", "down"},
+			{"web", "http://" + healthy + "/metrics", "up"},
+		}
+		slices.SortFunc(want, byEndpoint)
+		slices.SortFunc(page, byEndpoint)
+		slices.SortFunc(api, byEndpoint)
+		if !slices.Equal(api, want) {
+			t.Errorf("API lists %v, want %v", api, want)
+		}
+		if !slices.Equal(page, api) {
+			t.Errorf("page shows %v, API lists %v", page, api)
+		}
+		if got := res.Data.DroppedTargetCounts["web"]; got != 1 {
+			t.Errorf("API: %d targets of web dropped, want 1", got)
 		}
 	})
 
