@@ -34,32 +34,32 @@ type appendable struct {
 }
 
 type appendMetrics struct {
-	committed *prometheus.CounterVec // samples, histograms, exemplars
-	rejected  prometheus.Counter
-	commits   *prometheus.CounterVec
+	samples, histograms, exemplars prometheus.Counter
+	rejected                       prometheus.Counter
+	ok, failed                     prometheus.Counter
 }
 
 func newAppendMetrics(reg prometheus.Registerer) *appendMetrics {
+	committed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_scrape_appended_total",
+		Help: "Scraped samples, native histograms and exemplars committed to the WAL, by kind.",
+	}, []string{"kind"})
+	commits := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_scrape_commits_total",
+		Help: "Scrape commits to the WAL, by result.",
+	}, []string{"result"})
 	m := &appendMetrics{
-		committed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ferry_scrape_appended_total",
-			Help: "Scraped samples, native histograms and exemplars committed to the WAL, by kind.",
-		}, []string{"kind"}),
+		samples:    committed.WithLabelValues("sample"),
+		histograms: committed.WithLabelValues("histogram"),
+		exemplars:  committed.WithLabelValues("exemplar"),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ferry_scrape_rejected_samples_total",
 			Help: "Scraped samples and native histograms the WAL refused (full, or failing); they were never stored.",
 		}),
-		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ferry_scrape_commits_total",
-			Help: "Scrape commits to the WAL, by result.",
-		}, []string{"result"}),
+		ok:     commits.WithLabelValues("ok"),
+		failed: commits.WithLabelValues("error"),
 	}
-	reg.MustRegister(m.committed, m.rejected, m.commits)
-	for _, k := range []string{"sample", "histogram", "exemplar"} {
-		m.committed.WithLabelValues(k)
-	}
-	m.commits.WithLabelValues("ok")
-	m.commits.WithLabelValues("error")
+	reg.MustRegister(committed, commits, m.rejected)
 	return m
 }
 
@@ -186,16 +186,16 @@ func (app *appender) Commit() error {
 		}
 	}
 	if err != nil {
-		m.commits.WithLabelValues("error").Inc()
+		m.failed.Inc()
 		m.rejected.Add(float64(b.NumSamples()))
 		app.a.logger.Warn("WAL refused a scrape; its samples are not stored",
 			zap.Int("samples", b.NumSamples()), zap.Error(err))
 		return fmt.Errorf("commit scrape of %d samples to the WAL: %w", b.NumSamples(), err)
 	}
-	m.commits.WithLabelValues("ok").Inc()
-	m.committed.WithLabelValues("sample").Add(float64(len(b.Samples)))
-	m.committed.WithLabelValues("histogram").Add(float64(len(b.Histograms)))
-	m.committed.WithLabelValues("exemplar").Add(float64(len(b.Exemplars)))
+	m.ok.Inc()
+	m.samples.Add(float64(len(b.Samples)))
+	m.histograms.Add(float64(len(b.Histograms)))
+	m.exemplars.Add(float64(len(b.Exemplars)))
 	return nil
 }
 

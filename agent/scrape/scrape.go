@@ -13,6 +13,7 @@ import (
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/util/logging"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 )
@@ -71,7 +72,7 @@ func New(o Options) (*Scraper, error) {
 	sm, err := scrape.NewManager(&scrape.Options{
 		AppendMetadata:          true,
 		DiscoveryReloadInterval: model.Duration(refresh),
-	}, sl.With("component", "scrape"), nil, nil, app, o.Registry)
+	}, sl.With("component", "scrape"), logging.NewJSONFileLogger, nil, app, o.Registry)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("create the scrape manager: %w", err)
