@@ -311,7 +311,7 @@ func (a *Agent) open() error {
 	w.Start()
 	a.wal.Store(w)
 	sc, err := scrape.New(scrape.Options{Log: w, Logger: a.logger.Named("scrape"), Registry: a.o.Registry,
-		Refresh: a.o.ScrapeRefresh})
+		Refresh: a.o.ScrapeRefresh, Now: a.o.Now})
 	if err != nil {
 		return err
 	}

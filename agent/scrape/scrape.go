@@ -26,6 +26,8 @@ type Options struct {
 	// Refresh is how often new target sets from discovery are applied
 	// (Prometheus': 5s); 0 means that.
 	Refresh time.Duration
+	// Now is the clock of removed jobs' retirement; nil is time.Now.
+	Now func() time.Time
 }
 
 // Scraper runs Prometheus' service discovery and scrape loops and commits
@@ -38,6 +40,7 @@ type Scraper struct {
 	wg        sync.WaitGroup
 	refresh   time.Duration
 	slog      *slog.Logger
+	now       func() time.Time
 
 	mu        sync.Mutex // guards the fields below
 	stopped   bool
@@ -54,6 +57,9 @@ func New(o Options) (*Scraper, error) {
 	refresh := o.Refresh
 	if refresh <= 0 {
 		refresh = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	sl := slog.New(zapslog.NewHandler(o.Logger.Core()))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -77,7 +83,8 @@ func New(o Options) (*Scraper, error) {
 		cancel()
 		return nil, fmt.Errorf("create the scrape manager: %w", err)
 	}
-	s := &Scraper{logger: o.Logger, discovery: dm, manager: sm, cancel: cancel, refresh: refresh, slog: sl, retiring: map[string]retiring{}}
+	s := &Scraper{logger: o.Logger, discovery: dm, manager: sm, cancel: cancel, refresh: refresh, slog: sl, now: o.Now,
+		retiring: map[string]retiring{}}
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -121,7 +128,7 @@ func (s *Scraper) ApplyConfig(cfg *promconfig.Config) error {
 	}
 	for _, sc := range s.applied {
 		if _, ok := s.retiring[sc.JobName]; !ok && !want[sc.JobName] {
-			s.retiring[sc.JobName] = retiring{cfg: sc, until: time.Now().Add(s.retireAfter(sc))}
+			s.retiring[sc.JobName] = retiring{cfg: sc, until: s.now().Add(s.retireAfter(sc))}
 		}
 	}
 	s.want = cfg
@@ -173,7 +180,7 @@ func (s *Scraper) applyLocked() error {
 		s.timer = nil
 	}
 	if !next.IsZero() {
-		s.timer = time.AfterFunc(time.Until(next), s.retire)
+		s.timer = time.AfterFunc(next.Sub(s.now()), s.retire)
 	}
 	return nil
 }
@@ -185,7 +192,7 @@ func (s *Scraper) retire() {
 	if s.stopped {
 		return
 	}
-	now := time.Now()
+	now := s.now()
 	for job, r := range s.retiring {
 		if !r.until.After(now) {
 			s.logger.Info("Removed scrape job stopped", zap.String("job", job))
