@@ -21,6 +21,7 @@ DURATION=${DURATION:-5m}
 WARMUP=${WARMUP:-1m}
 FERRY=${FERRY:-1}     # 0 skips Ferry
 FERRY_BIN=${FERRY_BIN:-bin/ferry}
+SYNC=${SYNC:-always}  # Ferry's wal.sync: always (fsync each scrape) or interval
 BASE_PORT=${BASE_PORT:-20000}
 STEP=5                # seconds between samples
 
@@ -122,6 +123,7 @@ if [ "$FERRY" = 1 ]; then
   { cat <<YAML
 listen_address: $FERRY_ADDR
 data_dir: $WORK/ferry
+wal: {sync: $SYNC}
 YAML
     scrape_yml
     cat <<YAML
