@@ -7,24 +7,30 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 )
 
 // seriesRecorder is an endpoint that keeps every sample per series name,
 // and the last metadata per family.
 type seriesRecorder struct {
-	mu   sync.Mutex
-	got  map[string][]prompb.Sample
-	meta map[string]prompb.MetricMetadata
+	mu     sync.Mutex
+	got    map[string][]prompb.Sample
+	meta   map[string]prompb.MetricMetadata
+	labels map[string][]prompb.Label // the last labels each metric name came with
 }
 
 func newSeriesRecorder(t *testing.T) (*seriesRecorder, string) {
-	r := &seriesRecorder{got: map[string][]prompb.Sample{}, meta: map[string]prompb.MetricMetadata{}}
+	r := &seriesRecorder{got: map[string][]prompb.Sample{}, meta: map[string]prompb.MetricMetadata{},
+		labels: map[string][]prompb.Label{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		raw, err := snappy.Decode(nil, body)
@@ -44,6 +50,7 @@ func newSeriesRecorder(t *testing.T) (*seriesRecorder, string) {
 			for _, l := range ts.Labels {
 				if l.Name == "__name__" {
 					r.got[l.Value] = append(r.got[l.Value], ts.Samples...)
+					r.labels[l.Value] = ts.Labels
 				}
 			}
 		}
@@ -198,6 +205,79 @@ remote_write:
 		}
 		if last[i].Value != wantLast || mx[i].Value != wantMax {
 			t.Fatalf("gauge window %d: last %v max %v, want %v %v", i, last[i].Value, mx[i].Value, wantLast, wantMax)
+		}
+	}
+}
+
+// Scraped series are rolled up like pushed ones, and external labels reach
+// both endpoints.
+func TestAgentRollsUpScrapedSeries(t *testing.T) {
+	raw, rawURL := newSeriesRecorder(t)
+	rolled, rolledURL := newSeriesRecorder(t)
+	var n atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		k := n.Add(1)
+		fmt.Fprintf(w, "# TYPE temp gauge\ntemp %d\n# TYPE reqs_total counter\nreqs_total %d\n", k%5, k)
+	}))
+	defer target.Close()
+	y := fmt.Sprintf(`
+listen_address: 127.0.0.1:0
+data_dir: %s
+shutdown_timeout: 5s
+global:
+  scrape_interval: 100ms
+  scrape_timeout: 100ms
+  external_labels: {site: edge1}
+scrape_configs:
+  - job_name: t
+    static_configs: [{targets: [%q]}]
+downsample:
+  commit_interval: 20ms
+  mapping_rules:
+    - name: temp-max
+      filter: '{__name__="temp"}'
+      aggregations: [last, max]
+      storage_policies: ["1s:1h"]
+remote_write:
+  - name: raw
+    url: %s
+    queue_config: {batch_send_deadline: 5ms}
+  - name: rolled
+    url: %s
+    queue_config: {batch_send_deadline: 5ms}
+    storage_policy: {resolution: 1s, retention: 1h}
+`, filepath.Join(t.TempDir(), "data"), strings.TrimPrefix(target.URL, "http://"), rawURL, rolledURL)
+	cfg, err := ParseConfig([]byte(y), "test.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, New(cfg, Options{
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), Version: "test",
+		Load: func() (*Config, error) { return cfg, nil }, ScrapeRefresh: 20 * time.Millisecond,
+	}))
+	waitFor(t, "rollups of scraped series", func() bool {
+		return len(rolled.samples("temp:max")) >= 2 && len(rolled.samples("reqs_total")) >= 2 && len(raw.samples("temp")) >= 10
+	})
+	for _, c := range []struct {
+		rec  *seriesRecorder
+		name string
+	}{{raw, "temp"}, {raw, "up"}, {rolled, "temp:max"}, {rolled, "reqs_total"}} {
+		c.rec.mu.Lock()
+		ls := c.rec.labels[c.name]
+		c.rec.mu.Unlock()
+		want := map[string]string{"job": "t", "site": "edge1"}
+		for _, l := range ls {
+			if w, ok := want[l.Name]; ok && w == l.Value {
+				delete(want, l.Name)
+			}
+		}
+		if len(want) > 0 {
+			t.Errorf("%s arrived with %v, missing %v", c.name, ls, want)
+		}
+	}
+	for _, s := range rolled.samples("temp:max") {
+		if s.Value > 4 || s.Value < 0 {
+			t.Errorf("temp:max rollup %v outside the scraped values 0..4", s.Value)
 		}
 	}
 }
