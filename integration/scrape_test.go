@@ -252,13 +252,7 @@ func TestScrapeKillNineLosesNoCommittedScrape(t *testing.T) {
 	capt := newRWCapture(t)
 	down := startProm(t, "downstream", promReceiver, "")
 	begin := time.Now()
-	f := scrapeFerry(t, "sync: always", fmt.Sprintf(`global:
-  scrape_interval: 250ms
-  scrape_timeout: 250ms
-scrape_configs:
-  - job_name: seq
-    static_configs: [{targets: [%q]}]
-`, tgt.addr()), "capture="+capt.url(), "prom="+down.writeURL())
+	f := scrapeFerry(t, "sync: always", seqJob("250ms", tgt.addr()), "capture="+capt.url(), "prom="+down.writeURL())
 
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	allowed := seqSet{} // the scrape in flight at each kill
@@ -458,13 +452,7 @@ func TestScrapeDownstreamOutage(t *testing.T) {
 	tgt := newSeqTarget(t, 20)
 	down := startProm(t, "downstream", promReceiver, "")
 	begin := time.Now()
-	f := scrapeFerry(t, "", fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
-  - job_name: seq
-    static_configs: [{targets: [%q]}]
-`, tgt.addr()), "down="+down.writeURL())
+	f := scrapeFerry(t, "", seqJob("1s", tgt.addr()), "down="+down.writeURL())
 	fetch := func() (seqSet, error) {
 		return promSeqs(down, `seq{job="seq"}`, time.Now(), time.Since(begin)+time.Minute)
 	}
@@ -728,3 +716,14 @@ var (
 	siteRE = regexp.MustCompile(`\bsite="([^"]*)"`)
 	jobRE  = regexp.MustCompile(`\bjob="([^"]*)"`)
 )
+
+// seqJob scrapes the target at addr as job "seq" every interval.
+func seqJob(interval, addr string) string {
+	return fmt.Sprintf(`global:
+  scrape_interval: %s
+  scrape_timeout: %s
+scrape_configs:
+  - job_name: seq
+    static_configs: [{targets: [%q]}]
+`, interval, interval, addr)
+}

@@ -109,16 +109,13 @@ func (app *appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64
 	}
 	s := &b.Series[n-1]
 	switch {
-	case fh != nil:
-		wh := writev2.FromFloatHistogram(st, t, fh)
-		raw, err := wh.Marshal()
-		if err != nil {
-			return 0, fmt.Errorf("encode float histogram of %s: %w", ls, err)
+	case fh != nil || h != nil:
+		var wh writev2.Histogram
+		if fh != nil {
+			wh = writev2.FromFloatHistogram(st, t, fh)
+		} else {
+			wh = writev2.FromIntHistogram(st, t, h)
 		}
-		b.Histograms = append(b.Histograms, raw)
-		s.HistogramsEnd++
-	case h != nil:
-		wh := writev2.FromIntHistogram(st, t, h)
 		raw, err := wh.Marshal()
 		if err != nil {
 			return 0, fmt.Errorf("encode histogram of %s: %w", ls, err)
