@@ -232,7 +232,24 @@ func LoadConfigFile(path string) (*Config, error) {
 		cfg.RemoteWrite[i].HTTPClientConfig.SetDirectory(filepath.Dir(path))
 	}
 	cfg.Scrape.SetDirectory(dir)
+	// scrape_config_files are read now too, so that a check (and a reload)
+	// finds their problems; they are read again when applied.
+	if _, err := cfg.Scrape.GetScrapeConfigs(); err != nil {
+		return nil, ConfigErrors{{File: path, Line: yamlLines(data).find("scrape_config_files"),
+			Msg: "scrape_config_files: " + oneLine(err.Error())}}
+	}
 	return cfg, nil
+}
+
+// oneLine joins a multi-line error message into one line.
+func oneLine(msg string) string {
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 func resolve(dir, p string) string {

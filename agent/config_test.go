@@ -614,3 +614,33 @@ func TestParseBytes(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadConfigFileChecksScrapeConfigFiles(t *testing.T) {
+	dir := t.TempDir()
+	main := filepath.Join(dir, "ferry.yml")
+	if err := os.WriteFile(main, []byte("listen_address: 127.0.0.1:9201\nscrape_config_files: [scrape.d/*.yml]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "scrape.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	part := filepath.Join(dir, "scrape.d", "a.yml")
+	write := func(s string) {
+		if err := os.WriteFile(part, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("scrape_configs:\n  - job_name: x\n    static_configs: [{targets: ['a:1']}]\n")
+	cfg, err := LoadConfigFile(main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scfgs, err := cfg.Scrape.GetScrapeConfigs(); err != nil || len(scfgs) != 1 || scfgs[0].JobName != "x" {
+		t.Fatalf("scrape configs from the file: %v, %v", scfgs, err)
+	}
+	write("scrape_configs:\n  - job_name: x\n    scrape_intervall: 5s\n")
+	_, err = LoadConfigFile(main)
+	if err == nil || !strings.Contains(err.Error(), ":2: scrape_config_files: ") || !strings.Contains(err.Error(), "scrape_intervall") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("a bad scrape config file: %v; want one line naming it at line 2", err)
+	}
+}
