@@ -139,6 +139,10 @@
 // from it, so samples acknowledged after the last persist are sent again:
 // delivery is at-least-once, never at-most-once.
 //
+// Stop lets the shards send what they hold until its context ends, but not
+// while a send is failing: everything unsent is in the log already, and an
+// endpoint that is down would only hold the shutdown up.
+//
 // # Sharding
 //
 // A sender starts with min_shards shards and reconsiders every

@@ -464,9 +464,10 @@ func (s *Sender) saveCheckpoint() {
 	m.lagSeconds.WithLabelValues(name).Set(lag)
 }
 
-// Stop stops reading, lets the shards send what they hold until ctx ends,
-// abandons what is still in flight, and persists the acknowledged cursor.
-// Unsent samples stay in the WAL for the next start.
+// Stop stops reading, lets the shards send what they hold until ctx ends
+// or a send fails (an endpoint that is down would only hold the shutdown
+// up), abandons what is still in flight, and persists the acknowledged
+// cursor. Unsent samples stay in the WAL for the next start.
 func (s *Sender) Stop(ctx context.Context) error {
 	var err error
 	s.stopOnce.Do(func() {
@@ -476,14 +477,25 @@ func (s *Sender) Stop(ctx context.Context) error {
 			<-s.readerDone
 			close(drained)
 		}()
-		select {
-		case <-drained:
-		case <-ctx.Done():
-			s.logger.Warn("Drain deadline reached; unsent samples stay in the WAL")
-			s.stopSend()
-			<-drained
+		poll := time.NewTicker(50 * time.Millisecond)
+		defer poll.Stop()
+	drain:
+		for {
+			select {
+			case <-drained:
+				break drain
+			case <-ctx.Done():
+				s.logger.Warn("Drain deadline reached; unsent samples stay in the WAL")
+				break drain
+			case <-poll.C:
+				if s.failing() {
+					s.logger.Warn("Endpoint failing: not waiting for it to drain; unsent samples stay in the WAL")
+					break drain
+				}
+			}
 		}
 		s.stopSend()
+		<-drained
 		<-s.loopDone
 		c, _ := s.track.position()
 		if err = s.o.Checkpoints.Save(s.cfg.CheckpointKey, c); err == nil {
@@ -494,6 +506,18 @@ func (s *Sender) Stop(ctx context.Context) error {
 		s.logger.Info("Endpoint stopped", zap.String("checkpoint", s.log.Describe(c)))
 	})
 	return err
+}
+
+// failing reports whether a shard's last send failed and is being retried.
+func (s *Sender) failing() bool {
+	s.shardsMu.Lock()
+	defer s.shardsMu.Unlock()
+	for _, sh := range s.shardsView {
+		if sh.fails.Load() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Remove stops the sender without draining and deletes its checkpoint and

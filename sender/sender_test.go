@@ -601,6 +601,33 @@ func TestExternalLabels(t *testing.T) {
 	}
 }
 
+// Stopping does not wait for an endpoint that is down: the samples stay in
+// the WAL, and the next start delivers them.
+func TestStopDoesNotWaitForAFailingEndpoint(t *testing.T) {
+	e := newEnv(t)
+	defer e.close()
+	var up atomic.Bool
+	r := newReceiver(t, func(int) int {
+		if up.Load() {
+			return 0
+		}
+		return http.StatusServiceUnavailable
+	})
+	s := e.sender("a", r.srv.URL, nil)
+	e.append(10, 1, 3)
+	waitFor(t, func() bool { return testutil.ToFloat64(e.m.retried.WithLabelValues("a")) > 0 })
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Stop(context.Background()) }() // no deadline: only the failure ends the drain
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	up.Store(true)
+	s = e.sender("a", r.srv.URL, nil)
+	r.waitTotal(30)
+	stop(t, s)
+	r.checkComplete(10, 3)
+}
+
 func TestStartFromNowSkipsHistory(t *testing.T) {
 	e := newEnv(t)
 	defer e.close()
