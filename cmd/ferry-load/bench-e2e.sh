@@ -4,17 +4,28 @@
 # forwarding to ferry-load's own receiver on this machine.
 #
 #   cmd/ferry-load/bench-e2e.sh            # needs bin/ferry, bin/ferry-load (make build)
-#   DURATION=30s RATE=500000 cmd/ferry-load/bench-e2e.sh
+#   DURATION=30s RATES=500000 cmd/ferry-load/bench-e2e.sh
 #   PROTOS="1.0 2.0" VMAGENT=0 cmd/ferry-load/bench-e2e.sh   # Ferry ingesting Remote-Write 1.0 and 2.0
+#   SHAPES="A B" SYNCS=always RATES=0 RUNS=3 cmd/ferry-load/bench-e2e.sh   # both load shapes, medians of 3
 #
-# Prints one JSON line per run (ferry-load --json) prefixed with its name.
+# SHAPES are ferry-load's --shape values: B (the default) is 100k series,
+# 1,000 per request, 4 clients; A is 50k series of 9-10 Kubernetes labels,
+# 500 per request, 8 clients, and is defined with wal.sync: always
+# (SYNCS=always). SERIES, BATCH and CONC, when set, override the shape's.
+#
+# Each agent configuration is run RUNS times, each time freshly started. The
+# script prints one JSON line per run (ferry-load --json) prefixed with its
+# name, rate, shape and run, then one line per configuration starting with
+# "median": the median CPU-s per million samples and acked samples/s.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 DURATION=${DURATION:-30s}
-SERIES=${SERIES:-100000}
-BATCH=${BATCH:-1000}
-CONC=${CONC:-4}
+SHAPES=${SHAPES:-"B"}
+RUNS=${RUNS:-1}
+SERIES=${SERIES:-}           # empty: the shape's
+BATCH=${BATCH:-}
+CONC=${CONC:-}
 RATES=${RATES:-"0 500000"}   # 0 = as fast as acknowledged
 SYNCS=${SYNCS:-"always interval"}
 PROTOS=${PROTOS:-"1.0"}      # Remote-Write versions pushed at Ferry (vmagent gets 1.0)
@@ -34,16 +45,50 @@ vmagent_bin() {
 
 wait_http() { for _ in $(seq 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.05; done; echo "not up: $1" >&2; return 1; }
 
-load() { # name pid rate [proto]
-  ./bin/ferry-load --target "$TARGET" --series "$SERIES" --batch "$BATCH" --concurrency "$CONC" \
-    --duration "$DURATION" --rate "$3" --pid "$2" --proto "${4:-1.0}" --progress 0 --json 2>/dev/null | sed "s/^/$1 rate=$3 /"
+load() { # name pid rate proto run; uses $TARGET and $shape
+  local args=(--target "$TARGET" --shape "$shape" --duration "$DURATION" --rate "$3" --pid "$2"
+    --proto "$4" --progress 0 --json)
+  if [ -n "$SERIES" ]; then args+=(--series "$SERIES"); fi
+  if [ -n "$BATCH" ]; then args+=(--batch "$BATCH"); fi
+  if [ -n "$CONC" ]; then args+=(--concurrency "$CONC"); fi
+  local out
+  if ! out=$(./bin/ferry-load "${args[@]}" 2>"$WORK/load.err"); then
+    echo "$1: ferry-load failed:" >&2
+    cat "$WORK/load.err" >&2
+    return 1
+  fi
+  echo "$1 rate=$3 shape=$shape run=$5 $out"
+  echo "$out" >>"$WORK/runs"
 }
 
-for rate in $RATES; do
+# field NAME prints the value of the numeric JSON field NAME of each line of
+# stdin; lines where it is null give nothing.
+field() { sed -n "s/.*\"$1\":\([-0-9.eE+]*\)[,}].*/\1/p"; }
+
+# median FORMAT prints the median of the numbers on stdin (the mean of the
+# middle two for an even count), or n/a if there are none.
+median() {
+  sort -g | awk -v f="$1\n" '{ v[NR] = $1 }
+    END { if (NR == 0) print "n/a"; else if (NR % 2) printf f, v[(NR + 1) / 2]; else printf f, (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+report() { # name rate: the median line of the runs in $WORK/runs
+  local n cpu acked
+  n=$(wc -l <"$WORK/runs")
+  cpu=$(field cpu_seconds_per_million <"$WORK/runs" | median %.3f)
+  acked=$(field acked_per_second <"$WORK/runs" | median %.1f)
+  echo "median $1 rate=$2 shape=$shape runs=$n cpu_seconds_per_million=$cpu acked_per_second=$acked"
+  rm -f "$WORK/runs"
+}
+
+for shape in $SHAPES; do
+ for rate in $RATES; do
   for sync in $SYNCS; do
    for proto in $PROTOS; do
-    mkdir -p "$WORK/ferry"
-    cat > "$WORK/ferry/ferry.yml" <<YAML
+    name="ferry(sync=$sync,proto=$proto)"
+    for run in $(seq "$RUNS"); do
+      mkdir -p "$WORK/ferry"
+      cat > "$WORK/ferry/ferry.yml" <<YAML
 listen_address: 127.0.0.1:9201
 data_dir: $WORK/ferry/data
 wal: {sync: $sync}
@@ -51,25 +96,31 @@ remote_write:
   - name: sink
     url: http://127.0.0.1:19291/api/v1/write
 YAML
-    ./bin/ferry run --config "$WORK/ferry/ferry.yml" --log.level warn 2>"$WORK/ferry/log" &
-    pid=$!
-    wait_http http://127.0.0.1:9201/-/ready
-    TARGET=http://127.0.0.1:9201/api/v1/write load "ferry(sync=$sync,proto=$proto)" "$pid" "$rate" "$proto"
-    kill "$pid"; wait "$pid" || true
-    rm -rf "$WORK/ferry"
+      ./bin/ferry run --config "$WORK/ferry/ferry.yml" --log.level warn 2>"$WORK/ferry/log" &
+      pid=$!
+      wait_http http://127.0.0.1:9201/-/ready
+      TARGET=http://127.0.0.1:9201/api/v1/write load "$name" "$pid" "$rate" "$proto" "$run"
+      kill "$pid"; wait "$pid" || true
+      rm -rf "$WORK/ferry"
+    done
+    report "$name" "$rate"
    done
   done
 
   # vmagent, with its on-disk queue.
   if [ "$VMAGENT" = 1 ] && vm=$(vmagent_bin); then
-    "$vm" -httpListenAddr=127.0.0.1:8429 -remoteWrite.url=http://127.0.0.1:19291/api/v1/write \
-      -remoteWrite.tmpDataPath="$WORK/vmagent" -loggerLevel=ERROR >"$WORK/vmagent.log" 2>&1 &
-    pid=$!
-    wait_http http://127.0.0.1:8429/health
-    TARGET=http://127.0.0.1:8429/api/v1/write load vmagent "$pid" "$rate"
-    kill "$pid"; wait "$pid" || true
-    rm -rf "$WORK/vmagent"
-  else
+    for run in $(seq "$RUNS"); do
+      "$vm" -httpListenAddr=127.0.0.1:8429 -remoteWrite.url=http://127.0.0.1:19291/api/v1/write \
+        -remoteWrite.tmpDataPath="$WORK/vmagent" -loggerLevel=ERROR >"$WORK/vmagent.log" 2>&1 &
+      pid=$!
+      wait_http http://127.0.0.1:8429/health
+      TARGET=http://127.0.0.1:8429/api/v1/write load vmagent "$pid" "$rate" 1.0 "$run"
+      kill "$pid"; wait "$pid" || true
+      rm -rf "$WORK/vmagent"
+    done
+    report vmagent "$rate"
+  elif [ "$VMAGENT" = 1 ]; then
     echo "vmagent not available (apt-get download victoria-metrics failed); skipped" >&2
   fi
+ done
 done

@@ -14,6 +14,11 @@
 //
 //	ferry-load --target http://127.0.0.1:9201/api/v1/write --pid $(pidof ferry) --verify --json
 //
+// --shape picks the load: B (the default) pushes 100,000 series of 7 labels,
+// 1,000 per request, from 4 clients; A pushes 50,000 series of 9-10
+// Kubernetes-style labels, 500 per request, from 8 clients, as Prometheus
+// sends them. --series, --batch and --concurrency override a shape's values.
+//
 // Use --target self to push straight at the tool's own receiver (to measure
 // the tool itself), --receiver-only to run just the receiver and
 // --no-receiver to measure ingest only.
@@ -48,6 +53,8 @@ func main() {
 // config holds the parsed command line.
 type config struct {
 	target         string
+	shapeName      string
+	shape          shape // resolved from shapeName by parseFlags
 	series         int
 	batch          int
 	concurrency    int
@@ -80,9 +87,11 @@ var errHelp = flag.ErrHelp
 func newFlagSet(cfg *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("ferry-load", flag.ContinueOnError)
 	fs.StringVar(&cfg.target, "target", "", `remote-write URL to push to, e.g. http://127.0.0.1:9201/api/v1/write; "self" pushes to the tool's own receiver`)
-	fs.IntVar(&cfg.series, "series", 100000, "number of active series")
-	fs.IntVar(&cfg.batch, "batch", 1000, "samples (= series) per request")
-	fs.IntVar(&cfg.concurrency, "concurrency", 4, "parallel pushers; each series is always pushed by the same pusher, in order")
+	fs.StringVar(&cfg.shapeName, "shape", "B", `load shape: "B" (100k series of 7 labels, 1,000 per request, 4 pushers) or "A" (50k series of 9-10 Kubernetes labels, 500 per request, 8 pushers); sets the series' labels and the defaults of --series, --batch and --concurrency`)
+	// The shape sets these three unless they are given (parseFlags).
+	fs.IntVar(&cfg.series, "series", 0, "number of active series (default: the shape's, A 50000, B 100000)")
+	fs.IntVar(&cfg.batch, "batch", 0, "samples (= series) per request (default: the shape's, A 500, B 1000)")
+	fs.IntVar(&cfg.concurrency, "concurrency", 0, "parallel pushers, each with one request in flight; each series is always pushed by the same pusher, in order (default: the shape's, A 8, B 4)")
 	fs.DurationVar(&cfg.duration, "duration", 30*time.Second, "how long to push (0 = unlimited; then --samples or --rounds must be set)")
 	fs.Int64Var(&cfg.samples, "samples", 0, "stop after pushing this many samples, in whole requests (0 = unlimited)")
 	fs.IntVar(&cfg.rounds, "rounds", 0, "stop after this many rounds, each giving every series one sample (0 = unlimited)")
@@ -118,11 +127,23 @@ func parseFlags(args []string, usage io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "duration" {
-			cfg.durationSet = true
-		}
-	})
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	cfg.durationSet = set["duration"]
+	sh, ok := shapeByName(cfg.shapeName)
+	if !ok {
+		return cfg, fmt.Errorf("--shape %q: must be A or B", cfg.shapeName)
+	}
+	cfg.shape = sh
+	if !set["series"] {
+		cfg.series = sh.series
+	}
+	if !set["batch"] {
+		cfg.batch = sh.batch
+	}
+	if !set["concurrency"] {
+		cfg.concurrency = sh.concurrency
+	}
 	return cfg, cfg.validate()
 }
 
@@ -205,6 +226,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // result is the JSON output. Fields that were not measured are null.
 type result struct {
 	Target      string  `json:"target"`
+	Shape       string  `json:"shape"`
 	Series      int     `json:"series"`
 	Batch       int     `json:"batch"`
 	Concurrency int     `json:"concurrency"`
@@ -253,7 +275,7 @@ func ptr[T any](v T) *T { return &v }
 func runLoad(ctx context.Context, cfg config, stderr io.Writer) (*result, error) {
 	base := time.Now().UnixMilli()
 	step := cfg.tsStep.Milliseconds()
-	set := newSeriesSet(cfg.series)
+	set := newSeriesSet(cfg.series, cfg.shape.labels)
 	layout := newBatchLayout(cfg.series, cfg.batch)
 
 	var rcv *receiver
@@ -261,6 +283,12 @@ func runLoad(ctx context.Context, cfg config, stderr io.Writer) (*result, error)
 		var ver *verifier
 		if cfg.verify {
 			ver = newVerifier(cfg.series, base, step)
+			if !cfg.shape.byID {
+				var err error
+				if ver.index, err = newSeriesIndex(cfg.series, cfg.shape.labels); err != nil {
+					return nil, err
+				}
+			}
 		}
 		if cfg.listener != nil {
 			rcv = serveReceiver(cfg.listener, ver)
@@ -314,6 +342,7 @@ func runLoad(ctx context.Context, cfg config, stderr io.Writer) (*result, error)
 
 	res := &result{
 		Target:      target,
+		Shape:       cfg.shape.name,
 		Series:      cfg.series,
 		Batch:       cfg.batch,
 		Concurrency: cfg.concurrency,
@@ -499,8 +528,8 @@ func runReceiverOnly(ctx context.Context, cfg config, stdout, stderr io.Writer) 
 // writeSummary prints the human-readable result.
 func writeSummary(w io.Writer, r *result) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "target       %s  series=%d batch=%d concurrency=%d ts-step=%dms\n",
-		r.Target, r.Series, r.Batch, r.Concurrency, r.TSStepMS)
+	fmt.Fprintf(&b, "target       %s  shape=%s series=%d batch=%d concurrency=%d ts-step=%dms\n",
+		r.Target, r.Shape, r.Series, r.Batch, r.Concurrency, r.TSStepMS)
 	fmt.Fprintf(&b, "push         %.2fs  acked %d samples (%.0f/s)  rejected %d  abandoned %d  rounds %d\n",
 		r.DurationSeconds, r.AckedSamples, r.AckedPerSecond, r.RejectedSamples, r.AbandonedSamples, r.Rounds)
 	fmt.Fprintf(&b, "requests     %d  retries %d  transport errors %d  status %s  %.1f MB acked (compressed)\n",

@@ -3,19 +3,24 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 )
 
@@ -205,6 +210,7 @@ func TestBadFlagsAndUnreachableTarget(t *testing.T) {
 		{[]string{"--series", "10"}, 2, "--target is required"},
 		{[]string{"--target", "self", "--pid", "abc"}, 2, "--pid"},
 		{[]string{"--target", "self", "--duration", "0"}, 2, "--samples or --rounds"},
+		{[]string{"--target", "self", "--shape", "C"}, 2, "--shape"},
 		{[]string{"--target", closed, "--no-receiver", "--series", "10"}, 1, "unreachable"},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -276,7 +282,7 @@ func TestVerifierBookkeeping(t *testing.T) {
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
-	set := newSeriesSet(1500)
+	set := newSeriesSet(1500, labelsB)
 	raw := set.appendRequest(nil, 1000, 1500, 9, 1700000000000)
 	var got [][2]string
 	d := wrDecoder{collect: true, onLabel: func(n, v []byte) { got = append(got, [2]string{string(n), string(v)}) }}
@@ -289,7 +295,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	var want [][2]string
 	names := map[string]bool{}
 	for i := 1000; i < 1500; i++ {
-		l := seriesLabels(i)
+		l := labelsB(i)
 		want = append(want, l...)
 		names[l[0][1]] = true
 		for k := 1; k < len(l); k++ {
@@ -317,31 +323,36 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 
 // A 2.0 request carries the same series and samples as the 1.0 one.
 func TestRequestV2MatchesV1(t *testing.T) {
-	b := newV2Batch(1000, 1500)
-	raw := b.appendRequestV2(nil, 1000, 9, 1700000000000)
-	var req writev2.Request
-	if err := req.Unmarshal(raw); err != nil {
-		t.Fatal(err)
-	}
-	if len(req.Timeseries) != 500 || req.Symbols[0] != "" {
-		t.Fatalf("%d series, symbols %v", len(req.Timeseries), req.Symbols[:min(3, len(req.Symbols))])
-	}
-	var sb labels.ScratchBuilder
-	for k, ts := range req.Timeseries {
-		got, err := ts.ToLabels(&sb, req.Symbols)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var want []string
-		for _, l := range seriesLabels(1000 + k) {
-			want = append(want, l[0], l[1])
-		}
-		if !labels.Equal(got, labels.FromStrings(want...)) {
-			t.Fatalf("series %d: %v, want %v", k, got, want)
-		}
-		if len(ts.Samples) != 1 || ts.Samples[0].Timestamp != 1700000000000 || ts.Samples[0].Value != seriesValue(1000+k, 9) {
-			t.Fatalf("series %d samples %+v", k, ts.Samples)
-		}
+	for _, name := range []string{"A", "B"} {
+		t.Run(name, func(t *testing.T) {
+			sh, _ := shapeByName(name)
+			b := newV2Batch(1000, 1500, sh.labels)
+			raw := b.appendRequestV2(nil, 1000, 9, 1700000000000)
+			var req writev2.Request
+			if err := req.Unmarshal(raw); err != nil {
+				t.Fatal(err)
+			}
+			if len(req.Timeseries) != 500 || req.Symbols[0] != "" {
+				t.Fatalf("%d series, symbols %v", len(req.Timeseries), req.Symbols[:min(3, len(req.Symbols))])
+			}
+			var sb labels.ScratchBuilder
+			for k, ts := range req.Timeseries {
+				got, err := ts.ToLabels(&sb, req.Symbols)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want []string
+				for _, l := range sh.labels(1000 + k) {
+					want = append(want, l[0], l[1])
+				}
+				if !labels.Equal(got, labels.FromStrings(want...)) {
+					t.Fatalf("series %d: %v, want %v", k, got, want)
+				}
+				if len(ts.Samples) != 1 || ts.Samples[0].Timestamp != 1700000000000 || ts.Samples[0].Value != seriesValue(1000+k, 9) {
+					t.Fatalf("series %d samples %+v", k, ts.Samples)
+				}
+			}
+		})
 	}
 }
 
@@ -391,7 +402,7 @@ func TestReceiverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rcv.Close()
-	body := snappy.Encode(nil, newSeriesSet(10).appendRequest(nil, 0, 10, 0, 1))
+	body := snappy.Encode(nil, newSeriesSet(10, labelsB).appendRequest(nil, 0, 10, 0, 1))
 	base := "http://" + rcv.ln.Addr().String()
 	post := func(path, enc, ct string, b []byte) int {
 		req, _ := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(b))
@@ -457,7 +468,7 @@ func TestDecodeLabelForms(t *testing.T) {
 // but must not panic, and must stay within the input.
 func TestDecodeCorruptNoPanic(t *testing.T) {
 	g, _ := hex.DecodeString(golden)
-	inputs := [][]byte{g, newSeriesSet(20).appendRequest(nil, 0, 20, 3, 1700000000000)}
+	inputs := [][]byte{g, newSeriesSet(20, labelsB).appendRequest(nil, 0, 20, 3, 1700000000000)}
 	seed := uint32(1)
 	rnd := func(n int) int { seed = seed*1664525 + 1013904223; return int(seed>>8) % n }
 	var d wrDecoder
@@ -470,5 +481,208 @@ func TestDecodeCorruptNoPanic(t *testing.T) {
 			}
 			_ = d.decode(b[:rnd(len(b)+1)])
 		}
+	}
+}
+
+// Shape B's requests are byte for byte those of the tool before shapes
+// existed, so that its figures stay comparable with earlier ones. The hashes
+// were taken from that tool.
+func TestShapeBRequestsUnchanged(t *testing.T) {
+	sum := func(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:8]) }
+	sh, _ := shapeByName("B")
+	set := newSeriesSet(100000, sh.labels)
+	v1 := set.appendRequest(nil, 99000, 100000, 7, 1700000000123)
+	b := newV2Batch(99000, 100000, sh.labels)
+	v2 := b.appendRequestV2(nil, 99000, 7, 1700000000123)
+	for _, c := range []struct{ what, got, want string }{
+		{"labels of all series", sum(set.enc), "9d79d784536509b1"},
+		{"1.0 request", sum(v1), "c70d1a9518af8b58"},
+		{"2.0 request", sum(v2), "c2c4316c3aa405b8"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: sha256 %s, want %s", c.what, c.got, c.want)
+		}
+	}
+}
+
+func TestShapeFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name                       string
+		args                       []string
+		shape                      string
+		series, batch, concurrency int
+	}{
+		{"default_is_B", nil, "B", 100000, 1000, 4},
+		{"A", []string{"--shape", "A"}, "A", 50000, 500, 8},
+		{"lower_case", []string{"--shape", "a"}, "A", 50000, 500, 8},
+		{"A_batch_overridden", []string{"--shape", "A", "--batch", "250"}, "A", 50000, 250, 8},
+		{"B_overridden", []string{"--shape", "B", "--series", "10", "--concurrency", "1"}, "B", 10, 1000, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseFlags(append([]string{"--target", "self"}, tc.args...), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.shape.name != tc.shape || cfg.series != tc.series || cfg.batch != tc.batch || cfg.concurrency != tc.concurrency {
+				t.Errorf("shape %s series %d batch %d concurrency %d, want %s %d %d %d", cfg.shape.name,
+					cfg.series, cfg.batch, cfg.concurrency, tc.shape, tc.series, tc.batch, tc.concurrency)
+			}
+		})
+	}
+}
+
+func TestShapeALabels(t *testing.T) {
+	want := [][2]string{
+		{"__name__", "http_requests_total"},
+		{"code", "200"},
+		{"container", "api-gateway"},
+		{"handler", "/api/v1/orders"},
+		{"instance", "10.244.0.2:8080"},
+		{"job", "api-gateway"},
+		{"method", "GET"},
+		{"namespace", "edge"},
+		{"pod", "api-gateway-7d9f8b6c5-zrzld"},
+	}
+	if got := labelsA(0); !slices.Equal(got, want) {
+		t.Errorf("labelsA(0) = %v, want %v", got, want)
+	}
+	want = [][2]string{ // the last series of the last of 200 pods
+		{"__name__", "rpc_client_requests_total"},
+		{"code", "500"},
+		{"container", "ledger"},
+		{"instance", "10.244.0.201:9090"},
+		{"job", "ledger"},
+		{"method", "PlaceOrder"},
+		{"namespace", "payments"},
+		{"pod", "ledger-846c9d5bf7-4mzk7"},
+		{"type", "stream"},
+	}
+	if got := labelsA(49999); !slices.Equal(got, want) {
+		t.Errorf("labelsA(49999) = %v, want %v", got, want)
+	}
+	seen := map[string]bool{}
+	for pod := range 100000 {
+		seen[podSuffix(pod)] = true
+	}
+	if len(seen) != 100000 {
+		t.Errorf("%d distinct pod suffixes of 100000", len(seen))
+	}
+}
+
+// TestShapeARequests checks the requests of shape A as a remote-write server
+// sees them: 500 distinct series of 9-10 labels (sorted, __name__ first) per
+// request, one sample each, together all 50,000 series, each series'
+// timestamps increasing from one request to the next.
+func TestShapeARequests(t *testing.T) {
+	const series, rounds = 50000, 3
+	var (
+		mu       sync.Mutex
+		requests int
+		lastTS   = map[string]int64{}
+		samples  = map[string]int{}
+		byLen    = map[int]int{} // series by number of labels
+		problems []string
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		raw, err := snappy.Decode(nil, body)
+		var req prompb.WriteRequest
+		if err == nil {
+			err = req.Unmarshal(raw)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		problem := func(format string, a ...any) {
+			if len(problems) < 10 {
+				problems = append(problems, fmt.Sprintf(format, a...))
+			}
+		}
+		requests++
+		if len(req.Timeseries) != 500 {
+			problem("request with %d series", len(req.Timeseries))
+		}
+		inRequest := map[string]bool{}
+		for _, ts := range req.Timeseries {
+			var key strings.Builder
+			for k, l := range ts.Labels {
+				if k > 0 && ts.Labels[k-1].Name >= l.Name {
+					problem("labels not sorted: %v", ts.Labels)
+				}
+				fmt.Fprintf(&key, "%s=%q,", l.Name, l.Value)
+			}
+			id := key.String()
+			if n := len(ts.Labels); n < 9 || n > 10 || ts.Labels[0].Name != "__name__" {
+				problem("labels %v", ts.Labels)
+			}
+			if inRequest[id] {
+				problem("series %s twice in one request", id)
+			}
+			inRequest[id] = true
+			if len(ts.Samples) != 1 {
+				problem("series %s: %d samples in one request", id, len(ts.Samples))
+			}
+			for _, sm := range ts.Samples {
+				if last, ok := lastTS[id]; ok && sm.Timestamp <= last {
+					problem("series %s: timestamp %d after %d", id, sm.Timestamp, last)
+				}
+				lastTS[id] = sm.Timestamp
+				if samples[id]++; samples[id] == 1 {
+					byLen[len(ts.Labels)]++
+				}
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+
+	cfg, err := parseFlags([]string{"--target", srv.URL + "/api/v1/write", "--shape", "A",
+		"--no-receiver", "--rounds", "3", "--ts-step", "15s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := runLoad(testContext(t), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Shape != "A" || res.Series != series || res.Batch != 500 || res.Concurrency != 8 ||
+		res.AckedSamples != series*rounds || res.Requests != series/500*rounds {
+		t.Errorf("shape %s series %d batch %d concurrency %d acked %d requests %d", res.Shape, res.Series,
+			res.Batch, res.Concurrency, res.AckedSamples, res.Requests)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if requests != series/500*rounds || len(samples) != series {
+		t.Errorf("%d requests, %d distinct series", requests, len(samples))
+	}
+	for id, n := range samples {
+		if n != rounds {
+			t.Errorf("series %s: %d samples, want %d", id, n, rounds)
+			break
+		}
+	}
+	if byLen[9] == 0 || byLen[10] == 0 || byLen[9]+byLen[10] != series {
+		t.Errorf("series by label count: %v", byLen)
+	}
+}
+
+// The verifier finds shape A's series, which have no id label, by their
+// labels.
+func TestShapeAVerifies(t *testing.T) {
+	res, _ := runJSON(t, "--target", "self", "--receiver.listen", "127.0.0.1:0", "--shape", "A",
+		"--series", "5000", "--rounds", "2", "--verify")
+	if res.Shape != "A" || res.AckedSamples != 10000 || *res.DeliveredSamples != 10000 || !*res.DrainComplete {
+		t.Errorf("shape %s acked %d delivered %d complete %v", res.Shape, res.AckedSamples, *res.DeliveredSamples, *res.DrainComplete)
+	}
+	if *res.VerifyMissing != 0 || *res.VerifyOutOfOrder != 0 || *res.VerifyDuplicates != 0 ||
+		*res.VerifyForeign != 0 || *res.VerifyBadValue != 0 || *res.VerifyUniqueDeliv != 10000 {
+		t.Errorf("verify: missing %d ooo %d dup %d foreign %d bad %d unique %d", *res.VerifyMissing,
+			*res.VerifyOutOfOrder, *res.VerifyDuplicates, *res.VerifyForeign, *res.VerifyBadValue, *res.VerifyUniqueDeliv)
 	}
 }

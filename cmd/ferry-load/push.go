@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,9 +19,15 @@ import (
 	"github.com/golang/snappy"
 )
 
-// Series generation.
+// Load shapes and series generation.
 //
-// Series i has 7 labels, sorted by name:
+// A shape fixes the series' labels and the defaults of --series, --batch and
+// --concurrency. In both shapes a request carries one batch of consecutive
+// series (see batchLayout) with one sample each, and round r of series i has
+// timestamp base+r*step and value seriesValue(i, r).
+//
+// Shape B, the default and the tool's only load before shapes existed: 100,000
+// series, 1,000 per request, 4 pushers. Series i has 7 labels, sorted by name:
 //
 //	__name__  one of 100 metric names (i % 100)
 //	cpu       i/100 % 8
@@ -31,7 +38,37 @@ import (
 //	job       one of 5 jobs (by host)
 //	region    one of 4 regions (by host)
 //
-// Round r of series i has timestamp base+r*step and value seriesValue(i, r).
+// Shape A, Prometheus scraping Kubernetes pods: 50,000 series, 500 per
+// request, 8 pushers. Each pod exposes the same 250 series (familiesA), in
+// scrape order: series i is series i%250 of pod i/250. Each series has 9 or
+// 10 labels, sorted by name:
+//
+//	__name__                    one of 6 metric families
+//	container, job, namespace   by deployment, one of 10 (pod % 10)
+//	instance                    the pod's IP and port, unique per pod
+//	pod                         <deployment>-<pod-template-hash>-<5 chars>, unique per pod
+//	3 or 4 more                 code, handler, le, method, queue, result, shard, type
+//
+// Shape A has no id label: the verifier finds a delivered series by the hash
+// of its labels (seriesIndex).
+
+// shape is a load shape.
+type shape struct {
+	name                       string
+	series, batch, concurrency int                     // flag defaults
+	labels                     func(i int) [][2]string // series i's labels, sorted by name
+	byID                       bool                    // labels include idLabel, the series index
+}
+
+func shapeByName(name string) (shape, bool) {
+	switch strings.ToUpper(name) {
+	case "A":
+		return shape{name: "A", series: 50000, batch: 500, concurrency: 8, labels: labelsA}, true
+	case "B":
+		return shape{name: "B", series: 100000, batch: 1000, concurrency: 4, labels: labelsB, byID: true}, true
+	}
+	return shape{}, false
+}
 
 const idLabel = "id"
 
@@ -57,8 +94,9 @@ func metricName(k int) string {
 	return metricSubsystems[k/len(metricSuffixes)] + "_" + metricSuffixes[k%len(metricSuffixes)]
 }
 
-// seriesLabels returns series i's labels as name, value pairs sorted by name.
-func seriesLabels(i int) [][2]string {
+// labelsB returns series i's labels in shape B as name, value pairs sorted
+// by name.
+func labelsB(i int) [][2]string {
 	host := i / seriesPerHost
 	return [][2]string{
 		{"__name__", metricName(i)},
@@ -69,6 +107,123 @@ func seriesLabels(i int) [][2]string {
 		{"job", jobs[host%len(jobs)]},
 		{"region", regions[host%len(regions)]},
 	}
+}
+
+// deploymentA is a Kubernetes deployment whose pods shape A scrapes.
+type deploymentA struct {
+	name, namespace, port string
+	templateHash          string // the ReplicaSet's pod-template-hash
+}
+
+// labelDim is one label of a metric family and the values it takes.
+type labelDim struct {
+	name   string
+	values []string
+}
+
+// familyA is a metric family of shape A: every combination of its dims'
+// values is one series per pod.
+type familyA struct {
+	name string
+	dims []labelDim // sorted by name
+}
+
+func (f familyA) size() int {
+	n := 1
+	for _, d := range f.dims {
+		n *= len(d.values)
+	}
+	return n
+}
+
+var (
+	deploymentsA = []deploymentA{
+		{"api-gateway", "edge", "8080", "7d9f8b6c5"},
+		{"checkout", "shop", "8080", "5c8b9f7d4"},
+		{"orders", "shop", "8080", "6f4d8c9b7"},
+		{"payments", "payments", "9090", "84b7c6d5f9"},
+		{"users", "accounts", "8080", "59d6f7c8b"},
+		{"search", "shop", "9090", "7b5c9d8f6"},
+		{"cart", "shop", "8080", "6d9f5b7c48"},
+		{"inventory", "warehouse", "8080", "c7f8d96b5"},
+		{"notifications", "messaging", "9102", "5f6b8d7c9"},
+		{"ledger", "payments", "9090", "846c9d5bf7"},
+	}
+	httpHandlers = []string{"/api/v1/orders", "/api/v1/users", "/api/v1/cart", "/healthz"}
+	httpMethods  = []string{"GET", "POST"}
+	httpCodes    = []string{"200", "404", "500"}
+	queues       = []string{"orders", "emails", "webhooks"}
+	shards       = []string{"0", "1", "2", "3"}
+	familiesA    = []familyA{ // 24 + 96 + 48 + 48 + 16 + 18 = 250 series per pod
+		{"http_requests_total", []labelDim{{"code", httpCodes}, {"handler", httpHandlers}, {"method", httpMethods}}},
+		{"http_request_duration_seconds_bucket", []labelDim{{"code", []string{"200", "500"}}, {"handler", httpHandlers[:2]},
+			{"le", []string{"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"}}, {"method", httpMethods}}},
+		{"queue_jobs_processed_total", []labelDim{{"queue", queues}, {"result", []string{"success", "failure"}},
+			{"shard", shards}, {"type", []string{"sync", "async"}}}},
+		{"queue_job_duration_seconds_bucket", []labelDim{{"le", []string{"0.01", "0.05", "0.1", "0.5", "1", "5", "10", "+Inf"}},
+			{"queue", queues}, {"type", []string{"sync", "async"}}}},
+		{"cache_requests_total", []labelDim{{"result", []string{"hit", "miss"}}, {"shard", shards}, {"type", []string{"get", "set"}}}},
+		{"rpc_client_requests_total", []labelDim{{"code", httpCodes}, {"method", []string{"GetUser", "ListOrders", "PlaceOrder"}},
+			{"type", []string{"unary", "stream"}}}},
+	}
+)
+
+// podAlphabet is the alphabet of Kubernetes' generated name suffixes.
+const podAlphabet = "bcdfghjklmnpqrstvwxz2456789"
+
+// labelsA returns series i's labels in shape A as name, value pairs sorted
+// by name (__name__ first).
+func labelsA(i int) [][2]string {
+	perPod := 0
+	for _, f := range familiesA {
+		perPod += f.size()
+	}
+	pod, j := i/perPod, i%perPod
+	f := familiesA[0]
+	for _, f = range familiesA {
+		if j < f.size() {
+			break
+		}
+		j -= f.size()
+	}
+	d := deploymentsA[pod%len(deploymentsA)]
+	ls := make([][2]string, 0, 6+len(f.dims))
+	ls = append(ls,
+		[2]string{"__name__", f.name},
+		[2]string{"container", d.name},
+		[2]string{"instance", podIP(pod) + ":" + d.port},
+		[2]string{"job", d.name},
+		[2]string{"namespace", d.namespace},
+		[2]string{"pod", d.name + "-" + d.templateHash + "-" + podSuffix(pod)},
+	)
+	for k := len(f.dims) - 1; k >= 0; k-- { // the last dim varies fastest
+		dim := f.dims[k]
+		ls = append(ls, [2]string{dim.name, dim.values[j%len(dim.values)]})
+		j /= len(dim.values)
+	}
+	slices.SortFunc(ls, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	return ls
+}
+
+// podIP is the IP of pod number pod, counting from 10.244.0.2; distinct pods
+// get distinct IPs.
+func podIP(pod int) string {
+	v := uint32(10<<24|244<<16) + 2 + uint32(pod)
+	return fmt.Sprintf("%d.%d.%d.%d", v>>24, v>>16&0xff, v>>8&0xff, v&0xff)
+}
+
+// podSuffix is the 5-character random-looking suffix of pod number pod. It
+// maps 0..27^5-1 one to one (the multiplier is prime to 27^5), so pod names
+// are unique for the at most 2^31/250 pods there can be.
+func podSuffix(pod int) string {
+	const space = 27 * 27 * 27 * 27 * 27
+	x := (int64(pod)*2654435 + 1234567) % space
+	var b [5]byte
+	for k := range b {
+		b[k] = podAlphabet[x%27]
+		x /= 27
+	}
+	return string(b[:])
 }
 
 // seriesValue is the value of series i in round r; the verifier recomputes it.
@@ -83,12 +238,12 @@ type seriesSet struct {
 	off []int // series i is enc[off[i]:off[i+1]]
 }
 
-func newSeriesSet(n int) *seriesSet {
+func newSeriesSet(n int, labels func(i int) [][2]string) *seriesSet {
 	s := &seriesSet{off: make([]int, 0, n+1)}
 	s.enc = make([]byte, 0, n*160)
 	s.off = append(s.off, 0)
 	for i := 0; i < n; i++ {
-		s.enc = appendLabels(s.enc, seriesLabels(i))
+		s.enc = appendLabels(s.enc, labels(i))
 		s.off = append(s.off, len(s.enc))
 	}
 	return s
@@ -221,7 +376,8 @@ func newPushRun(cfg config, target string, set *seriesSet, layout batchLayout, b
 	}
 	if cfg.proto == "2.0" {
 		for k := range layout.numBatches() {
-			p.v2 = append(p.v2, newV2Batch(layout.bounds(k)))
+			lo, hi := layout.bounds(k)
+			p.v2 = append(p.v2, newV2Batch(lo, hi, cfg.shape.labels))
 		}
 	}
 	return p
@@ -235,7 +391,7 @@ type v2Batch struct {
 	refs    [][]byte
 }
 
-func newV2Batch(lo, hi int) v2Batch {
+func newV2Batch(lo, hi int, labels func(i int) [][2]string) v2Batch {
 	var b v2Batch
 	ids := map[string]uint32{}
 	sym := func(s string) uint32 {
@@ -252,7 +408,7 @@ func newV2Batch(lo, hi int) v2Batch {
 	sym("")
 	for i := lo; i < hi; i++ {
 		var packed []byte
-		for _, l := range seriesLabels(i) {
+		for _, l := range labels(i) {
 			packed = binary.AppendUvarint(packed, uint64(sym(l[0])))
 			packed = binary.AppendUvarint(packed, uint64(sym(l[1])))
 		}

@@ -117,6 +117,9 @@ func (r *receiver) handle(req *http.Request) (int, string) {
 		return http.StatusBadRequest, "snappy: " + err.Error()
 	}
 	st.dec.collect = r.ver != nil
+	if r.ver != nil {
+		st.dec.index = r.ver.index
+	}
 	if err := st.dec.decode(st.raw); err != nil {
 		return http.StatusBadRequest, "protobuf: " + err.Error()
 	}
@@ -169,8 +172,9 @@ func readBody(dst []byte, rd io.Reader, contentLength int64, limit int) ([]byte,
 	}
 }
 
-// observation is one delivered float sample: the series index taken from its
-// "id" label (-1 when absent or not a number), timestamp and value.
+// observation is one delivered float sample: the series index (-1 when
+// unknown), timestamp and value. The index is taken from the series' "id"
+// label or, with a seriesIndex, looked up by the hash of its labels.
 type observation struct {
 	series int64
 	ts     int64
@@ -184,6 +188,7 @@ type observation struct {
 // skipped as protobuf requires.
 type wrDecoder struct {
 	collect bool
+	index   seriesIndex              // with collect: find series by label hash, not by id label
 	onLabel func(name, value []byte) // test hook
 
 	series, samples, histograms int
@@ -222,6 +227,7 @@ func (d *wrDecoder) decode(b []byte) error {
 func (d *wrDecoder) decodeSeries(b []byte) error {
 	d.series++
 	id := int64(-1)
+	var hash uint64
 	first := len(d.obs)
 	for i := 0; i < len(b); {
 		tag, j := uint64(b[i]), i+1
@@ -248,8 +254,12 @@ func (d *wrDecoder) decodeSeries(b []byte) error {
 			if d.onLabel != nil {
 				d.onLabel(name, value)
 			}
-			if d.collect && string(name) == idLabel {
-				id = parseID(value)
+			if d.collect {
+				if d.index != nil {
+					hash += labelHash(name, value)
+				} else if string(name) == idLabel {
+					id = parseID(value)
+				}
 			}
 			i = hi
 		case 2<<3 | 2: // samples
@@ -281,6 +291,9 @@ func (d *wrDecoder) decodeSeries(b []byte) error {
 		}
 	}
 	// Labels may follow samples on the wire, so set the series at the end.
+	if d.index != nil && len(d.obs) > first {
+		id = d.index.lookup(hash)
+	}
 	for k := first; k < len(d.obs); k++ {
 		d.obs[k].series = id
 	}
@@ -424,6 +437,53 @@ func parseID(b []byte) int64 {
 	return n
 }
 
+// seriesIndex maps the hash of a series' labels to the series' index, for
+// shapes whose labels carry no id. The hash of a label set is the sum of its
+// labels' hashes, so it does not depend on their order on the wire.
+type seriesIndex map[uint64]int32
+
+// newSeriesIndex indexes series 0..n-1. It fails if two series hash alike.
+func newSeriesIndex(n int, labels func(i int) [][2]string) (seriesIndex, error) {
+	x := make(seriesIndex, n)
+	for i := range n {
+		var h uint64
+		for _, l := range labels(i) {
+			h += labelHash(l[0], l[1])
+		}
+		if j, dup := x[h]; dup {
+			return nil, fmt.Errorf("series index: series %d and %d have the same label hash", j, i)
+		}
+		x[h] = int32(i)
+	}
+	return x, nil
+}
+
+// lookup returns the index of the series whose labels hash to h, or -1.
+func (x seriesIndex) lookup(h uint64) int64 {
+	if i, ok := x[h]; ok {
+		return int64(i)
+	}
+	return -1
+}
+
+// labelHash is FNV-1a of name, 0xff, value, with splitmix64's finaliser so
+// that sums of label hashes spread over all 64 bits.
+func labelHash[T string | []byte](name, value T) uint64 {
+	h := uint64(14695981039346656037)
+	for k := 0; k < len(name); k++ {
+		h = (h ^ uint64(name[k])) * 1099511628211
+	}
+	h = (h ^ 0xff) * 1099511628211
+	for k := 0; k < len(value); k++ {
+		h = (h ^ uint64(value[k])) * 1099511628211
+	}
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	return h ^ h>>31
+}
+
 // verifier keeps compact per-series bookkeeping of what was delivered:
 // contig[i] is the highest round r such that every round 0..r of series i was
 // delivered (or skipped because the push was not acknowledged), lastTS[i] the
@@ -433,6 +493,7 @@ type verifier struct {
 	mu         sync.Mutex
 	n          int
 	base, step int64
+	index      seriesIndex // set before use for shapes without an id label
 	contig     []int64
 	lastTS     []int64
 	pending    map[[2]int64]struct{} // {series, round} delivered beyond contig+1
