@@ -30,32 +30,21 @@ type series struct {
 // reads a series' labels on the hot path.
 type fingerprint struct{ h, check uint64 }
 
-type hashEntry struct {
-	check uint64
-	ref   Ref
-}
-
 // seriesTable maps label sets to refs for the writer and refs to labels for
 // readers. Refs are dense (assigned in sequence), so readers find a series by
 // indexing a slice.
 type seriesTable struct {
-	mu   sync.RWMutex
-	seed maphash.Seed
-	// byHash holds one entry per primary hash; distinct label sets sharing a
-	// primary hash (rare) go to collisions.
-	byHash     map[uint64]hashEntry
-	collisions map[fingerprint]Ref
-	byRef      []*series // byRef[ref-base]; nil for forgotten refs
-	base       Ref
-	count      int
-	nextRef    Ref
+	mu      sync.RWMutex
+	seed    maphash.Seed
+	index   fpIndex
+	byRef   []*series // byRef[ref-base]; nil for forgotten refs
+	base    Ref
+	count   int
+	nextRef Ref
 }
 
 func newSeriesTable() *seriesTable {
-	return &seriesTable{
-		seed: maphash.MakeSeed(), byHash: map[uint64]hashEntry{}, collisions: map[fingerprint]Ref{},
-		base: 1, nextRef: 1,
-	}
+	return &seriesTable{seed: maphash.MakeSeed(), base: 1, nextRef: 1}
 }
 
 // fingerprintPairs computes the fingerprint of label pairs, using buf as
@@ -86,16 +75,7 @@ func (t *seriesTable) fingerprintLabels(ls labels.Labels, buf []byte) (fingerpri
 
 // lookup returns the ref of the series with fingerprint fp, or 0. The
 // caller holds t.mu for reading.
-func (t *seriesTable) lookup(fp fingerprint) Ref {
-	e, ok := t.byHash[fp.h]
-	if !ok {
-		return 0
-	}
-	if e.check == fp.check {
-		return e.ref
-	}
-	return t.collisions[fp]
-}
+func (t *seriesTable) lookup(fp fingerprint) Ref { return t.index.get(fp) }
 
 // get returns the series with ref, or nil; the caller holds t.mu.
 func (t *seriesTable) get(ref Ref) *series {
@@ -118,11 +98,7 @@ func (t *seriesTable) valid(ref Ref) bool {
 // insert adds s with fingerprint fp; the caller holds t.mu for writing and
 // checked valid.
 func (t *seriesTable) insert(s *series, fp fingerprint) {
-	if e, ok := t.byHash[fp.h]; !ok {
-		t.byHash[fp.h] = hashEntry{check: fp.check, ref: s.ref}
-	} else if e.check != fp.check {
-		t.collisions[fp] = s.ref
-	}
+	t.index.put(fp, s.ref)
 	if len(t.byRef) == 0 {
 		t.base = s.ref
 	}
@@ -145,19 +121,7 @@ func (t *seriesTable) insert(s *series, fp fingerprint) {
 func (t *seriesTable) remove(s *series, fp fingerprint) {
 	t.byRef[s.ref-t.base] = nil
 	t.count--
-	if e, ok := t.byHash[fp.h]; ok && e.ref == s.ref {
-		delete(t.byHash, fp.h)
-		// Promote a colliding series into the primary slot.
-		for cfp, ref := range t.collisions {
-			if cfp.h == fp.h {
-				t.byHash[fp.h] = hashEntry{check: cfp.check, ref: ref}
-				delete(t.collisions, cfp)
-				break
-			}
-		}
-		return
-	}
-	delete(t.collisions, fp)
+	t.index.del(fp, s.ref)
 }
 
 // all calls fn for every series; the caller holds t.mu.

@@ -26,8 +26,8 @@ func TestSeriesTablePrimaryHashCollision(t *testing.T) {
 		t.Fatalf("after removing a: a→%d b→%d", tab.lookup(a), tab.lookup(b))
 	}
 	tab.remove(tab.get(2), b)
-	if tab.lookup(b) != 0 || tab.len() != 0 || len(tab.collisions) != 0 || len(tab.byHash) != 0 {
-		t.Fatalf("table not empty: %d series, %d collisions, %d hashes", tab.len(), len(tab.collisions), len(tab.byHash))
+	if tab.lookup(b) != 0 || tab.len() != 0 || tab.index.n != 0 {
+		t.Fatalf("table not empty: %d series, %d indexed", tab.len(), tab.index.n)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"os"
 	"path/filepath"
 	"sync"
@@ -389,19 +390,15 @@ func (w *WAL) liveSet(seg int) *refSet {
 func (w *WAL) resolvePairs(b *model.Batch, buf *appendBuf) error {
 	buf.refs = buf.refs[:0]
 	buf.fps = buf.fps[:0]
-	missing := 0
 	t := w.series
-	t.mu.RLock()
 	for i := range b.Series {
 		var fp fingerprint
 		fp, buf.hashBuf = t.fingerprintPairs(b.SeriesLabels(i), buf.hashBuf)
-		ref := t.lookup(fp)
-		if ref == 0 {
-			missing++
-		}
-		buf.refs = append(buf.refs, ref)
 		buf.fps = append(buf.fps, fp)
 	}
+	buf.refs = slices.Grow(buf.refs, len(buf.fps))[:len(buf.fps)]
+	t.mu.RLock()
+	missing := t.index.lookupAll(buf.fps, buf.refs)
 	t.mu.RUnlock()
 	if missing == 0 {
 		return nil
