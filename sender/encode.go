@@ -22,7 +22,7 @@ const (
 
 // item is one sample, native histogram or exemplar waiting in a shard.
 type item struct {
-	labels labels.Labels // the series'
+	ser    *seriesInfo // the series'
 	ref    uint64
 	t      int64
 	v      float64
@@ -173,7 +173,7 @@ type encoder struct {
 	// no cap.
 	maxMetadata int
 
-	pb, ts, lbls, comp []byte
+	pb, ts, comp []byte
 
 	// Per request.
 	syms    map[string]uint32 // 2.0 symbol → index in symList
@@ -255,21 +255,9 @@ func (e *encoder) encodeV1(items []item) encoded {
 		j, ns, nh, nx := runEnd(items, i)
 		run := items[i:j]
 		i = j
-		// The labels are marshalled once into a scratch buffer, which gives
-		// their size for the TimeSeries length prefix.
-		lb := e.lbls[:0]
-		name := ""
-		run[0].labels.Range(func(l labels.Label) {
-			if l.Name == model.MetricNameLabel {
-				name = l.Value
-			}
-			lb = appendField(lb, tagV1Labels, labelSize(l.Name, l.Value))
-			lb = append(appendField(lb, tagName, len(l.Name)), l.Name...)
-			lb = append(appendField(lb, tagValue, len(l.Value)), l.Value...)
-		})
-		e.lbls = lb
+		lb := run[0].ser.encodedV1()
 		if e.meta != nil {
-			e.family(name)
+			e.family(run[0].ser.name)
 		}
 		out.samples += ns
 		out.histograms += nh
@@ -434,7 +422,7 @@ func (e *encoder) encodeV2(items []item) encoded {
 		}
 		refs := e.refs[:0]
 		name := ""
-		run[0].labels.Range(func(l labels.Label) {
+		run[0].ser.labels.Range(func(l labels.Label) {
 			if l.Name == model.MetricNameLabel {
 				name = l.Value
 			}

@@ -78,16 +78,12 @@ type Sender struct {
 	shardsView []*shard // the current shards, for the resharding decision
 
 	// Owned by the reading goroutine.
-	shards      []*shard
-	wantShards  atomic.Int32
-	relabelMemo map[uint64]relabelResult
-	lb          *labels.Builder
-	route       [][]item
-}
-
-type relabelResult struct {
-	labels labels.Labels
-	keep   bool
+	shards     []*shard
+	wantShards atomic.Int32
+	memo       *seriesMemo
+	relabels   bool // external labels, write_relabel_configs or a drop rule apply
+	lb         *labels.Builder
+	route      [][]item
 }
 
 type prometheusCounter interface{ Add(float64) }
@@ -159,7 +155,7 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 		fallbacks:      m.fallbacks.WithLabelValues(name),
 		inFlight:       m.inFlight.WithLabelValues(name), shardsGauge: m.shards.WithLabelValues(name),
 		readerDone: make(chan struct{}), loopDone: make(chan struct{}),
-		lb: labels.NewBuilder(labels.EmptyLabels()),
+		lb: labels.NewBuilder(labels.EmptyLabels()), memo: newSeriesMemo(),
 	}
 	s.seg, _ = log.(segmented)
 	s.highestAcked.Store(math.MinInt64)
@@ -168,9 +164,7 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 		s.meta = log
 	}
 	s.setVersion(cfg.Protocol)
-	if len(cfg.WriteRelabelConfigs) > 0 || o.Drop != nil || !cfg.ExternalLabels.IsEmpty() {
-		s.relabelMemo = map[uint64]relabelResult{}
-	}
+	s.relabels = len(cfg.WriteRelabelConfigs) > 0 || o.Drop != nil || !cfg.ExternalLabels.IsEmpty()
 	r, err := log.Open(name, start, s.onDrop)
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %q: open WAL reader: %w", name, err)
@@ -264,11 +258,11 @@ func (s *Sender) dispatch(entry Entry) bool {
 		if ls.IsEmpty() {
 			continue // unknown series, counted below
 		}
-		ls, ok := s.admit(uint64(smp.Ref), ls, &dropped, &ruleDropped)
+		si, ok := s.admit(uint64(smp.Ref), ls, &dropped, &ruleDropped)
 		if !ok {
 			continue
 		}
-		add(item{kind: kindSample, labels: ls, ref: uint64(smp.Ref), t: smp.T, v: smp.V, st: smp.ST, rec: seq})
+		add(item{kind: kindSample, ser: si, ref: uint64(smp.Ref), t: smp.T, v: smp.V, st: smp.ST, rec: seq})
 	}
 	for _, h := range e.Histograms {
 		ls := h.Labels
@@ -279,12 +273,12 @@ func (s *Sender) dispatch(entry Entry) bool {
 			configDropped++
 			continue
 		}
-		ls, ok := s.admit(uint64(h.Ref), ls, &dropped, &ruleDropped)
+		si, ok := s.admit(uint64(h.Ref), ls, &dropped, &ruleDropped)
 		if !ok {
 			continue
 		}
 		// The entry's data is only valid until the next read.
-		add(item{kind: kindHistogram, labels: ls, ref: uint64(h.Ref), hist: bytes.Clone(h.Data), rec: seq})
+		add(item{kind: kindHistogram, ser: si, ref: uint64(h.Ref), hist: bytes.Clone(h.Data), rec: seq})
 	}
 	for _, x := range e.Exemplars {
 		ls := x.Labels
@@ -295,11 +289,11 @@ func (s *Sender) dispatch(entry Entry) bool {
 			configDropped++
 			continue
 		}
-		ls, ok := s.admit(uint64(x.Ref), ls, &dropped, &ruleDropped)
+		si, ok := s.admit(uint64(x.Ref), ls, &dropped, &ruleDropped)
 		if !ok {
 			continue
 		}
-		add(item{kind: kindExemplar, labels: ls, ref: uint64(x.Ref), t: x.T, v: x.V, ex: x.Exemplar, rec: seq})
+		add(item{kind: kindExemplar, ser: si, ref: uint64(x.Ref), t: x.T, v: x.V, ex: x.Exemplar, rec: seq})
 	}
 	// An entry holds one kind of data: its losses are counted as samples
 	// or as exemplars.
@@ -321,6 +315,7 @@ func (s *Sender) dispatch(entry Entry) bool {
 		s.logger.Error("WAL disk cap dropped samples this endpoint had read but not sent",
 			zap.Int("items", n), zap.Bool("exemplars", exemplars), zap.String("record_end", s.log.Describe(entry.End)))
 	}
+	s.memo.age()
 	for k, items := range s.route {
 		if len(items) > 0 && !s.shards[k].enqueue(s.readCtx, items) {
 			return false
@@ -329,50 +324,46 @@ func (s *Sender) dispatch(entry Entry) bool {
 	return true
 }
 
-// admit applies write_relabel_configs and drop rules to a series; a series
-// they drop is counted in dropped (relabelling) or ruleDropped.
-func (s *Sender) admit(ref uint64, ls labels.Labels, dropped, ruleDropped *int) (labels.Labels, bool) {
-	if s.relabelMemo == nil {
-		return ls, true
+// admit returns what the endpoint knows of series ref (labels ls in the
+// log), applying external labels, write_relabel_configs and drop rules the
+// first time; a series they drop is counted in dropped (relabelling) or
+// ruleDropped.
+func (s *Sender) admit(ref uint64, ls labels.Labels, dropped, ruleDropped *int) (*seriesInfo, bool) {
+	si := s.memo.get(ref)
+	if si == nil {
+		si = s.describe(ls)
+		s.memo.put(ref, si)
 	}
-	ls, keep := s.relabel(ref, ls)
 	switch {
-	case !keep:
+	case !si.keep:
 		*dropped++
-		return ls, false
-	case ls.IsEmpty(): // a mapping rule drops it
+		return nil, false
+	case si.labels.IsEmpty(): // a drop rule or a mapping rule drops it
 		*ruleDropped++
-		return ls, false
+		return nil, false
 	}
-	return ls, true
+	return si, true
 }
 
-func (s *Sender) relabel(ref uint64, ls labels.Labels) (labels.Labels, bool) {
-	if r, ok := s.relabelMemo[ref]; ok {
-		return r.labels, r.keep
-	}
-	if len(s.relabelMemo) >= 1<<22 {
-		clear(s.relabelMemo) // refs of vanished series are never seen again
-	}
-	var r relabelResult
+func (s *Sender) describe(ls labels.Labels) *seriesInfo {
 	switch {
+	case !s.relabels:
+		return &seriesInfo{labels: ls, keep: true}
 	case s.o.Drop != nil && s.o.Drop(ls):
-		r.keep = true // kept from relabelling, dropped by rule: empty labels
-	default:
-		s.lb.Reset(ls)
-		s.cfg.ExternalLabels.Range(func(l labels.Label) {
-			if s.lb.Get(l.Name) == "" {
-				s.lb.Set(l.Name, l.Value)
-			}
-		})
-		r.keep = relabel.ProcessBuilder(s.lb, s.cfg.WriteRelabelConfigs...)
-		if r.keep {
-			r.labels = s.lb.Labels()
-			r.keep = !r.labels.IsEmpty()
-		}
+		return &seriesInfo{keep: true} // kept from relabelling, dropped by rule: empty labels
 	}
-	s.relabelMemo[ref] = r
-	return r.labels, r.keep
+	s.lb.Reset(ls)
+	s.cfg.ExternalLabels.Range(func(l labels.Label) {
+		if s.lb.Get(l.Name) == "" {
+			s.lb.Set(l.Name, l.Value)
+		}
+	})
+	si := &seriesInfo{keep: relabel.ProcessBuilder(s.lb, s.cfg.WriteRelabelConfigs...)}
+	if si.keep {
+		si.labels = s.lb.Labels()
+		si.keep = !si.labels.IsEmpty()
+	}
+	return si
 }
 
 // currentVersion returns the protocol requests are encoded in.
