@@ -22,15 +22,22 @@ const (
 
 // item is one sample, native histogram or exemplar waiting in a shard.
 type item struct {
-	ser    *seriesInfo // the series'
-	ref    uint64
-	t      int64
-	v      float64
-	st     int64         // a float sample's start timestamp in ms, 0 if unknown
-	hist   []byte        // a native histogram: a protobuf Histogram message
-	ex     labels.Labels // an exemplar's own labels
-	rec    uint64        // sequence number of the WAL record it came from
-	kind   itemKind
+	ser  *seriesInfo // the series'
+	ref  uint64
+	t    int64
+	v    float64
+	st   int64  // a float sample's start timestamp in ms, 0 if unknown
+	rec  uint64 // sequence number of the WAL record it came from
+	x    *extra // a histogram's or an exemplar's data; nil for a float sample
+	kind itemKind
+}
+
+// extra is the part of a histogram or an exemplar that does not fit the
+// fields of a float sample, kept apart so that the items of float samples,
+// most of a queue, stay small.
+type extra struct {
+	hist []byte        // a native histogram: a protobuf Histogram message
+	ex   labels.Labels // an exemplar's own labels
 }
 
 // Protobuf tags (field number << 3 | wire type) of the messages the encoder
@@ -121,7 +128,7 @@ func appendLabelsV1(b []byte, tag byte, ls labels.Labels) []byte {
 }
 
 func exemplarSizeV1(it *item) int {
-	return labelsSizeV1(it.ex) + 1 + 8 + 1 + sizeVarint(uint64(it.t))
+	return labelsSizeV1(it.x.ex) + 1 + 8 + 1 + sizeVarint(uint64(it.t))
 }
 
 func sizeRefs(refs []uint32) int {
@@ -241,7 +248,7 @@ func appendExemplarsV1(b []byte, run []item) []byte {
 	for k := range run {
 		if it := &run[k]; it.kind == kindExemplar {
 			b = appendField(b, tagV1Exemplars, exemplarSizeV1(it))
-			b = appendLabelsV1(b, tagV1ExLabels, it.ex)
+			b = appendLabelsV1(b, tagV1ExLabels, it.x.ex)
 			b = appendValueTime(b, tagExV, tagExT, it.v, it.t)
 		}
 	}
@@ -274,7 +281,7 @@ func (e *encoder) encodeV1(items []item) encoded {
 			case kindSample:
 				tsSize += sizeField(sampleSize(it.t))
 			case kindHistogram:
-				tsSize += sizeField(histogramLenV1(it.hist))
+				tsSize += sizeField(histogramLenV1(it.x.hist))
 			default:
 				exSize += sizeField(exemplarSizeV1(it))
 			}
@@ -297,8 +304,8 @@ func (e *encoder) encodeV1(items []item) encoded {
 		if nh > 0 {
 			for k := range run {
 				if it := &run[k]; it.kind == kindHistogram {
-					b = appendField(b, tagV1Histograms, histogramLenV1(it.hist))
-					b = appendHistogramV1(b, it.hist)
+					b = appendField(b, tagV1Histograms, histogramLenV1(it.x.hist))
+					b = appendHistogramV1(b, it.x.hist)
 				}
 			}
 		}
@@ -461,7 +468,7 @@ func (e *encoder) encodeV2(items []item) encoded {
 					continue
 				}
 				start := len(e.exRefs)
-				it.ex.Range(func(l labels.Label) {
+				it.x.ex.Range(func(l labels.Label) {
 					e.exRefs = append(e.exRefs, e.symbol(l.Name), e.symbol(l.Value))
 				})
 				e.exEnds = append(e.exEnds, len(e.exRefs))
@@ -492,7 +499,7 @@ func (e *encoder) encodeV2(items []item) encoded {
 				if kind == kindSample {
 					tsSize += sizeField(sampleSizeV2(it.t, it.st))
 				} else {
-					tsSize += sizeField(len(it.hist))
+					tsSize += sizeField(len(it.x.hist))
 				}
 			}
 			if withExemplars {
@@ -506,7 +513,7 @@ func (e *encoder) encodeV2(items []item) encoded {
 					continue
 				}
 				if kind == kindHistogram {
-					b = append(appendField(b, tagV2Histograms, len(it.hist)), it.hist...)
+					b = append(appendField(b, tagV2Histograms, len(it.x.hist)), it.x.hist...)
 					continue
 				}
 				b = appendField(b, tagV2Samples, sampleSizeV2(it.t, it.st))

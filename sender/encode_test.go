@@ -71,7 +71,7 @@ func TestEncodeHistogramPassthrough(t *testing.T) {
 	}
 	ls := labels.FromStrings("__name__", "latency_seconds", "job", "api")
 	var e encoder
-	body, err := snappy.Decode(nil, e.encode([]item{{ser: known(ls), ref: 1, t: 1000, v: 1}, {kind: kindHistogram, ser: known(ls), ref: 1, hist: raw}}, RemoteWrite1).body)
+	body, err := snappy.Decode(nil, e.encode([]item{{ser: known(ls), ref: 1, t: 1000, v: 1}, {kind: kindHistogram, ser: known(ls), ref: 1, x: &extra{hist: raw}}}, RemoteWrite1).body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,12 +130,12 @@ func mixedItems(t testing.TB) ([]item, metadataMap) {
 	items := []item{
 		{kind: kindSample, ser: known(reqs), ref: 1, t: 1000, v: 10, st: 500},
 		{kind: kindSample, ser: known(reqs), ref: 1, t: 2000, v: 11, st: 500},
-		{kind: kindExemplar, ser: known(reqs), ref: 1, t: 1500, v: 0.25, ex: labels.FromStrings("trace_id", "abc123")},
-		{kind: kindHistogram, ser: known(lat), ref: 2, hist: h1},
-		{kind: kindHistogram, ser: known(lat), ref: 2, hist: h2},
-		{kind: kindExemplar, ser: known(lat), ref: 2, t: 1900, v: 0.7, ex: labels.EmptyLabels()},
+		{kind: kindExemplar, ser: known(reqs), ref: 1, t: 1500, v: 0.25, x: &extra{ex: labels.FromStrings("trace_id", "abc123")}},
+		{kind: kindHistogram, ser: known(lat), ref: 2, x: &extra{hist: h1}},
+		{kind: kindHistogram, ser: known(lat), ref: 2, x: &extra{hist: h2}},
+		{kind: kindExemplar, ser: known(lat), ref: 2, t: 1900, v: 0.7, x: &extra{ex: labels.EmptyLabels()}},
 		{kind: kindSample, ser: known(up), ref: 3, t: 1000, v: 1},
-		{kind: kindExemplar, ser: known(orphan), ref: 4, t: 1000, v: 3, ex: labels.FromStrings("span_id", "s1")},
+		{kind: kindExemplar, ser: known(orphan), ref: 4, t: 1000, v: 3, x: &extra{ex: labels.FromStrings("span_id", "s1")}},
 	}
 	meta := metadataMap{
 		// Found under its own name.
@@ -340,8 +340,8 @@ func TestEncodeV2SplitsFloatsAndHistograms(t *testing.T) {
 	var e encoder
 	enc := e.encode([]item{
 		{kind: kindSample, ser: known(ls), ref: 1, t: 1000, v: 1},
-		{kind: kindHistogram, ser: known(ls), ref: 1, hist: h},
-		{kind: kindExemplar, ser: known(ls), ref: 1, t: 1000, v: 1},
+		{kind: kindHistogram, ser: known(ls), ref: 1, x: &extra{hist: h}},
+		{kind: kindExemplar, ser: known(ls), ref: 1, t: 1000, v: 1, x: &extra{}},
 	}, RemoteWrite2)
 	raw, _ := snappy.Decode(nil, enc.body)
 	var req writev2.Request
@@ -498,4 +498,4 @@ func FuzzHistogramV1(f *testing.F) {
 }
 
 // known is the seriesInfo of a series sent as ls.
-func known(ls labels.Labels) *seriesInfo { return &seriesInfo{labels: ls, keep: true} }
+func known(ls labels.Labels) *seriesInfo { return &seriesInfo{labels: ls} }

@@ -28,3 +28,29 @@ func TestSeriesMemoForgetsSeriesThatStopped(t *testing.T) {
 		t.Fatalf("memo holds %d entries, want 1", n)
 	}
 }
+
+func TestRefMapGrowsAndResets(t *testing.T) {
+	var x refMap
+	infos := map[uint64]*seriesInfo{}
+	for i := range uint64(10_000) {
+		ref := i*i + 1 // sparse, as refs are after churn
+		infos[ref] = &seriesInfo{}
+		x.put(ref, infos[ref])
+	}
+	for ref, si := range infos {
+		if x.get(ref) != si {
+			t.Fatalf("ref %d: wrong entry", ref)
+		}
+	}
+	if x.get(3) != nil || x.n != len(infos) {
+		t.Fatalf("absent ref found, or %d entries for %d puts", x.n, len(infos))
+	}
+	x.reset(len(infos))
+	if x.get(1) != nil || x.n != 0 {
+		t.Fatal("reset kept entries")
+	}
+	x.reset(0) // far larger than needed: slots are released
+	if x.slots != nil {
+		t.Fatalf("reset for an empty generation kept %d slots", len(x.slots))
+	}
+}

@@ -278,7 +278,7 @@ func (s *Sender) dispatch(entry Entry) bool {
 			continue
 		}
 		// The entry's data is only valid until the next read.
-		add(item{kind: kindHistogram, ser: si, ref: uint64(h.Ref), hist: bytes.Clone(h.Data), rec: seq})
+		add(item{kind: kindHistogram, ser: si, ref: uint64(h.Ref), x: &extra{hist: bytes.Clone(h.Data)}, rec: seq})
 	}
 	for _, x := range e.Exemplars {
 		ls := x.Labels
@@ -293,7 +293,7 @@ func (s *Sender) dispatch(entry Entry) bool {
 		if !ok {
 			continue
 		}
-		add(item{kind: kindExemplar, ser: si, ref: uint64(x.Ref), t: x.T, v: x.V, ex: x.Exemplar, rec: seq})
+		add(item{kind: kindExemplar, ser: si, ref: uint64(x.Ref), t: x.T, v: x.V, x: &extra{ex: x.Exemplar}, rec: seq})
 	}
 	// An entry holds one kind of data: its losses are counted as samples
 	// or as exemplars.
@@ -334,11 +334,11 @@ func (s *Sender) admit(ref uint64, ls labels.Labels, dropped, ruleDropped *int) 
 		si = s.describe(ls)
 		s.memo.put(ref, si)
 	}
-	switch {
-	case !si.keep:
+	switch si {
+	case droppedByRelabel:
 		*dropped++
 		return nil, false
-	case si.labels.IsEmpty(): // a drop rule or a mapping rule drops it
+	case droppedByRule:
 		*ruleDropped++
 		return nil, false
 	}
@@ -348,9 +348,9 @@ func (s *Sender) admit(ref uint64, ls labels.Labels, dropped, ruleDropped *int) 
 func (s *Sender) describe(ls labels.Labels) *seriesInfo {
 	switch {
 	case !s.relabels:
-		return &seriesInfo{labels: ls, keep: true}
+		return &seriesInfo{labels: ls}
 	case s.o.Drop != nil && s.o.Drop(ls):
-		return &seriesInfo{keep: true} // kept from relabelling, dropped by rule: empty labels
+		return droppedByRule
 	}
 	s.lb.Reset(ls)
 	s.cfg.ExternalLabels.Range(func(l labels.Label) {
@@ -358,12 +358,13 @@ func (s *Sender) describe(ls labels.Labels) *seriesInfo {
 			s.lb.Set(l.Name, l.Value)
 		}
 	})
-	si := &seriesInfo{keep: relabel.ProcessBuilder(s.lb, s.cfg.WriteRelabelConfigs...)}
-	if si.keep {
-		si.labels = s.lb.Labels()
-		si.keep = !si.labels.IsEmpty()
+	if !relabel.ProcessBuilder(s.lb, s.cfg.WriteRelabelConfigs...) {
+		return droppedByRelabel
 	}
-	return si
+	if ls = s.lb.Labels(); ls.IsEmpty() {
+		return droppedByRelabel
+	}
+	return &seriesInfo{labels: ls}
 }
 
 // currentVersion returns the protocol requests are encoded in.
