@@ -21,7 +21,9 @@ import (
 
 // Appender is what the receiver needs of the WAL.
 type Appender interface {
-	Append(b *model.Batch) error
+	// AppendChecked appends b after check(i) accepted each series i the
+	// log does not hold yet (wal.WAL.AppendChecked).
+	AppendChecked(b *model.Batch, check func(series int) error) error
 }
 
 // writeHandler serves POST /api/v1/write: Remote-Write 1.0
@@ -49,7 +51,17 @@ type writeBuf struct {
 	body    []byte
 	decoded []byte
 	req     receive.Request
+	check   seriesCheck
 }
+
+// seriesCheck validates one series of req; its method value, made once
+// per pooled buffer, is what AppendChecked calls.
+type seriesCheck struct {
+	req    *receive.Request
+	scheme receive.ValidationScheme
+}
+
+func (c *seriesCheck) series(i int) error { return receive.ValidateSeries(c.req, i, c.scheme) }
 
 type receiverMetrics struct {
 	requests  *prometheus.CounterVec
@@ -281,11 +293,18 @@ func (h *writeHandler) serve(r *http.Request) (written, *httpError) {
 	if limits.NameValidation == "utf8" {
 		scheme = receive.UTF8Validation
 	}
-	if err := receive.Validate(&buf.req, scheme); err != nil {
+	if err := receive.ValidateShape(&buf.req, scheme); err != nil {
 		return res, &httpError{code: http.StatusBadRequest, msg: err.Error()}
 	}
+	// The labels of a series the WAL already holds passed validation when
+	// it was created: only new series are validated.
 	batch := &buf.req.Batch
-	if err := app.Append(batch); err != nil {
+	buf.check.req, buf.check.scheme = &buf.req, scheme
+	if err := app.AppendChecked(batch, buf.check.series); err != nil {
+		var verr *receive.ValidationError
+		if errors.As(err, &verr) {
+			return res, &httpError{code: http.StatusBadRequest, msg: err.Error()}
+		}
 		if errors.Is(err, wal.ErrFull) {
 			// 503, not 429: Prometheus retries 5xx, but drops a batch
 			// answered 429 unless retry_on_http_429 is set.

@@ -64,6 +64,23 @@ type fakeAppender struct {
 	metadata   []appendedMetadata
 }
 
+// AppendChecked checks every series, as for a log that holds none.
+func (f *fakeAppender) AppendChecked(b *model.Batch, check func(int) error) error {
+	if err := checkAll(b, check); err != nil {
+		return err
+	}
+	return f.Append(b)
+}
+
+func checkAll(b *model.Batch, check func(int) error) error {
+	for i := range b.Series {
+		if err := check(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (f *fakeAppender) Append(b *model.Batch) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -887,10 +904,10 @@ type gatedAppender struct {
 	gate    chan struct{}
 }
 
-func (g *gatedAppender) Append(b *model.Batch) error {
+func (g *gatedAppender) AppendChecked(b *model.Batch, check func(int) error) error {
 	g.entered <- struct{}{}
 	<-g.gate
-	return g.fakeAppender.Append(b)
+	return g.fakeAppender.AppendChecked(b, check)
 }
 
 // With every decoding slot taken by a request stuck in the WAL append,

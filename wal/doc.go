@@ -60,6 +60,13 @@
 // under SyncAlways) for the whole batch, and refuses the batch, writing
 // nothing, when truncation forgot one of its refs in between.
 //
+// AppendChecked serves writers that validate what they append (the
+// Remote-Write receiver): it calls the check only for the series the log
+// does not hold yet, before writing anything, since a series the log holds
+// has the labels of one that passed the check when it was created.
+// Series are found by fingerprint in an open-addressing table probed once
+// per series, in one loop per batch, outside the writer's lock.
+//
 // # Crash recovery
 //
 // Open reads the newest checkpoint and every segment to rebuild the series

@@ -104,3 +104,52 @@ func TestResolveAndAppendRefs(t *testing.T) {
 		t.Fatalf("Resolve after Close: %v, want ErrClosed", err)
 	}
 }
+
+// AppendChecked asks about the series the log does not hold, and only
+// them; a refusal writes nothing of the batch.
+func TestAppendCheckedChecksOnlyNewSeries(t *testing.T) {
+	w := openTest(t, t.TempDir(), DefaultOptions())
+	defer w.Close()
+	r, err := w.NewReader("a", w.Oldest(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := w.Append(batchOf(0, 3, 1)); err != nil {
+		t.Fatal(err)
+	}
+	var asked []int
+	refuse := errors.New("series 4 refused")
+	check := func(i int) error {
+		asked = append(asked, i)
+		if i == 4 {
+			return refuse
+		}
+		return nil
+	}
+	// Series 0-2 are held; 3 and 4 are new, and 4 is refused.
+	if err := w.AppendChecked(batchOf(0, 5, 2), check); !errors.Is(err, refuse) {
+		t.Fatalf("append with a refused series: %v", err)
+	}
+	if fmt.Sprint(asked) != "[3 4]" {
+		t.Fatalf("checked series %v, want [3 4]", asked)
+	}
+	asked = nil
+	if err := w.AppendChecked(batchOf(0, 4, 3), check); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(asked) != "[3]" {
+		t.Fatalf("checked series %v, want [3]", asked)
+	}
+	// The reader sees the first batch, then the third: nothing of the
+	// refused one.
+	out, _ := readN(t, r, 7)
+	for i, g := range out {
+		if g.ts == 2 {
+			t.Fatalf("sample %d of the refused batch was written: %+v", i, g)
+		}
+	}
+	if w.series.len() != 4 {
+		t.Fatalf("log holds %d series, want 4", w.series.len())
+	}
+}

@@ -208,7 +208,15 @@ type appendBuf struct {
 // durable as the sync policy promises; on error nothing of it may be
 // acknowledged (parts may still reach readers: delivery is at-least-once).
 // Metadata is written only where it differs from what the log holds.
-func (w *WAL) Append(b *model.Batch) error { return w.append(b, nil) }
+func (w *WAL) Append(b *model.Batch) error { return w.append(b, nil, nil) }
+
+// AppendChecked is Append with check(i) called, before anything is
+// written, for each series b.Series[i] the log does not hold yet: a series
+// the log holds has the same labels as one that passed check before. If
+// check fails, AppendChecked writes nothing and returns its error.
+func (w *WAL) AppendChecked(b *model.Batch, check func(series int) error) error {
+	return w.append(b, nil, check)
+}
 
 // AppendRefs is Append for a batch whose series are named by refs (refs[i]
 // for b.Series[i]) that Resolve returned; the series' labels in b are not
@@ -218,10 +226,10 @@ func (w *WAL) AppendRefs(b *model.Batch, refs []Ref) error {
 	if len(refs) != len(b.Series) {
 		return fmt.Errorf("wal: append of %d series with %d refs", len(b.Series), len(refs))
 	}
-	return w.append(b, refs)
+	return w.append(b, refs, nil)
 }
 
-func (w *WAL) append(b *model.Batch, refs []Ref) error {
+func (w *WAL) append(b *model.Batch, refs []Ref, check func(int) error) error {
 	if len(b.Series) == 0 && len(b.Metadata) == 0 {
 		return nil
 	}
@@ -235,7 +243,7 @@ func (w *WAL) append(b *model.Batch, refs []Ref) error {
 	defer w.bufs.Put(buf)
 
 	w.gcMu.RLock()
-	seq, err := w.appendLocked(b, buf, refs)
+	seq, err := w.appendLocked(b, buf, refs, check)
 	w.gcMu.RUnlock()
 	if err != nil {
 		return err
@@ -258,13 +266,13 @@ func (w *WAL) appended(seq uint64) error {
 
 // appendLocked writes b; gcMu is held for reading. refs, when not nil,
 // are the refs of b's series (whose labels are then not read).
-func (w *WAL) appendLocked(b *model.Batch, buf *appendBuf, refs []Ref) (uint64, error) {
+func (w *WAL) appendLocked(b *model.Batch, buf *appendBuf, refs []Ref, check func(int) error) (uint64, error) {
 	if refs != nil {
 		if err := w.checkRefs(refs); err != nil {
 			return 0, err
 		}
 		buf.refs = append(buf.refs[:0], refs...)
-	} else if err := w.resolvePairs(b, buf); err != nil {
+	} else if err := w.resolvePairs(b, buf, check); err != nil {
 		return 0, err
 	}
 
@@ -386,8 +394,8 @@ func (w *WAL) liveSet(seg int) *refSet {
 }
 
 // resolvePairs sets buf.refs to the refs of b's series, creating the
-// series the log does not hold.
-func (w *WAL) resolvePairs(b *model.Batch, buf *appendBuf) error {
+// series the log does not hold once check, if not nil, accepts each of them.
+func (w *WAL) resolvePairs(b *model.Batch, buf *appendBuf, check func(int) error) error {
 	buf.refs = buf.refs[:0]
 	buf.fps = buf.fps[:0]
 	t := w.series
@@ -402,6 +410,16 @@ func (w *WAL) resolvePairs(b *model.Batch, buf *appendBuf) error {
 	t.mu.RUnlock()
 	if missing == 0 {
 		return nil
+	}
+	if check != nil {
+		for i, ref := range buf.refs {
+			if ref != 0 {
+				continue
+			}
+			if err := check(i); err != nil {
+				return err
+			}
+		}
 	}
 	return w.createSeries(buf.refs, buf.fps, func(i int) labels.Labels {
 		return labelsFromPairs(&buf.builder, b.SeriesLabels(i))

@@ -121,4 +121,9 @@
 // *ValidationError whose message names the series (at most 10 labels and
 // about 256 bytes of it) and the problem. Validate does not allocate when
 // the request is valid.
+//
+// Validate is ValidateShape (ranges and exemplars) plus ValidateSeries for
+// each series. A writer that holds series already validated calls
+// ValidateShape and then ValidateSeries for the new series only: Ferry's
+// receiver validates a series' labels once, when the WAL first sees it.
 package receive

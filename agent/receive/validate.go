@@ -51,23 +51,52 @@ func (e *ValidationError) Error() string {
 // exemplar's labels by name. It returns a *ValidationError for the first
 // invalid series, or nil. Validate does not allocate unless it fails.
 func Validate(r *Request, scheme ValidationScheme) error {
-	legacy := scheme != UTF8Validation
-	b := &r.Batch
-	for i := range b.Series {
-		s := &b.Series[i]
-		if !inRange(s.LabelsStart, s.LabelsEnd, len(b.Labels)) || !inRange(s.SamplesStart, s.SamplesEnd, len(b.Samples)) ||
-			!inRange(s.HistogramsStart, s.HistogramsEnd, len(b.Histograms)) || !inRange(s.ExemplarsStart, s.ExemplarsEnd, len(b.Exemplars)) {
-			return &ValidationError{Series: i, Labels: "{}", Reason: badSeriesRanges(s, b)}
+	for i := range r.Batch.Series {
+		if err := validateShape(&r.Batch, i, scheme); err != nil {
+			return err
 		}
-		ls := b.Labels[s.LabelsStart:s.LabelsEnd]
-		if p, j := checkLabels(ls, legacy); p != problemNone {
-			return &ValidationError{Series: i, Labels: renderLabels(ls), Reason: describe(p, ls, j)}
+		if err := ValidateSeries(r, i, scheme); err != nil {
+			return err
 		}
-		if s.ExemplarsEnd > s.ExemplarsStart {
-			if reason := checkExemplars(b, s, legacy); reason != "" {
-				return &ValidationError{Series: i, Labels: renderLabels(ls), Reason: reason}
-			}
+	}
+	return nil
+}
+
+// ValidateShape is the part of Validate that does not look at series
+// labels: every series' ranges lie within the batch, and exemplars are
+// valid. With ValidateSeries for each series it is Validate; a writer that
+// knows which series it already holds (which passed ValidateSeries before)
+// calls ValidateSeries only for the others.
+func ValidateShape(r *Request, scheme ValidationScheme) error {
+	for i := range r.Batch.Series {
+		if err := validateShape(&r.Batch, i, scheme); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+func validateShape(b *model.Batch, i int, scheme ValidationScheme) error {
+	s := &b.Series[i]
+	if !inRange(s.LabelsStart, s.LabelsEnd, len(b.Labels)) || !inRange(s.SamplesStart, s.SamplesEnd, len(b.Samples)) ||
+		!inRange(s.HistogramsStart, s.HistogramsEnd, len(b.Histograms)) || !inRange(s.ExemplarsStart, s.ExemplarsEnd, len(b.Exemplars)) {
+		return &ValidationError{Series: i, Labels: "{}", Reason: badSeriesRanges(s, b)}
+	}
+	if s.ExemplarsEnd > s.ExemplarsStart {
+		if reason := checkExemplars(b, s, scheme != UTF8Validation); reason != "" {
+			return &ValidationError{Series: i, Labels: renderLabels(b.Labels[s.LabelsStart:s.LabelsEnd]), Reason: reason}
+		}
+	}
+	return nil
+}
+
+// ValidateSeries checks the labels of series i of a request that passed
+// ValidateShape.
+func ValidateSeries(r *Request, i int, scheme ValidationScheme) error {
+	s := &r.Batch.Series[i]
+	ls := r.Batch.Labels[s.LabelsStart:s.LabelsEnd]
+	if p, j := checkLabels(ls, scheme != UTF8Validation); p != problemNone {
+		return &ValidationError{Series: i, Labels: renderLabels(ls), Reason: describe(p, ls, j)}
 	}
 	return nil
 }
