@@ -181,6 +181,7 @@ type encoder struct {
 	maxMetadata int
 
 	pb, ts, comp []byte
+	sink         byte // keeps prefetch's loads
 
 	// Per request.
 	syms    map[string]uint32 // 2.0 symbol → index in symList
@@ -255,10 +256,27 @@ func appendExemplarsV1(b []byte, run []item) []byte {
 	return b
 }
 
+// prefetch loads the encoded labels of the series of items, as
+// seriesMemo.prefetch does for refs.
+func (e *encoder) prefetch(items []item) {
+	var sink byte
+	for k := range items {
+		if v1 := items[k].ser.v1; len(v1) > 0 {
+			sink += v1[0] + v1[len(v1)-1]
+		}
+	}
+	e.sink = sink
+}
+
 func (e *encoder) encodeV1(items []item) encoded {
 	var out encoded
 	b := e.pb[:0]
+	next := 0 // items before it were prefetched
 	for i := 0; i < len(items); {
+		if i >= next {
+			next = min(i+prefetchAhead, len(items))
+			e.prefetch(items[i:next])
+		}
 		j, ns, nh, nx := runEnd(items, i)
 		run := items[i:j]
 		i = j

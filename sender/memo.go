@@ -3,6 +3,8 @@ package sender
 import (
 	"unsafe"
 
+	"github.com/prometheus/prometheus/tsdb/record"
+
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -65,6 +67,7 @@ var (
 type seriesMemo struct {
 	cur, old refMap
 	lookups  int
+	sink     uint64 // keeps prefetch's loads
 }
 
 // minMemoRound is the fewest lookups between two generations.
@@ -85,6 +88,24 @@ func (m *seriesMemo) get(ref uint64) *seriesInfo {
 }
 
 func (m *seriesMemo) put(ref uint64, si *seriesInfo) { m.cur.put(ref, si) }
+
+// prefetchAhead is how many samples' memo slots dispatch loads ahead.
+const prefetchAhead = 32
+
+// prefetch loads the home slots of the samples' refs: independent loads
+// the CPU runs in parallel, so that the lookups that follow find them in
+// cache instead of waiting for each miss in turn.
+func (m *seriesMemo) prefetch(samples []record.RefSample) {
+	x := &m.cur
+	if x.n == 0 {
+		return
+	}
+	var sink uint64
+	for _, smp := range samples {
+		sink += x.slots[refHome(uint64(smp.Ref))&x.mask].ref
+	}
+	m.sink = sink
+}
 
 // age starts a new generation once a round of lookups has passed.
 func (m *seriesMemo) age() {

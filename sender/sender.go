@@ -254,6 +254,9 @@ func (s *Sender) dispatch(entry Entry) bool {
 		count++
 	}
 	for i, smp := range e.Samples {
+		if i%prefetchAhead == 0 {
+			s.memo.prefetch(e.Samples[i:min(i+prefetchAhead, len(e.Samples))])
+		}
 		ls := e.Labels[i]
 		if ls.IsEmpty() {
 			continue // unknown series, counted below

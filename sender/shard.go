@@ -20,7 +20,8 @@ import (
 type shard struct {
 	s     *Sender
 	mu    sync.Mutex
-	queue []item
+	queue []item // queue[head:] are waiting; the items before are taken
+	head  int
 	// queuedExemplars counts the exemplars in queue.
 	queuedExemplars int
 	batch, spare    []item
@@ -134,9 +135,15 @@ func (sh *shard) enqueue(ctx context.Context, items []item) bool {
 	capacity := sh.s.cfg.Queue.Capacity
 	for len(items) > 0 {
 		sh.mu.Lock()
-		room := capacity - len(sh.queue)
+		room := capacity - (len(sh.queue) - sh.head)
 		if room > 0 {
 			k := min(room, len(items))
+			if sh.head > 0 && len(sh.queue)+k > cap(sh.queue) {
+				// Move the waiting items to the front rather than grow.
+				n := copy(sh.queue, sh.queue[sh.head:])
+				clear(sh.queue[n:])
+				sh.queue, sh.head = sh.queue[:n], 0
+			}
 			sh.queue = append(sh.queue, items[:k]...)
 			for i := range items[:k] {
 				if items[i].kind == kindExemplar {
@@ -169,13 +176,14 @@ func (sh *shard) enqueue(ctx context.Context, items []item) bool {
 // holds samples of: a batch may exceed max by those.
 func (sh *shard) take(max int, force bool) []item {
 	sh.mu.Lock()
-	n := min(len(sh.queue), max)
+	live := sh.queue[sh.head:]
+	n := min(len(live), max)
 	if n == 0 || (n < max && !force) {
 		sh.mu.Unlock()
 		return nil
 	}
-	batch := append(sh.batch[:0], sh.queue[:n]...)
-	rest := sh.queue[n:]
+	batch := append(sh.batch[:0], live[:n]...)
+	rest := live[n:]
 	if sh.queuedExemplars > 0 {
 		for i := range batch {
 			if batch[i].kind == kindExemplar {
@@ -184,9 +192,14 @@ func (sh *shard) take(max int, force bool) []item {
 		}
 		batch, rest = sh.pullExemplars(batch, rest, max)
 	}
-	k := copy(sh.queue, rest)
-	clear(sh.queue[k:])
-	sh.queue = sh.queue[:k]
+	// The taken items stay in place, cleared, until enqueue needs the room:
+	// no copy of the waiting ones per batch.
+	clear(live[:n])
+	sh.head += n
+	sh.queue = sh.queue[:sh.head+len(rest)]
+	if sh.head == len(sh.queue) {
+		sh.queue, sh.head = sh.queue[:0], 0
+	}
 	sh.mu.Unlock()
 	notify(sh.roomc)
 	sh.batch = batch
@@ -275,7 +288,7 @@ func (sh *shard) groupBySeries(batch []item) []item {
 func (sh *shard) queued() int {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return len(sh.queue)
+	return len(sh.queue) - sh.head
 }
 
 func (sh *shard) run() {

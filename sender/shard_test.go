@@ -26,15 +26,15 @@ func TestTakePullsExemplarsAndGroupsBySeries(t *testing.T) {
 	if !sameItems(got, want) {
 		t.Fatalf("batch %v, want %v", refs(got), refs(want))
 	}
-	if rest := []item{x(3), s(4), x(4), x(2)}; !sameItems(sh.queue, rest) || sh.queuedExemplars != 3 {
-		t.Fatalf("queue %v (%d exemplars), want %v (3)", refs(sh.queue), sh.queuedExemplars, refs(rest))
+	if rest := []item{x(3), s(4), x(4), x(2)}; !sameItems(sh.queue[sh.head:], rest) || sh.queuedExemplars != 3 {
+		t.Fatalf("queue %v (%d exemplars), want %v (3)", refs(sh.queue[sh.head:]), sh.queuedExemplars, refs(rest))
 	}
 	// Not full and not forced: nothing.
 	if b := sh.take(5, false); b != nil {
 		t.Fatalf("took %v before the batch was full", refs(b))
 	}
 	got = sh.take(5, true)
-	if want := []item{x(3), s(4), x(4), x(2)}; !sameItems(got, want) || len(sh.queue) != 0 || sh.queuedExemplars != 0 {
+	if want := []item{x(3), s(4), x(4), x(2)}; !sameItems(got, want) || sh.queued() != 0 || sh.queuedExemplars != 0 {
 		t.Fatalf("forced batch %v, want %v", refs(got), refs(want))
 	}
 }
