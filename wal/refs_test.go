@@ -3,6 +3,7 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/ferrymetrics/ferry/wal/model"
@@ -151,5 +152,54 @@ func TestAppendCheckedChecksOnlyNewSeries(t *testing.T) {
 	}
 	if w.series.len() != 4 {
 		t.Fatalf("log holds %d series, want 4", w.series.len())
+	}
+}
+
+// A series is the same series whether its labels come as pairs, in wire
+// form (a Remote-Write 1.0 request's bytes) or as labels.Labels.
+func TestWireLabelsNameTheSameSeries(t *testing.T) {
+	w := openTest(t, t.TempDir(), DefaultOptions())
+	defer w.Close()
+	if err := w.Append(batchOf(0, 2, 1)); err != nil { // pairs
+		t.Fatal(err)
+	}
+	wired := batchOf(0, 3, 2)
+	for i := range wired.Series {
+		s := &wired.Series[i]
+		s.WireStart = int32(len(wired.Wire))
+		for _, l := range wired.SeriesLabels(i) {
+			wired.Wire = model.AppendWireLabel(wired.Wire, l.Name, l.Value)
+		}
+		s.WireEnd = int32(len(wired.Wire))
+	}
+	if err := w.Append(wired); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.series.len(); n != 3 {
+		t.Fatalf("log holds %d series after the wire-form batch, want 3", n)
+	}
+	ref, err := w.Resolve(labels.FromStrings("__name__", "metric", "id", "2", "job", "test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := w.series.len(); n != 3 || ref != 3 {
+		t.Fatalf("Resolve of the series the wire-form batch created: ref %d, %d series", ref, n)
+	}
+	// A value of 200 bytes has a two-byte length: still one series.
+	long := strings.Repeat("v", 200)
+	var b model.Batch
+	b.Labels = []model.Label{{Name: []byte("__name__"), Value: []byte(long)}}
+	b.Samples = []model.Sample{{Timestamp: 1}}
+	b.Series = []model.Series{{LabelsEnd: 1, SamplesEnd: 1}}
+	if err := w.Append(&b); err != nil {
+		t.Fatal(err)
+	}
+	b.Wire = model.AppendWireLabel(nil, "__name__", long)
+	b.Series[0].WireEnd = int32(len(b.Wire))
+	if err := w.Append(&b); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.series.len(); n != 4 {
+		t.Fatalf("log holds %d series, want 4", n)
 	}
 }

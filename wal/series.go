@@ -21,13 +21,14 @@ type series struct {
 	labels labels.Labels
 }
 
-// fingerprint identifies a label set by two independent 64-bit hashes of its
-// canonical bytes (name 0xff value 0xff …): maphash with a per-process seed
+// fingerprint identifies a label set by two independent 64-bit hashes of
+// its wire form (model.AppendWireLabel): maphash with a per-process seed
 // keys the table, xxhash64 confirms. Two label sets are taken to be the
 // same series when both agree; with n series the chance that two distinct
 // ones collide is about n²/2¹²⁹ (1e-27 for a million series), far below
 // the rate of undetected disk and memory errors. The writer thus never
-// reads a series' labels on the hot path.
+// reads a series' labels on the hot path, and hashes a Remote-Write 1.0
+// series' labels where they lie in the request.
 type fingerprint struct{ h, check uint64 }
 
 // seriesTable maps label sets to refs for the writer and refs to labels for
@@ -47,30 +48,27 @@ func newSeriesTable() *seriesTable {
 	return &seriesTable{seed: maphash.MakeSeed(), base: 1, nextRef: 1}
 }
 
+// fingerprintWire computes the fingerprint of labels in wire form.
+func (t *seriesTable) fingerprintWire(wire []byte) fingerprint {
+	return fingerprint{h: maphash.Bytes(t.seed, wire), check: xxhash.Sum64(wire)}
+}
+
 // fingerprintPairs computes the fingerprint of label pairs, using buf as
 // scratch space.
 func (t *seriesTable) fingerprintPairs(ls []model.Label, buf []byte) (fingerprint, []byte) {
 	buf = buf[:0]
 	for _, l := range ls {
-		buf = append(buf, l.Name...)
-		buf = append(buf, 0xff)
-		buf = append(buf, l.Value...)
-		buf = append(buf, 0xff)
+		buf = model.AppendWireLabel(buf, l.Name, l.Value)
 	}
-	return fingerprint{h: maphash.Bytes(t.seed, buf), check: xxhash.Sum64(buf)}, buf
+	return t.fingerprintWire(buf), buf
 }
 
 // fingerprintLabels gives the same fingerprint as fingerprintPairs for the
 // equivalent labels.Labels.
 func (t *seriesTable) fingerprintLabels(ls labels.Labels, buf []byte) (fingerprint, []byte) {
 	buf = buf[:0]
-	ls.Range(func(l labels.Label) {
-		buf = append(buf, l.Name...)
-		buf = append(buf, 0xff)
-		buf = append(buf, l.Value...)
-		buf = append(buf, 0xff)
-	})
-	return fingerprint{h: maphash.Bytes(t.seed, buf), check: xxhash.Sum64(buf)}, buf
+	ls.Range(func(l labels.Label) { buf = model.AppendWireLabel(buf, l.Name, l.Value) })
+	return t.fingerprintWire(buf), buf
 }
 
 // lookup returns the ref of the series with fingerprint fp, or 0. The

@@ -401,7 +401,11 @@ func (w *WAL) resolvePairs(b *model.Batch, buf *appendBuf, check func(int) error
 	t := w.series
 	for i := range b.Series {
 		var fp fingerprint
-		fp, buf.hashBuf = t.fingerprintPairs(b.SeriesLabels(i), buf.hashBuf)
+		if s := &b.Series[i]; s.WireEnd > s.WireStart {
+			fp = t.fingerprintWire(b.Wire[s.WireStart:s.WireEnd])
+		} else {
+			fp, buf.hashBuf = t.fingerprintPairs(b.SeriesLabels(i), buf.hashBuf)
+		}
 		buf.fps = append(buf.fps, fp)
 	}
 	buf.refs = slices.Grow(buf.refs, len(buf.fps))[:len(buf.fps)]

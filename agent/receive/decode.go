@@ -41,6 +41,7 @@ const (
 // offset in buf. On error, r holds the series decoded before the problem.
 func Decode(buf []byte, r *Request) error {
 	r.Reset()
+	r.Batch.Wire = buf
 	if len(buf) > maxInput {
 		return fmt.Errorf("%w: decode write request: %d bytes exceed the limit of %d", ErrTooLarge, len(buf), maxInput)
 	}
@@ -171,6 +172,9 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 	defer func() { r.Batch.Labels, r.Batch.Samples = labels, samples }()
 
 	s := r.startSeries(labels, samples)
+	// The series' labels are in wire form (model.AppendWireLabel) if they
+	// all take the fast path, one after the other.
+	wire := true
 	for i < len(b) {
 		// Fast path: a label encoded as name then value with one-byte
 		// lengths, as every mainstream sender does. Anything else, including
@@ -190,6 +194,12 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 					labels = labels[:k+1]
 					labels[k].Name = b[p+2 : v : v]
 					labels[k].Value = b[v+2 : end : end]
+					if k == int(s.LabelsStart) {
+						s.WireStart = int32(i)
+					} else if int(s.WireEnd) != i {
+						wire = false
+					}
+					s.WireEnd = int32(end)
 					i = end
 					continue
 				}
@@ -209,6 +219,7 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 		}
 		switch tag {
 		case tagLabel:
+			wire = false
 			l, end, err := readLabel(b, j)
 			if err != nil {
 				return err.in("label", len(labels)-int(s.LabelsStart))
@@ -235,6 +246,9 @@ func decodeSeries(r *Request, b []byte, i int) (err *decodeError) {
 				return err
 			}
 		}
+	}
+	if !wire {
+		s.WireStart, s.WireEnd = 0, 0
 	}
 	labels = r.endSeries(&s, labels, samples)
 	return nil

@@ -1,6 +1,7 @@
 package receive
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ferrymetrics/ferry/wal/model"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 )
@@ -81,6 +83,26 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// checkWire checks that series i's wire range, if any, holds exactly the
+// wire form of its labels: the WAL identifies series by hashing it.
+func checkWire(t *testing.T, b *model.Batch, i int) {
+	t.Helper()
+	s := b.Series[i]
+	if s.WireStart == s.WireEnd {
+		return
+	}
+	if s.WireStart > s.WireEnd || int(s.WireEnd) > len(b.Wire) {
+		t.Fatalf("series %d: wire range [%d:%d] outside the %d-byte request", i, s.WireStart, s.WireEnd, len(b.Wire))
+	}
+	var want []byte
+	for _, l := range b.SeriesLabels(i) {
+		want = model.AppendWireLabel(want, l.Name, l.Value)
+	}
+	if got := b.Wire[s.WireStart:s.WireEnd]; !bytes.Equal(got, want) {
+		t.Fatalf("series %d: wire range holds %x, the wire form of its labels is %x", i, got, want)
+	}
+}
+
 // checkReused checks that reused, a Request decoded into after earlier
 // inputs, holds what the fresh Request r holds, that r's ranges are sound,
 // and that Validate neither panics nor returns a huge error.
@@ -95,6 +117,7 @@ func checkReused(t *testing.T, r, reused *Request) {
 		if s.LabelsStart > s.LabelsEnd || s.SamplesStart > s.SamplesEnd || s.HistogramsStart > s.HistogramsEnd || s.ExemplarsStart > s.ExemplarsEnd || s != rb.Series[i] {
 			t.Fatalf("series %d: bad ranges %+v, reused %+v", i, s, rb.Series[i])
 		}
+		checkWire(t, b, i)
 	}
 	for i, e := range b.Exemplars {
 		g := rb.Exemplars[i]

@@ -67,6 +67,11 @@ type Series struct {
 	SamplesStart, SamplesEnd       int32
 	HistogramsStart, HistogramsEnd int32
 	ExemplarsStart, ExemplarsEnd   int32
+	// Batch.Wire[WireStart:WireEnd], when not empty, is the series'
+	// labels in their wire form (AppendWireLabel), as the request carried
+	// them: the WAL identifies the series by hashing these bytes without
+	// building them.
+	WireStart, WireEnd int32
 }
 
 // Batch is a validated set of series with their data, and the metadata that
@@ -82,6 +87,38 @@ type Batch struct {
 	Histograms [][]byte
 	Exemplars  []Exemplar
 	Metadata   []Metadata
+	// Wire is the buffer Series' Wire ranges refer to, or nil.
+	Wire []byte
+}
+
+// AppendWireLabel appends the wire form of one label: the label as a
+// Remote-Write 1.0 TimeSeries.labels field, that is field 1 holding a
+// Label message with its name (field 1) then its value (field 2), every
+// length a minimal varint. The wire form of a series' labels is that of
+// each label in order; every mainstream sender encodes labels exactly so.
+func AppendWireLabel[S ~string | ~[]byte](b []byte, name, value S) []byte {
+	n, v := len(name), len(value)
+	b = append(b, 1<<3|2)
+	b = appendUvarint(b, uint64(1+uvarintSize(n)+n+1+uvarintSize(v)+v))
+	b = appendUvarint(append(b, 1<<3|2), uint64(n))
+	b = append(b, name...)
+	b = appendUvarint(append(b, 2<<3|2), uint64(v))
+	return append(b, value...)
+}
+
+func uvarintSize(n int) int {
+	size := 1
+	for ; n >= 0x80; n >>= 7 {
+		size++
+	}
+	return size
+}
+
+func appendUvarint(b []byte, x uint64) []byte {
+	for ; x >= 0x80; x >>= 7 {
+		b = append(b, byte(x)|0x80)
+	}
+	return append(b, byte(x))
 }
 
 // Reset empties b, keeping the capacity of its slices, and drops its
@@ -96,6 +133,7 @@ func (b *Batch) Reset() {
 	b.Histograms = b.Histograms[:0]
 	b.Exemplars = b.Exemplars[:0]
 	b.Metadata = b.Metadata[:0]
+	b.Wire = nil
 }
 
 // NumSamples returns the number of float samples and histograms in b.
