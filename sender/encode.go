@@ -22,7 +22,7 @@ const (
 
 // item is one sample, native histogram or exemplar waiting in a shard.
 type item struct {
-	ser  *seriesInfo // the series'
+	wire []byte // the series' labels in wire form, shared: never modified
 	ref  uint64
 	t    int64
 	v    float64
@@ -261,8 +261,8 @@ func appendExemplarsV1(b []byte, run []item) []byte {
 func (e *encoder) prefetch(items []item) {
 	var sink byte
 	for k := range items {
-		if v1 := items[k].ser.v1; len(v1) > 0 {
-			sink += v1[0] + v1[len(v1)-1]
+		if w := items[k].wire; len(w) > 0 {
+			sink += w[0] + w[len(w)-1]
 		}
 	}
 	e.sink = sink
@@ -280,9 +280,9 @@ func (e *encoder) encodeV1(items []item) encoded {
 		j, ns, nh, nx := runEnd(items, i)
 		run := items[i:j]
 		i = j
-		lb := run[0].ser.encodedV1()
+		lb := run[0].wire
 		if e.meta != nil {
-			e.family(run[0].ser.name)
+			e.family(wireName(lb))
 		}
 		out.samples += ns
 		out.histograms += nh
@@ -447,13 +447,15 @@ func (e *encoder) encodeV2(items []item) encoded {
 		}
 		refs := e.refs[:0]
 		name := ""
-		run[0].ser.labels.Range(func(l labels.Label) {
-			if l.Name == model.MetricNameLabel {
-				name = l.Value
+		for w, off := run[0].wire, 0; off < len(w); {
+			var lname, lvalue string
+			lname, lvalue, off = wireLabel(w, off)
+			if lname == model.MetricNameLabel {
+				name = lvalue
 			}
 			k := len(refs)
-			refs = append(refs, e.cachedSymbol(k, l.Name), e.cachedSymbol(k+1, l.Value))
-		})
+			refs = append(refs, e.cachedSymbol(k, lname), e.cachedSymbol(k+1, lvalue))
+		}
 		e.refs = refs
 		var md wal.Metadata
 		var helpRef, unitRef uint32

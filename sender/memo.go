@@ -1,57 +1,90 @@
 package sender
 
 import (
+	"encoding/binary"
+	"strconv"
+	"strings"
 	"unsafe"
 
-	"github.com/prometheus/prometheus/tsdb/record"
-
-	"github.com/prometheus/common/model"
+	"github.com/ferrymetrics/ferry/wal/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/record"
 )
 
-// seriesInfo is what an endpoint knows of one series: its labels as sent
-// (after external labels and write relabeling) and, once a Remote-Write
-// 1.0 request carried it, those labels already encoded, so that each
-// series' labels are marshalled once per endpoint rather than once per
-// sample.
-//
-// The reading goroutine creates it and never changes it after. encodedV1
-// is filled by the one shard that sends the series: a series' items go to
-// one shard, and resharding waits for the old shards to exit before new
-// ones start.
-type seriesInfo struct {
-	labels labels.Labels
-	v1     []byte // labels as repeated TimeSeries.labels fields; nil until used
-	name   string // the __name__ label, set with v1
+// Series' labels travel from the WAL to the encoders in wire form
+// (model.AppendWireLabel), which is exactly how a Remote-Write 1.0
+// request carries them: the WAL keeps each series' wire form once, shared
+// by every endpoint, and a 1.0 request copies it as it is. Endpoints that
+// change labels (external labels, write_relabel_configs, drop rules), and
+// logs without a wire form (the rollup log), go through a seriesMemo
+// instead, which marshals each series' labels once per endpoint.
+
+// wireOf returns ls in wire form.
+func wireOf(ls labels.Labels) []byte {
+	var b []byte
+	ls.Range(func(l labels.Label) { b = model.AppendWireLabel(b, l.Name, l.Value) })
+	return b
 }
 
-// encodedV1 returns si's labels as Remote-Write 1.0 TimeSeries.labels
-// fields, marshalling them on first use.
-func (si *seriesInfo) encodedV1() []byte {
-	if si.v1 == nil {
-		b := make([]byte, 0, labelsSizeV1(si.labels))
-		nameAt, nameLen := 0, 0
-		si.labels.Range(func(l labels.Label) {
-			b = appendField(b, tagV1Labels, labelSize(l.Name, l.Value))
-			b = append(appendField(b, tagName, len(l.Name)), l.Name...)
-			b = appendField(b, tagValue, len(l.Value))
-			if l.Name == model.MetricNameLabel {
-				nameAt, nameLen = len(b), len(l.Value)
-			}
-			b = append(b, l.Value...)
-		})
-		if nameLen > 0 {
-			// A view of v1's own bytes, which the encoder reads anyway (and
-			// which never change), rather than of the labels'.
-			si.name = unsafe.String(&b[nameAt], nameLen)
-		}
-		si.v1 = b
+// wireLabel reads the label at w[off:] of labels in wire form and returns
+// its name and value, views of w, and the offset of the next label.
+func wireLabel(w []byte, off int) (name, value string, next int) {
+	_, n := binary.Uvarint(w[off+1:]) // the Label message's length
+	off += 1 + n
+	name, off = wireString(w, off)
+	value, off = wireString(w, off)
+	return name, value, off
+}
+
+// wireString reads the tagged, length-prefixed string at w[off:].
+func wireString(w []byte, off int) (string, int) {
+	l, n := binary.Uvarint(w[off+1:])
+	start := off + 1 + n
+	end := start + int(l)
+	if l == 0 {
+		return "", end
 	}
-	return si.v1
+	return unsafe.String(&w[start], int(l)), end
 }
 
-// Shared seriesInfo of the series an endpoint does not send: admit tells
-// them apart by pointer, without reading them.
+// wireName returns the value of the __name__ label of labels in wire form,
+// or "".
+func wireName(w []byte) string {
+	for off := 0; off < len(w); {
+		var name, value string
+		name, value, off = wireLabel(w, off)
+		if name == "__name__" {
+			return value
+		}
+	}
+	return ""
+}
+
+// wireText renders labels in wire form as {name="value", ...}.
+func wireText(w []byte) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for off := 0; off < len(w); {
+		var name, value string
+		name, value, off = wireLabel(w, off)
+		if b.Len() > 1 {
+			b.WriteString(", ")
+		}
+		b.WriteString(name)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(value))
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// seriesInfo is what an endpoint knows of a series it changes the labels
+// of: the labels it sends, in wire form. The shared droppedByRelabel and
+// droppedByRule stand for series it does not send.
+type seriesInfo struct {
+	wire []byte
+}
+
 var (
 	droppedByRelabel = &seriesInfo{} // by write relabeling
 	droppedByRule    = &seriesInfo{} // by a drop rule
@@ -89,7 +122,7 @@ func (m *seriesMemo) get(ref uint64) *seriesInfo {
 
 func (m *seriesMemo) put(ref uint64, si *seriesInfo) { m.cur.put(ref, si) }
 
-// prefetchAhead is how many samples' memo slots dispatch loads ahead.
+// prefetchAhead is how many items' memory the sender loads ahead of use.
 const prefetchAhead = 32
 
 // prefetch loads the home slots of the samples' refs: independent loads

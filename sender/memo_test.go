@@ -1,18 +1,18 @@
 package sender
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
 
-// A series looked up in every round keeps its entry (and its encoded
-// labels); one that stops being looked up is forgotten within two rounds.
+// A series looked up in every round keeps its entry; one that stops being looked up is forgotten within two rounds.
 func TestSeriesMemoForgetsSeriesThatStopped(t *testing.T) {
 	m := newSeriesMemo()
-	active := known(labels.FromStrings("__name__", "up"))
+	active := &seriesInfo{wire: wireOf(labels.FromStrings("__name__", "up"))}
 	m.put(1, active)
-	m.put(2, known(labels.FromStrings("__name__", "gone")))
+	m.put(2, &seriesInfo{wire: wireOf(labels.FromStrings("__name__", "gone"))})
 	for round := range 3 {
 		for range minMemoRound {
 			if m.get(1) != active {
@@ -52,5 +52,25 @@ func TestRefMapGrowsAndResets(t *testing.T) {
 	x.reset(0) // far larger than needed: slots are released
 	if x.slots != nil {
 		t.Fatalf("reset for an empty generation kept %d slots", len(x.slots))
+	}
+}
+
+// Labels survive the trip through their wire form, and the helpers that
+// read it find the metric name and render them for logs.
+func TestWireForm(t *testing.T) {
+	long := strings.Repeat("x", 300) // a two-byte length
+	ls := labels.FromStrings("A", "upper", "__name__", "up", "job", long, "zone", "")
+	w := wireOf(ls)
+	if got := wireLabels(w); !labels.Equal(got, ls) {
+		t.Fatalf("round trip: %v, want %v", got, ls)
+	}
+	if got := wireName(w); got != "up" {
+		t.Fatalf("wireName: %q", got)
+	}
+	if got := wireName(wireOf(labels.FromStrings("job", "x"))); got != "" {
+		t.Fatalf("wireName without a name: %q", got)
+	}
+	if got, want := wireText(w), ls.String(); got != want {
+		t.Fatalf("wireText: %s, want %s", got, want)
 	}
 }

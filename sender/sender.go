@@ -253,19 +253,24 @@ func (s *Sender) dispatch(entry Entry) bool {
 		s.route[k] = append(s.route[k], it)
 		count++
 	}
+	memo := s.relabels || len(e.Wire) != len(e.Samples)
 	for i, smp := range e.Samples {
-		if i%prefetchAhead == 0 {
-			s.memo.prefetch(e.Samples[i:min(i+prefetchAhead, len(e.Samples))])
-		}
 		ls := e.Labels[i]
 		if ls.IsEmpty() {
 			continue // unknown series, counted below
 		}
-		si, ok := s.admit(uint64(smp.Ref), ls, &dropped, &ruleDropped)
+		if !memo {
+			add(item{kind: kindSample, wire: e.Wire[i], ref: uint64(smp.Ref), t: smp.T, v: smp.V, st: smp.ST, rec: seq})
+			continue
+		}
+		if i%prefetchAhead == 0 {
+			s.memo.prefetch(e.Samples[i:min(i+prefetchAhead, len(e.Samples))])
+		}
+		wire, ok := s.admit(uint64(smp.Ref), ls, nil, &dropped, &ruleDropped)
 		if !ok {
 			continue
 		}
-		add(item{kind: kindSample, ser: si, ref: uint64(smp.Ref), t: smp.T, v: smp.V, st: smp.ST, rec: seq})
+		add(item{kind: kindSample, wire: wire, ref: uint64(smp.Ref), t: smp.T, v: smp.V, st: smp.ST, rec: seq})
 	}
 	for _, h := range e.Histograms {
 		ls := h.Labels
@@ -276,12 +281,12 @@ func (s *Sender) dispatch(entry Entry) bool {
 			configDropped++
 			continue
 		}
-		si, ok := s.admit(uint64(h.Ref), ls, &dropped, &ruleDropped)
+		wire, ok := s.admit(uint64(h.Ref), ls, h.Wire, &dropped, &ruleDropped)
 		if !ok {
 			continue
 		}
 		// The entry's data is only valid until the next read.
-		add(item{kind: kindHistogram, ser: si, ref: uint64(h.Ref), x: &extra{hist: bytes.Clone(h.Data)}, rec: seq})
+		add(item{kind: kindHistogram, wire: wire, ref: uint64(h.Ref), x: &extra{hist: bytes.Clone(h.Data)}, rec: seq})
 	}
 	for _, x := range e.Exemplars {
 		ls := x.Labels
@@ -292,11 +297,11 @@ func (s *Sender) dispatch(entry Entry) bool {
 			configDropped++
 			continue
 		}
-		si, ok := s.admit(uint64(x.Ref), ls, &dropped, &ruleDropped)
+		wire, ok := s.admit(uint64(x.Ref), ls, x.Wire, &dropped, &ruleDropped)
 		if !ok {
 			continue
 		}
-		add(item{kind: kindExemplar, ser: si, ref: uint64(x.Ref), t: x.T, v: x.V, x: &extra{ex: x.Exemplar}, rec: seq})
+		add(item{kind: kindExemplar, wire: wire, ref: uint64(x.Ref), t: x.T, v: x.V, x: &extra{ex: x.Exemplar}, rec: seq})
 	}
 	// An entry holds one kind of data: its losses are counted as samples
 	// or as exemplars.
@@ -318,7 +323,9 @@ func (s *Sender) dispatch(entry Entry) bool {
 		s.logger.Error("WAL disk cap dropped samples this endpoint had read but not sent",
 			zap.Int("items", n), zap.Bool("exemplars", exemplars), zap.String("record_end", s.log.Describe(entry.End)))
 	}
-	s.memo.age()
+	if memo {
+		s.memo.age()
+	}
 	for k, items := range s.route {
 		if len(items) > 0 && !s.shards[k].enqueue(s.readCtx, items) {
 			return false
@@ -327,11 +334,16 @@ func (s *Sender) dispatch(entry Entry) bool {
 	return true
 }
 
-// admit returns what the endpoint knows of series ref (labels ls in the
-// log), applying external labels, write_relabel_configs and drop rules the
-// first time; a series they drop is counted in dropped (relabelling) or
+// admit returns the labels, in wire form, that the endpoint sends series
+// ref (labels ls, wire form wire or nil, in the log) with: the log's own
+// when the endpoint changes no labels, else what external labels,
+// write_relabel_configs and drop rules make of them, computed once per
+// series. A series they drop is counted in dropped (relabelling) or
 // ruleDropped.
-func (s *Sender) admit(ref uint64, ls labels.Labels, dropped, ruleDropped *int) (*seriesInfo, bool) {
+func (s *Sender) admit(ref uint64, ls labels.Labels, wire []byte, dropped, ruleDropped *int) ([]byte, bool) {
+	if !s.relabels && wire != nil {
+		return wire, true
+	}
 	si := s.memo.get(ref)
 	if si == nil {
 		si = s.describe(ls)
@@ -345,13 +357,13 @@ func (s *Sender) admit(ref uint64, ls labels.Labels, dropped, ruleDropped *int) 
 		*ruleDropped++
 		return nil, false
 	}
-	return si, true
+	return si.wire, true
 }
 
 func (s *Sender) describe(ls labels.Labels) *seriesInfo {
 	switch {
 	case !s.relabels:
-		return &seriesInfo{labels: ls}
+		return &seriesInfo{wire: wireOf(ls)}
 	case s.o.Drop != nil && s.o.Drop(ls):
 		return droppedByRule
 	}
@@ -367,7 +379,7 @@ func (s *Sender) describe(ls labels.Labels) *seriesInfo {
 	if ls = s.lb.Labels(); ls.IsEmpty() {
 		return droppedByRelabel
 	}
-	return &seriesInfo{labels: ls}
+	return &seriesInfo{wire: wireOf(ls)}
 }
 
 // currentVersion returns the protocol requests are encoded in.

@@ -15,9 +15,13 @@ type Entry struct {
 	// Samples are float samples; RefSample.ST is the start timestamp (ms,
 	// 0 if unknown).
 	Samples []record.RefSample
-	// Labels[i] are the labels of Samples[i]'s series. They are shared with
-	// the log and must not be modified.
+	// Labels[i] are the labels of Samples[i]'s series, and Wire[i] the
+	// same labels in wire form (model.AppendWireLabel): the Remote-Write
+	// 1.0 encoding a sender copies as it is. Both are shared with the log
+	// and must not be modified. Entries of logs that keep no wire form
+	// (the rollup log) have no Wire.
 	Labels []labels.Labels
+	Wire   [][]byte
 	// Histograms are native histograms as received.
 	Histograms []RawHistogram
 	// Exemplars are exemplars with the labels of their series.
@@ -40,6 +44,7 @@ func (e *Entry) NumSamples() int { return len(e.Samples) + len(e.Histograms) }
 type RawHistogram struct {
 	Ref    Ref
 	Labels labels.Labels
+	Wire   []byte // Labels in wire form, shared with the log
 	Data   []byte
 }
 
@@ -49,6 +54,7 @@ type Exemplar struct {
 	// Labels are the series' labels (shared with the log), Exemplar the
 	// exemplar's own.
 	Labels   labels.Labels
+	Wire     []byte // Labels in wire form, shared with the log
 	Exemplar labels.Labels
 	T        int64
 	V        float64

@@ -41,6 +41,7 @@ type Reader struct {
 	sealedEOF bool // EOF seen once after the segment was sealed
 	dec       *decoder
 	entry     Entry
+	unknown   series // what lookups of a ref the log does not hold return: no labels
 
 	readPos   atomic.Pointer[Position]
 	committed atomic.Pointer[Position]
@@ -273,36 +274,41 @@ func (r *Reader) decodeRecord(rec []byte, start Position) (bool, error) {
 	}
 	e := &r.entry
 	e.Start, e.End, e.Unknown = start, r.pos, 0
-	e.Samples, e.Labels, e.Histograms, e.Exemplars, e.Metadata = e.Samples[:0], e.Labels[:0], e.Histograms[:0], e.Exemplars[:0], e.Metadata[:0]
+	e.Samples, e.Labels, e.Wire, e.Histograms, e.Exemplars, e.Metadata = e.Samples[:0], e.Labels[:0], e.Wire[:0], e.Histograms[:0], e.Exemplars[:0], e.Metadata[:0]
 	t := r.w.series
-	lookup := func(ref Ref) labels.Labels {
+	lookup := func(ref Ref) *series {
 		if ser := t.get(ref); ser != nil {
-			return ser.labels
+			return ser
 		}
 		e.Unknown++
-		return labels.EmptyLabels()
+		return &r.unknown
 	}
 	switch k {
 	case kindSamples:
 		e.Samples, r.dec.samples = r.dec.samples, e.Samples
 		if cap(e.Labels) < len(e.Samples) {
 			e.Labels = make([]labels.Labels, 0, 2*len(e.Samples))
+			e.Wire = make([][]byte, 0, 2*len(e.Samples))
 		}
 		t.mu.RLock()
 		for _, s := range e.Samples {
-			e.Labels = append(e.Labels, lookup(s.Ref))
+			ser := lookup(s.Ref)
+			e.Labels = append(e.Labels, ser.labels)
+			e.Wire = append(e.Wire, ser.wire)
 		}
 		t.mu.RUnlock()
 	case kindHistograms:
 		t.mu.RLock()
 		for _, h := range r.dec.histograms {
-			e.Histograms = append(e.Histograms, RawHistogram{Ref: h.ref, Labels: lookup(h.ref), Data: h.data})
+			ser := lookup(h.ref)
+			e.Histograms = append(e.Histograms, RawHistogram{Ref: h.ref, Labels: ser.labels, Wire: ser.wire, Data: h.data})
 		}
 		t.mu.RUnlock()
 	case kindExemplars:
 		t.mu.RLock()
 		for _, x := range r.dec.exemplars {
-			e.Exemplars = append(e.Exemplars, Exemplar{Ref: x.Ref, Labels: lookup(x.Ref), Exemplar: x.Labels, T: x.T, V: x.V})
+			ser := lookup(x.Ref)
+			e.Exemplars = append(e.Exemplars, Exemplar{Ref: x.Ref, Labels: ser.labels, Wire: ser.wire, Exemplar: x.Labels, T: x.T, V: x.V})
 		}
 		t.mu.RUnlock()
 	case kindMetadata:

@@ -145,9 +145,10 @@ func (w *WAL) replay() error {
 					if w.series.get(s.Ref) != nil {
 						continue
 					}
+					var ser *series
 					var fp fingerprint
-					fp, hashBuf = w.series.fingerprintLabels(s.Labels, hashBuf)
-					w.series.insert(&series{ref: s.Ref, labels: s.Labels.Copy()}, fp)
+					ser, fp, hashBuf = w.series.newSeries(s.Ref, s.Labels.Copy(), hashBuf)
+					w.series.insert(ser, fp)
 				}
 			case kindSamples:
 				for _, s := range dec.samples {
@@ -279,9 +280,9 @@ func (w *WAL) loadCheckpoint(cp int) (int, int64, error) {
 					return 0, 0, fmt.Errorf("wal: checkpoint %d: series ref %d is out of sequence", cp, s.Ref)
 				}
 				// Live as of the checkpoint: kept until the segment after it goes.
-				var fp fingerprint
-				fp, hashBuf = w.series.fingerprintLabels(s.Labels, hashBuf)
-				w.series.insert(&series{ref: s.Ref, labels: s.Labels.Copy()}, fp)
+				ser, fp, buf := w.series.newSeries(s.Ref, s.Labels.Copy(), hashBuf)
+				hashBuf = buf
+				w.series.insert(ser, fp)
 				w.liveSet(cp + 1).add(s.Ref)
 				n++
 			}

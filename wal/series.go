@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"hash/maphash"
 	"sync"
 	"unsafe"
@@ -19,6 +20,15 @@ type Ref = chunks.HeadSeriesRef
 type series struct {
 	ref    Ref
 	labels labels.Labels
+	wire   []byte // the labels in wire form (model.AppendWireLabel)
+}
+
+// newSeries returns the series ref with labels ls, which it keeps (the
+// caller must not modify them), and their fingerprint; buf is scratch
+// space.
+func (t *seriesTable) newSeries(ref Ref, ls labels.Labels, buf []byte) (*series, fingerprint, []byte) {
+	fp, buf := t.fingerprintLabels(ls, buf)
+	return &series{ref: ref, labels: ls, wire: bytes.Clone(buf)}, fp, buf
 }
 
 // fingerprint identifies a label set by two independent 64-bit hashes of

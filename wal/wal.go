@@ -477,8 +477,11 @@ func (w *WAL) createSeries(refs []Ref, fps []fingerprint, labelsOf func(int) lab
 		return err
 	}
 	live := w.liveSet(w.head.Segment)
+	var buf []byte
 	for i, c := range created {
-		t.insert(&series{ref: c.Ref, labels: c.Labels}, createdFPs[i])
+		var ser *series
+		ser, _, buf = t.newSeries(c.Ref, c.Labels, buf)
+		t.insert(ser, createdFPs[i])
 		live.add(c.Ref)
 	}
 	w.m.seriesCreated.Add(float64(len(created)))
