@@ -353,8 +353,7 @@ func (c *Compactor) apply(e *wal.Entry) {
 	}
 	nowMs := c.now().UnixMilli()
 	for i, s := range e.Samples {
-		ls := e.Labels[i]
-		if ls.IsEmpty() {
+		if !e.Known(i) {
 			continue
 		}
 		st := c.series.get(s.Ref)
@@ -365,7 +364,7 @@ func (c *Compactor) apply(e *wal.Entry) {
 			}
 		}
 		if st.routes == nil {
-			st.labels = ls
+			st.labels = e.SeriesLabels(i)
 			c.route(st)
 		}
 		st.seen = nowMs

@@ -156,7 +156,7 @@ func rollups(t *testing.T, c *Compactor, res time.Duration) []rollup {
 			return out
 		}
 		for i, s := range e.Samples {
-			out = append(out, rollup{labels: e.Labels[i].String(), t: s.T, v: s.V})
+			out = append(out, rollup{labels: e.SeriesLabels(i).String(), t: s.T, v: s.V})
 		}
 	}
 }

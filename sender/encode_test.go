@@ -497,7 +497,6 @@ func FuzzHistogramV1(f *testing.F) {
 	})
 }
 
-
 // wireLabels decodes labels in wire form.
 func wireLabels(w []byte) labels.Labels {
 	var b labels.ScratchBuilder

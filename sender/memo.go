@@ -1,7 +1,6 @@
 package sender
 
 import (
-	"encoding/binary"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -29,36 +28,16 @@ func wireOf(ls labels.Labels) []byte {
 // wireLabel reads the label at w[off:] of labels in wire form and returns
 // its name and value, views of w, and the offset of the next label.
 func wireLabel(w []byte, off int) (name, value string, next int) {
-	_, n := binary.Uvarint(w[off+1:]) // the Label message's length
-	off += 1 + n
-	name, off = wireString(w, off)
-	value, off = wireString(w, off)
-	return name, value, off
-}
-
-// wireString reads the tagged, length-prefixed string at w[off:].
-func wireString(w []byte, off int) (string, int) {
-	l, n := binary.Uvarint(w[off+1:])
-	start := off + 1 + n
-	end := start + int(l)
-	if l == 0 {
-		return "", end
-	}
-	return unsafe.String(&w[start], int(l)), end
+	n, v, next := model.NextWireLabel(w, off)
+	return view(n), view(v), next
 }
 
 // wireName returns the value of the __name__ label of labels in wire form,
 // or "".
-func wireName(w []byte) string {
-	for off := 0; off < len(w); {
-		var name, value string
-		name, value, off = wireLabel(w, off)
-		if name == "__name__" {
-			return value
-		}
-	}
-	return ""
-}
+func wireName(w []byte) string { return view(model.WireName(w)) }
+
+// view returns b as a string without copying; b must not change after.
+func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // wireText renders labels in wire form as {name="value", ...}.
 func wireText(w []byte) string {

@@ -255,8 +255,7 @@ func (s *Sender) dispatch(entry Entry) bool {
 	}
 	memo := s.relabels || len(e.Wire) != len(e.Samples)
 	for i, smp := range e.Samples {
-		ls := e.Labels[i]
-		if ls.IsEmpty() {
+		if !e.Known(i) {
 			continue // unknown series, counted below
 		}
 		if !memo {
@@ -266,22 +265,28 @@ func (s *Sender) dispatch(entry Entry) bool {
 		if i%prefetchAhead == 0 {
 			s.memo.prefetch(e.Samples[i:min(i+prefetchAhead, len(e.Samples))])
 		}
-		wire, ok := s.admit(uint64(smp.Ref), ls, nil, &dropped, &ruleDropped)
+		var ls labels.Labels
+		var wire []byte
+		if e.Labels != nil {
+			ls = e.Labels[i]
+		} else {
+			wire = e.Wire[i]
+		}
+		wire, ok := s.admit(uint64(smp.Ref), ls, wire, &dropped, &ruleDropped)
 		if !ok {
 			continue
 		}
 		add(item{kind: kindSample, wire: wire, ref: uint64(smp.Ref), t: smp.T, v: smp.V, st: smp.ST, rec: seq})
 	}
 	for _, h := range e.Histograms {
-		ls := h.Labels
-		if ls.IsEmpty() {
+		if len(h.Wire) == 0 {
 			continue
 		}
 		if !s.cfg.SendHistograms {
 			configDropped++
 			continue
 		}
-		wire, ok := s.admit(uint64(h.Ref), ls, h.Wire, &dropped, &ruleDropped)
+		wire, ok := s.admit(uint64(h.Ref), labels.EmptyLabels(), h.Wire, &dropped, &ruleDropped)
 		if !ok {
 			continue
 		}
@@ -289,15 +294,14 @@ func (s *Sender) dispatch(entry Entry) bool {
 		add(item{kind: kindHistogram, wire: wire, ref: uint64(h.Ref), x: &extra{hist: bytes.Clone(h.Data)}, rec: seq})
 	}
 	for _, x := range e.Exemplars {
-		ls := x.Labels
-		if ls.IsEmpty() {
+		if len(x.Wire) == 0 {
 			continue
 		}
 		if !s.cfg.SendExemplars {
 			configDropped++
 			continue
 		}
-		wire, ok := s.admit(uint64(x.Ref), ls, x.Wire, &dropped, &ruleDropped)
+		wire, ok := s.admit(uint64(x.Ref), labels.EmptyLabels(), x.Wire, &dropped, &ruleDropped)
 		if !ok {
 			continue
 		}
@@ -335,17 +339,20 @@ func (s *Sender) dispatch(entry Entry) bool {
 }
 
 // admit returns the labels, in wire form, that the endpoint sends series
-// ref (labels ls, wire form wire or nil, in the log) with: the log's own
-// when the endpoint changes no labels, else what external labels,
-// write_relabel_configs and drop rules make of them, computed once per
-// series. A series they drop is counted in dropped (relabelling) or
-// ruleDropped.
+// ref with: the log's own (wire) when the endpoint changes no labels, else
+// what external labels, write_relabel_configs and drop rules make of them,
+// computed once per series. The log gives the labels in wire form, or as
+// ls when it keeps no wire form (the rollup log). A series they drop is
+// counted in dropped (relabelling) or ruleDropped.
 func (s *Sender) admit(ref uint64, ls labels.Labels, wire []byte, dropped, ruleDropped *int) ([]byte, bool) {
 	if !s.relabels && wire != nil {
 		return wire, true
 	}
 	si := s.memo.get(ref)
 	if si == nil {
+		if wire != nil {
+			ls = wal.LabelsOfWire(wire)
+		}
 		si = s.describe(ls)
 		s.memo.put(ref, si)
 	}

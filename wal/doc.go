@@ -33,6 +33,12 @@
 // grows with distinct metric names, not with series), and readers may ask
 // for it with Metadata.
 //
+// In memory the log holds each series once, shared by the writer and every
+// reader: its labels as labels.Labels and in wire form
+// (model.AppendWireLabel, the Remote-Write 1.0 encoding), which readers
+// hand out with every entry (Entry.Wire) so that senders copy a series'
+// labels into requests without marshalling them.
+//
 // A checkpoint directory checkpoint.NNNNNNNN holds, in the same segment
 // format, the Series records of every series still referenced by segments
 // after NNNNNNNN, and the Metadata of every family. Segments up to and including NNNNNNNN are deleted once the

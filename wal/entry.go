@@ -15,13 +15,13 @@ type Entry struct {
 	// Samples are float samples; RefSample.ST is the start timestamp (ms,
 	// 0 if unknown).
 	Samples []record.RefSample
-	// Labels[i] are the labels of Samples[i]'s series, and Wire[i] the
-	// same labels in wire form (model.AppendWireLabel): the Remote-Write
-	// 1.0 encoding a sender copies as it is. Both are shared with the log
-	// and must not be modified. Entries of logs that keep no wire form
-	// (the rollup log) have no Wire.
-	Labels []labels.Labels
+	// Wire[i] are the labels of Samples[i]'s series in wire form
+	// (model.AppendWireLabel): the Remote-Write 1.0 encoding, which a
+	// sender copies as it is. Logs that keep labels as labels.Labels (the
+	// rollup log) set Labels[i] instead. Either is shared with the log and
+	// must not be modified; SeriesLabels gives labels.Labels for both.
 	Wire   [][]byte
+	Labels []labels.Labels
 	// Histograms are native histograms as received.
 	Histograms []RawHistogram
 	// Exemplars are exemplars with the labels of their series.
@@ -38,23 +38,54 @@ type Entry struct {
 // NumSamples returns the number of float samples and histograms in e.
 func (e *Entry) NumSamples() int { return len(e.Samples) + len(e.Histograms) }
 
+// Known reports whether the series of Samples[i] is known: its labels were
+// not lost to damage.
+func (e *Entry) Known(i int) bool {
+	if e.Labels != nil {
+		return !e.Labels[i].IsEmpty()
+	}
+	return len(e.Wire[i]) > 0
+}
+
+// SeriesLabels returns the labels of Samples[i]'s series. From the WAL they
+// are decoded from the wire form, and allocated: call it for series the
+// consumer has not seen before, not for every sample.
+func (e *Entry) SeriesLabels(i int) labels.Labels {
+	if e.Labels != nil {
+		return e.Labels[i]
+	}
+	return LabelsOfWire(e.Wire[i])
+}
+
+// LabelsOfWire decodes labels in wire form (model.AppendWireLabel).
+func LabelsOfWire(w []byte) labels.Labels {
+	if len(w) == 0 {
+		return labels.EmptyLabels()
+	}
+	b := labels.NewScratchBuilder(8)
+	for off := 0; off < len(w); {
+		var name, value []byte
+		name, value, off = model.NextWireLabel(w, off)
+		b.Add(yoloString(name), yoloString(value)) // Labels copies them
+	}
+	return b.Labels()
+}
+
 // RawHistogram is a native histogram as received: a protobuf Histogram
 // message (see model.Batch.Histograms). Data is valid until the reader's
 // next call.
 type RawHistogram struct {
-	Ref    Ref
-	Labels labels.Labels
-	Wire   []byte // Labels in wire form, shared with the log
-	Data   []byte
+	Ref  Ref
+	Wire []byte // the series' labels in wire form, shared with the log
+	Data []byte
 }
 
 // Exemplar is an exemplar of a series.
 type Exemplar struct {
 	Ref Ref
-	// Labels are the series' labels (shared with the log), Exemplar the
-	// exemplar's own.
-	Labels   labels.Labels
-	Wire     []byte // Labels in wire form, shared with the log
+	// Wire is the series' labels in wire form (shared with the log),
+	// Exemplar the exemplar's own labels.
+	Wire     []byte
 	Exemplar labels.Labels
 	T        int64
 	V        float64

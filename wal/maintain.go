@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferrymetrics/ferry/wal/model"
 	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 	"go.uber.org/zap"
@@ -185,19 +186,16 @@ func (w *WAL) truncate(upTo int) error {
 	}
 	live := make([]record.RefSeries, 0, w.series.count)
 	removed := 0
-	var fpBuf []byte
 	names := map[string]struct{}{}
 	w.series.all(func(s *series) {
 		for _, set := range keep {
 			if set.has(s.ref) {
-				live = append(live, record.RefSeries{Ref: s.ref, Labels: s.labels})
-				names[s.labels.Get(metricName)] = struct{}{}
+				live = append(live, record.RefSeries{Ref: s.ref, Labels: LabelsOfWire(s.wire)})
+				names[string(model.WireName(s.wire))] = struct{}{}
 				return
 			}
 		}
-		var fp fingerprint
-		fp, fpBuf = w.series.fingerprintLabels(s.labels, fpBuf)
-		w.series.remove(s, fp)
+		w.series.remove(s, w.series.fingerprintWire(s.wire))
 		removed++
 	})
 	w.series.compact()

@@ -29,7 +29,7 @@ func readAll(t *testing.T, r *Reader) []Entry {
 		}
 		c := *e
 		c.Samples = append(c.Samples[:0:0], e.Samples...)
-		c.Labels = append(c.Labels[:0:0], e.Labels...)
+		c.Wire = append(c.Wire[:0:0], e.Wire...)
 		c.Histograms = append(c.Histograms[:0:0], e.Histograms...)
 		for i := range c.Histograms {
 			c.Histograms[i].Data = append([]byte(nil), c.Histograms[i].Data...)
@@ -81,8 +81,8 @@ func TestReplaysWALOfEarlierRelease(t *testing.T) {
 		hists += len(e.Histograms)
 		unknown += e.Unknown
 		for i, s := range e.Samples {
-			if e.Labels[i].Get("job") != "test" || s.ST != 0 {
-				t.Fatalf("sample %v of %v", s, e.Labels[i])
+			if e.SeriesLabels(i).Get("job") != "test" || s.ST != 0 {
+				t.Fatalf("sample %v of %v", s, e.SeriesLabels(i))
 			}
 		}
 		for _, m := range e.Metadata {
@@ -157,19 +157,19 @@ func TestExemplarsMetadataStartTimestamps(t *testing.T) {
 		for _, e := range readAll(t, r) {
 			for i, s := range e.Samples {
 				samples++
-				if s.ST != s.T-60_000 || s.V != 42 || e.Labels[i].Get("__name__") != "requests_total" {
-					t.Fatalf("sample %+v of %v", s, e.Labels[i])
+				if s.ST != s.T-60_000 || s.V != 42 || e.SeriesLabels(i).Get("__name__") != "requests_total" {
+					t.Fatalf("sample %+v of %v", s, e.SeriesLabels(i))
 				}
 			}
 			for _, h := range e.Histograms {
 				hists++
-				if string(h.Data) != "\x08\x03\x20\x06" || h.Labels.Get("__name__") != "latency_seconds" {
+				if string(h.Data) != "\x08\x03\x20\x06" || LabelsOfWire(h.Wire).Get("__name__") != "latency_seconds" {
 					t.Fatalf("histogram %+v", h)
 				}
 			}
 			for _, x := range e.Exemplars {
 				exemplars++
-				if x.V != 0.25 || !labels.Equal(x.Exemplar, labels.FromStrings("trace_id", "abc123")) || x.Labels.Get("__name__") != "latency_seconds" {
+				if x.V != 0.25 || !labels.Equal(x.Exemplar, labels.FromStrings("trace_id", "abc123")) || LabelsOfWire(x.Wire).Get("__name__") != "latency_seconds" {
 					t.Fatalf("exemplar %+v", x)
 				}
 			}

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 	"go.uber.org/zap"
 )
@@ -274,7 +273,7 @@ func (r *Reader) decodeRecord(rec []byte, start Position) (bool, error) {
 	}
 	e := &r.entry
 	e.Start, e.End, e.Unknown = start, r.pos, 0
-	e.Samples, e.Labels, e.Wire, e.Histograms, e.Exemplars, e.Metadata = e.Samples[:0], e.Labels[:0], e.Wire[:0], e.Histograms[:0], e.Exemplars[:0], e.Metadata[:0]
+	e.Samples, e.Wire, e.Histograms, e.Exemplars, e.Metadata = e.Samples[:0], e.Wire[:0], e.Histograms[:0], e.Exemplars[:0], e.Metadata[:0]
 	t := r.w.series
 	lookup := func(ref Ref) *series {
 		if ser := t.get(ref); ser != nil {
@@ -286,29 +285,26 @@ func (r *Reader) decodeRecord(rec []byte, start Position) (bool, error) {
 	switch k {
 	case kindSamples:
 		e.Samples, r.dec.samples = r.dec.samples, e.Samples
-		if cap(e.Labels) < len(e.Samples) {
-			e.Labels = make([]labels.Labels, 0, 2*len(e.Samples))
+		if cap(e.Wire) < len(e.Samples) {
 			e.Wire = make([][]byte, 0, 2*len(e.Samples))
 		}
 		t.mu.RLock()
 		for _, s := range e.Samples {
-			ser := lookup(s.Ref)
-			e.Labels = append(e.Labels, ser.labels)
-			e.Wire = append(e.Wire, ser.wire)
+			e.Wire = append(e.Wire, lookup(s.Ref).wire)
 		}
 		t.mu.RUnlock()
 	case kindHistograms:
 		t.mu.RLock()
 		for _, h := range r.dec.histograms {
 			ser := lookup(h.ref)
-			e.Histograms = append(e.Histograms, RawHistogram{Ref: h.ref, Labels: ser.labels, Wire: ser.wire, Data: h.data})
+			e.Histograms = append(e.Histograms, RawHistogram{Ref: h.ref, Wire: ser.wire, Data: h.data})
 		}
 		t.mu.RUnlock()
 	case kindExemplars:
 		t.mu.RLock()
 		for _, x := range r.dec.exemplars {
 			ser := lookup(x.Ref)
-			e.Exemplars = append(e.Exemplars, Exemplar{Ref: x.Ref, Labels: ser.labels, Wire: ser.wire, Exemplar: x.Labels, T: x.T, V: x.V})
+			e.Exemplars = append(e.Exemplars, Exemplar{Ref: x.Ref, Wire: ser.wire, Exemplar: x.Labels, T: x.T, V: x.V})
 		}
 		t.mu.RUnlock()
 	case kindMetadata:

@@ -147,7 +147,7 @@ func (w *WAL) replay() error {
 					}
 					var ser *series
 					var fp fingerprint
-					ser, fp, hashBuf = w.series.newSeries(s.Ref, s.Labels.Copy(), hashBuf)
+					ser, fp, hashBuf = w.series.newSeries(s.Ref, s.Labels, hashBuf)
 					w.series.insert(ser, fp)
 				}
 			case kindSamples:
@@ -280,7 +280,7 @@ func (w *WAL) loadCheckpoint(cp int) (int, int64, error) {
 					return 0, 0, fmt.Errorf("wal: checkpoint %d: series ref %d is out of sequence", cp, s.Ref)
 				}
 				// Live as of the checkpoint: kept until the segment after it goes.
-				ser, fp, buf := w.series.newSeries(s.Ref, s.Labels.Copy(), hashBuf)
+				ser, fp, buf := w.series.newSeries(s.Ref, s.Labels, hashBuf)
 				hashBuf = buf
 				w.series.insert(ser, fp)
 				w.liveSet(cp + 1).add(s.Ref)

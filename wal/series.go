@@ -16,19 +16,19 @@ import (
 type Ref = chunks.HeadSeriesRef
 
 // series is the one in-memory copy of a series' labels, shared by the writer
-// and every reader.
+// and every reader. The labels are kept in wire form only
+// (model.AppendWireLabel): senders copy it into requests as it is, and the
+// few consumers that need labels.Labels decode it (LabelsOfWire).
 type series struct {
-	ref    Ref
-	labels labels.Labels
-	wire   []byte // the labels in wire form (model.AppendWireLabel)
+	ref  Ref
+	wire []byte
 }
 
-// newSeries returns the series ref with labels ls, which it keeps (the
-// caller must not modify them), and their fingerprint; buf is scratch
-// space.
+// newSeries returns the series ref with labels ls and their fingerprint;
+// buf is scratch space.
 func (t *seriesTable) newSeries(ref Ref, ls labels.Labels, buf []byte) (*series, fingerprint, []byte) {
 	fp, buf := t.fingerprintLabels(ls, buf)
-	return &series{ref: ref, labels: ls, wire: bytes.Clone(buf)}, fp, buf
+	return &series{ref: ref, wire: bytes.Clone(buf)}, fp, buf
 }
 
 // fingerprint identifies a label set by two independent 64-bit hashes of

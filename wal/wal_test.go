@@ -68,7 +68,7 @@ func readN(t testing.TB, r *Reader, n int) ([]got, Position) {
 			t.Fatalf("read after %d of %d samples: %v", len(out), n, err)
 		}
 		for i, s := range e.Samples {
-			out = append(out, got{id: e.Labels[i].Get("id"), ts: s.T, v: s.V})
+			out = append(out, got{id: e.SeriesLabels(i).Get("id"), ts: s.T, v: s.V})
 		}
 		end = e.End
 	}
@@ -369,7 +369,7 @@ func TestTruncationKeepsSeriesResolvable(t *testing.T) {
 			t.Fatalf("%d samples with unknown series at %s", e.Unknown, e.Start)
 		}
 		if e.Samples[0].T == 201 {
-			if len(e.Samples) != 100 || e.Labels[99].Get("id") != "99" {
+			if len(e.Samples) != 100 || e.SeriesLabels(99).Get("id") != "99" {
 				t.Fatalf("last round: %d samples", len(e.Samples))
 			}
 			break
@@ -511,8 +511,8 @@ func TestStaleNaNBitsPreserved(t *testing.T) {
 	if math.Float64bits(e.Samples[0].V) != 0x7ff0000000000002 {
 		t.Fatalf("stale marker bits changed: %x", math.Float64bits(e.Samples[0].V))
 	}
-	if !labels.Equal(e.Labels[0], labels.FromStrings("__name__", "metric", "id", "0", "job", "test")) {
-		t.Fatalf("labels %s", e.Labels[0])
+	if !labels.Equal(e.SeriesLabels(0), labels.FromStrings("__name__", "metric", "id", "0", "job", "test")) {
+		t.Fatalf("labels %s", e.SeriesLabels(0))
 	}
 }
 
@@ -546,8 +546,8 @@ func TestRawHistogramsRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, h := range e.Histograms {
-			if h.Labels.Get("id") != "1" {
-				t.Fatalf("histogram of series %s", h.Labels)
+			if LabelsOfWire(h.Wire).Get("id") != "1" {
+				t.Fatalf("histogram of series %s", LabelsOfWire(h.Wire))
 			}
 			hs = append(hs, string(h.Data))
 		}

@@ -142,7 +142,7 @@ func TestScrapeCommitsEverythingToTheWAL(t *testing.T) {
 	var counter, up, hist, exCounter, exHist bool
 	e.read(func(ent *wal.Entry) bool {
 		for i, s := range ent.Samples {
-			ls := ent.Labels[i]
+			ls := ent.SeriesLabels(i)
 			if ls.Get("job") != "demo" || ls.Get("instance") != host(srv) {
 				t.Fatalf("sample of %s without the target's labels", ls)
 			}
@@ -156,17 +156,17 @@ func TestScrapeCommitsEverythingToTheWAL(t *testing.T) {
 		for _, h := range ent.Histograms {
 			var m writev2.Histogram
 			if err := m.Unmarshal(h.Data); err != nil {
-				t.Fatalf("histogram of %s: %v", h.Labels, err)
+				t.Fatalf("histogram of %s: %v", wal.LabelsOfWire(h.Wire), err)
 			}
-			if h.Labels.Get("__name__") == "demo_latency_seconds" && m.GetCountInt() == 3 && m.Schema > 0 && math.Abs(m.Sum-0.7) < 1e-9 {
+			if wal.LabelsOfWire(h.Wire).Get("__name__") == "demo_latency_seconds" && m.GetCountInt() == 3 && m.Schema > 0 && math.Abs(m.Sum-0.7) < 1e-9 {
 				hist = true
 			}
 		}
 		for _, x := range ent.Exemplars {
 			switch {
-			case x.Labels.Get("__name__") == "demo_requests_total" && x.Exemplar.Get("trace_id") == "abc" && x.V == 3:
+			case wal.LabelsOfWire(x.Wire).Get("__name__") == "demo_requests_total" && x.Exemplar.Get("trace_id") == "abc" && x.V == 3:
 				exCounter = true
-			case x.Labels.Get("__name__") == "demo_latency_seconds" && x.Exemplar.Get("trace_id") == "def":
+			case wal.LabelsOfWire(x.Wire).Get("__name__") == "demo_latency_seconds" && x.Exemplar.Get("trace_id") == "def":
 				exHist = true
 			}
 		}
@@ -227,7 +227,7 @@ func TestRemovedJobGetsStalenessMarkers(t *testing.T) {
 	scraped := func(job string) func(*wal.Entry) bool {
 		return func(ent *wal.Entry) bool {
 			for i := range ent.Samples {
-				if ent.Labels[i].Get("job") == job && ent.Labels[i].Get("__name__") == "up" {
+				if ent.SeriesLabels(i).Get("job") == job && ent.SeriesLabels(i).Get("__name__") == "up" {
 					return true
 				}
 			}
@@ -243,7 +243,7 @@ func TestRemovedJobGetsStalenessMarkers(t *testing.T) {
 	stale := map[string]bool{}
 	e.read(func(ent *wal.Entry) bool {
 		for i, s := range ent.Samples {
-			ls := ent.Labels[i]
+			ls := ent.SeriesLabels(i)
 			if ls.Get("job") != "gone" {
 				continue
 			}

@@ -106,6 +106,48 @@ func AppendWireLabel[S ~string | ~[]byte](b []byte, name, value S) []byte {
 	return append(b, value...)
 }
 
+// NextWireLabel reads the label at w[off:] of labels in wire form, which
+// must be well formed (as AppendWireLabel makes it), and returns its name
+// and value, which alias w, and the offset of the next label.
+func NextWireLabel(w []byte, off int) (name, value []byte, next int) {
+	_, off = uvarint(w, off+1) // the Label message's length
+	name, off = wireBytes(w, off)
+	value, off = wireBytes(w, off)
+	return name, value, off
+}
+
+// WireName returns the value of the __name__ label of labels in wire form,
+// or nil.
+func WireName(w []byte) []byte {
+	for off := 0; off < len(w); {
+		var name, value []byte
+		name, value, off = NextWireLabel(w, off)
+		if string(name) == "__name__" {
+			return value
+		}
+	}
+	return nil
+}
+
+// wireBytes reads the tagged, length-prefixed bytes at w[off:].
+func wireBytes(w []byte, off int) ([]byte, int) {
+	n, start := uvarint(w, off+1)
+	end := start + int(n)
+	return w[start:end:end], end
+}
+
+func uvarint(w []byte, off int) (uint64, int) {
+	var x uint64
+	for shift := 0; ; shift += 7 {
+		c := w[off]
+		off++
+		x |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return x, off
+		}
+	}
+}
+
 func uvarintSize(n int) int {
 	size := 1
 	for ; n >= 0x80; n >>= 7 {
