@@ -15,7 +15,6 @@ type fpIndex struct {
 	slots []fpSlot // a power of two long; ref 0 marks an empty slot
 	mask  uint64
 	n     int
-	sink  Ref // keeps lookupAll's loads
 }
 
 type fpSlot struct {
@@ -108,13 +107,15 @@ func (x *fpIndex) resize(n int) {
 // how many are absent. It first loads every home slot in a loop of
 // independent loads, which the CPU keeps in flight together, so that the
 // probes find them in cache instead of waiting for each miss in turn.
-func (x *fpIndex) lookupAll(fps []fingerprint, refs []Ref) (missing int) {
+// The loads' sum goes to *sink, which the caller owns (lookups run
+// concurrently), so that the compiler keeps them.
+func (x *fpIndex) lookupAll(fps []fingerprint, refs []Ref, sink *Ref) (missing int) {
 	if x.n > 0 {
-		var sink Ref
+		var sum Ref
 		for _, fp := range fps {
-			sink += x.slots[fp.h&x.mask].ref
+			sum += x.slots[fp.h&x.mask].ref
 		}
-		x.sink = sink
+		*sink = sum
 	}
 	for i, fp := range fps {
 		r := x.get(fp)

@@ -202,6 +202,7 @@ type appendBuf struct {
 	recs      [][]byte
 	enc       []byte
 	builder   labels.ScratchBuilder
+	sink      Ref // see fpIndex.lookupAll
 }
 
 // Append writes the batch to the log. When it returns nil the batch is
@@ -410,7 +411,7 @@ func (w *WAL) resolvePairs(b *model.Batch, buf *appendBuf, check func(int) error
 	}
 	buf.refs = slices.Grow(buf.refs, len(buf.fps))[:len(buf.fps)]
 	t.mu.RLock()
-	missing := t.index.lookupAll(buf.fps, buf.refs)
+	missing := t.index.lookupAll(buf.fps, buf.refs, &buf.sink)
 	t.mu.RUnlock()
 	if missing == 0 {
 		return nil
