@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -184,14 +185,18 @@ func (w *WAL) truncate(upTo int) error {
 			delete(w.live, seg)
 		}
 	}
-	live := make([]record.RefSeries, 0, w.series.count)
+	live := make([]*series, 0, w.series.count)
 	removed := 0
 	names := map[string]struct{}{}
 	w.series.all(func(s *series) {
 		for _, set := range keep {
 			if set.has(s.ref) {
-				live = append(live, record.RefSeries{Ref: s.ref, Labels: LabelsOfWire(s.wire)})
-				names[string(model.WireName(s.wire))] = struct{}{}
+				live = append(live, s)
+				// A lookup by string(name) does not allocate; only a new
+				// name is copied.
+				if name := model.WireName(s.wire); !hasKey(names, name) {
+					names[string(name)] = struct{}{}
+				}
 				return
 			}
 		}
@@ -203,7 +208,7 @@ func (w *WAL) truncate(upTo int) error {
 	w.gcMu.Unlock()
 	w.m.seriesRemoved.Add(float64(removed))
 	w.meta.prune(names)
-	slices.SortFunc(live, func(a, b record.RefSeries) int { return int(a.Ref) - int(b.Ref) })
+	slices.SortFunc(live, func(a, b *series) int { return cmp.Compare(a.ref, b.ref) })
 
 	cp := upTo - 1
 	size, err := w.writeCheckpoint(cp, live)
@@ -236,9 +241,15 @@ func (w *WAL) truncate(upTo int) error {
 	return errors.Join(errs...)
 }
 
+func hasKey(m map[string]struct{}, k []byte) bool {
+	_, ok := m[string(k)]
+	return ok
+}
+
 // writeCheckpoint writes the series to checkpoint.cp durably and returns its
-// size.
-func (w *WAL) writeCheckpoint(cp int, live []record.RefSeries) (int64, error) {
+// size. It decodes the series' labels a thousand at a time, so that its
+// memory does not grow with the series count.
+func (w *WAL) writeCheckpoint(cp int, live []*series) (int64, error) {
 	final := checkpointName(w.dir, cp)
 	tmp := final + ".tmp"
 	if err := os.RemoveAll(tmp); err != nil {
@@ -250,9 +261,14 @@ func (w *WAL) writeCheckpoint(cp int, live []record.RefSeries) (int64, error) {
 	}
 	var enc encoder
 	var buf []byte
+	chunk := make([]record.RefSeries, 0, 1000)
 	for rest := live; len(rest) > 0; {
-		n := min(len(rest), 1000)
-		buf = enc.series(rest[:n], buf[:0])
+		n := min(len(rest), cap(chunk))
+		chunk = chunk[:0]
+		for _, s := range rest[:n] {
+			chunk = append(chunk, record.RefSeries{Ref: s.ref, Labels: LabelsOfWire(s.wire)})
+		}
+		buf = enc.series(chunk, buf[:0])
 		if err := cw.Log(buf); err != nil {
 			return 0, errors.Join(err, cw.Close(), os.RemoveAll(tmp))
 		}
