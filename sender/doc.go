@@ -130,7 +130,10 @@
 // A request that fails with a network error, a 5xx, or a 429 (unless
 // retry_on_http_429 is false) is sent again, without limit, after an
 // exponential backoff from min_backoff to max_backoff, or after the
-// endpoint's Retry-After (capped at 5 minutes). A 400, 413 or 422 may be
+// endpoint's Retry-After (capped at 5 minutes). When the connection cannot
+// be made at all (refused, unreachable), the wait is at most 250 ms:
+// such a retry costs the endpoint nothing, and the backlog of an outage
+// starts draining within a quarter of a second of its return. A 400, 413 or 422 may be
 // caused by some samples only (Prometheus refuses a whole batch when one
 // sample is a duplicate, as a batch re-sent after a crash can be): the batch
 // is split in two at a series boundary and each half delivered in turn,

@@ -3,9 +3,11 @@ package sender
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -371,6 +373,17 @@ func splitPoint(batch []item) int {
 // the endpoint refuses on their own are dropped. A 2.0 request answered 415
 // (or 2xx without Written headers) switches the endpoint to 1.0 and the
 // same batch is sent again as 1.0. It returns false once sendCtx ends.
+// maxDialBackoff caps the wait before retrying a request whose connection
+// could not be made.
+const maxDialBackoff = 250 * time.Millisecond
+
+// unreachable reports whether err is a failure to connect to the endpoint
+// (refused, unreachable, timed out dialling): the request never reached it.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
 func (sh *shard) deliver(batch []item) bool {
 	s := sh.s
 	q := s.cfg.Queue
@@ -435,8 +448,14 @@ func (sh *shard) deliver(batch []item) bool {
 					zap.Duration("backoff", max(backoff, resp.retryAfter)))
 			}
 			wait := backoff
-			if resp.retryAfter > 0 {
+			switch {
+			case resp.retryAfter > 0:
 				wait = resp.retryAfter
+			case unreachable(err):
+				// Nothing accepts connections: trying again costs the
+				// endpoint nothing, and a short wait lets the backlog
+				// start draining as soon as it is back.
+				wait = min(backoff, maxDialBackoff)
 			}
 			select {
 			case <-time.After(wait):

@@ -1,7 +1,10 @@
 package sender
 
 import (
+	"net"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -89,4 +92,29 @@ func sameItems(a, b []item) bool {
 		}
 	}
 	return true
+}
+
+// A request to a port nothing listens on fails to connect: the retry wait
+// is capped. A connection the endpoint closes mid-request is not.
+func TestUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Close() // hang up on the first request
+		}
+	}()
+	_, err = http.Post("http://"+addr+"/api/v1/write", "application/x-protobuf", strings.NewReader("x"))
+	if err == nil || unreachable(err) {
+		t.Fatalf("request the endpoint hung up on: %v, unreachable %v", err, unreachable(err))
+	}
+	ln.Close()
+	_, err = http.Post("http://"+addr+"/api/v1/write", "application/x-protobuf", strings.NewReader("x"))
+	if !unreachable(err) {
+		t.Fatalf("request to a closed port: %v not seen as unreachable", err)
+	}
 }
