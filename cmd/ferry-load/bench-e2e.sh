@@ -7,6 +7,7 @@
 #   DURATION=30s RATES=500000 cmd/ferry-load/bench-e2e.sh
 #   PROTOS="1.0 2.0" VMAGENT=0 cmd/ferry-load/bench-e2e.sh   # Ferry ingesting Remote-Write 1.0 and 2.0
 #   SHAPES="A B" SYNCS=always RATES=0 RUNS=3 cmd/ferry-load/bench-e2e.sh   # both load shapes, medians of 3
+#   ENDPOINTS=4 VMAGENT=0 cmd/ferry-load/bench-e2e.sh   # Ferry forwarding to 4 endpoints (the sink counts each copy)
 #
 # SHAPES are ferry-load's --shape values: B (the default) is 100k series,
 # 1,000 per request, 4 clients; A is 50k series of 9-10 Kubernetes labels,
@@ -30,6 +31,7 @@ RATES=${RATES:-"0 500000"}   # 0 = as fast as acknowledged
 SYNCS=${SYNCS:-"always interval"}
 PROTOS=${PROTOS:-"1.0"}      # Remote-Write versions pushed at Ferry (vmagent gets 1.0)
 VMAGENT=${VMAGENT:-1}        # 0 skips vmagent
+ENDPOINTS=${ENDPOINTS:-1}    # Ferry forwards to this many endpoints (all to the one sink)
 WORK=$(mktemp -d /tmp/ferry-bench.XXXXXX)
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -85,7 +87,7 @@ for shape in $SHAPES; do
  for rate in $RATES; do
   for sync in $SYNCS; do
    for proto in $PROTOS; do
-    name="ferry(sync=$sync,proto=$proto)"
+    name="ferry(sync=$sync,proto=$proto,endpoints=$ENDPOINTS)"
     for run in $(seq "$RUNS"); do
       mkdir -p "$WORK/ferry"
       cat > "$WORK/ferry/ferry.yml" <<YAML
@@ -93,9 +95,10 @@ listen_address: 127.0.0.1:9201
 data_dir: $WORK/ferry/data
 wal: {sync: $sync}
 remote_write:
-  - name: sink
-    url: http://127.0.0.1:19291/api/v1/write
 YAML
+      for k in $(seq "$ENDPOINTS"); do
+        printf '  - name: sink%d\n    url: http://127.0.0.1:19291/api/v1/write\n' "$k" >> "$WORK/ferry/ferry.yml"
+      done
       ./bin/ferry run --config "$WORK/ferry/ferry.yml" --log.level warn 2>"$WORK/ferry/log" &
       pid=$!
       wait_http http://127.0.0.1:9201/-/ready
