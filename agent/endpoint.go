@@ -81,12 +81,15 @@ const (
 )
 
 // DefaultQueueConfig holds the defaults, which are Prometheus' except that
-// 429 is retried.
+// 429 is retried and a request carries up to 10,000 samples (Prometheus
+// 2,000; vmagent's blocks hold 10,000 rows): a fifth of the requests for
+// the same data cuts the sender's CPU per sample by 5-8%
+// (docs/benchmarks.md). Each shard buffers two requests' worth.
 var DefaultQueueConfig = QueueConfig{
-	Capacity:          10000,
+	Capacity:          20000,
 	MinShards:         1,
 	MaxShards:         50,
-	MaxSamplesPerSend: 2000,
+	MaxSamplesPerSend: 10000,
 	BatchSendDeadline: model.Duration(5 * time.Second),
 	MinBackoff:        model.Duration(30 * time.Millisecond),
 	MaxBackoff:        model.Duration(5 * time.Second),

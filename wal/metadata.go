@@ -129,6 +129,3 @@ func FamilyOf(name string, get func(family string) (Metadata, bool)) (Metadata, 
 	}
 	return Metadata{}, false
 }
-
-// metricName is the label holding a series' metric name.
-const metricName = "__name__"
