@@ -19,10 +19,10 @@ func TestEncodeRoundTrip(t *testing.T) {
 	a := labels.FromStrings("__name__", "up", "job", "node", "instance", "host:9100")
 	b := labels.FromStrings("__name__", "x", "long", string(make([]byte, 300)))
 	items := []item{
-		{wire: wireOf(a), ref: 1, t: 1000, v: 1},
-		{wire: wireOf(a), ref: 1, t: 2000, v: math.Float64frombits(0x7ff0000000000002)}, // stale marker
-		{wire: wireOf(b), ref: 2, t: -5, v: 0},
-		{wire: wireOf(a), ref: 1, t: 3000, v: math.Inf(-1)},
+		{wire: wal.WireOf(a), ref: 1, t: 1000, v: 1},
+		{wire: wal.WireOf(a), ref: 1, t: 2000, v: math.Float64frombits(0x7ff0000000000002)}, // stale marker
+		{wire: wal.WireOf(b), ref: 2, t: -5, v: 0},
+		{wire: wal.WireOf(a), ref: 1, t: 3000, v: math.Inf(-1)},
 	}
 	var e encoder
 	for range 2 { // a second call reuses the buffers
@@ -45,7 +45,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 			}
 			ls := sb.Labels()
 			for _, s := range ts.Samples {
-				got = append(got, item{wire: wireOf(ls), t: s.Timestamp, v: s.Value})
+				got = append(got, item{wire: wal.WireOf(ls), t: s.Timestamp, v: s.Value})
 			}
 		}
 		if len(got) != len(items) {
@@ -54,8 +54,8 @@ func TestEncodeRoundTrip(t *testing.T) {
 		for i := range items {
 			if !bytes.Equal(got[i].wire, items[i].wire) || got[i].t != items[i].t ||
 				math.Float64bits(got[i].v) != math.Float64bits(items[i].v) {
-				t.Fatalf("sample %d: got %v %d %x, want %v %d %x", i, wireText(got[i].wire), got[i].t,
-					math.Float64bits(got[i].v), wireText(items[i].wire), items[i].t, math.Float64bits(items[i].v))
+				t.Fatalf("sample %d: got %v %d %x, want %v %d %x", i, wal.LabelsOfWire(got[i].wire), got[i].t,
+					math.Float64bits(got[i].v), wal.LabelsOfWire(items[i].wire), items[i].t, math.Float64bits(items[i].v))
 			}
 		}
 	}
@@ -71,7 +71,7 @@ func TestEncodeHistogramPassthrough(t *testing.T) {
 	}
 	ls := labels.FromStrings("__name__", "latency_seconds", "job", "api")
 	var e encoder
-	body, err := snappy.Decode(nil, e.encode([]item{{wire: wireOf(ls), ref: 1, t: 1000, v: 1}, {kind: kindHistogram, wire: wireOf(ls), ref: 1, x: &extra{hist: raw}}}, RemoteWrite1).body)
+	body, err := snappy.Decode(nil, e.encode([]item{{wire: wal.WireOf(ls), ref: 1, t: 1000, v: 1}, {kind: kindHistogram, wire: wal.WireOf(ls), ref: 1, x: &extra{hist: raw}}}, RemoteWrite1).body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,14 +128,14 @@ func mixedItems(t testing.TB) ([]item, metadataMap) {
 	h1, _ := testHistogram(t, 1000, 500)
 	h2, _ := testHistogram(t, 2000, 0)
 	items := []item{
-		{kind: kindSample, wire: wireOf(reqs), ref: 1, t: 1000, v: 10, st: 500},
-		{kind: kindSample, wire: wireOf(reqs), ref: 1, t: 2000, v: 11, st: 500},
-		{kind: kindExemplar, wire: wireOf(reqs), ref: 1, t: 1500, v: 0.25, x: &extra{ex: labels.FromStrings("trace_id", "abc123")}},
-		{kind: kindHistogram, wire: wireOf(lat), ref: 2, x: &extra{hist: h1}},
-		{kind: kindHistogram, wire: wireOf(lat), ref: 2, x: &extra{hist: h2}},
-		{kind: kindExemplar, wire: wireOf(lat), ref: 2, t: 1900, v: 0.7, x: &extra{ex: labels.EmptyLabels()}},
-		{kind: kindSample, wire: wireOf(up), ref: 3, t: 1000, v: 1},
-		{kind: kindExemplar, wire: wireOf(orphan), ref: 4, t: 1000, v: 3, x: &extra{ex: labels.FromStrings("span_id", "s1")}},
+		{kind: kindSample, wire: wal.WireOf(reqs), ref: 1, t: 1000, v: 10, st: 500},
+		{kind: kindSample, wire: wal.WireOf(reqs), ref: 1, t: 2000, v: 11, st: 500},
+		{kind: kindExemplar, wire: wal.WireOf(reqs), ref: 1, t: 1500, v: 0.25, x: &extra{ex: labels.FromStrings("trace_id", "abc123")}},
+		{kind: kindHistogram, wire: wal.WireOf(lat), ref: 2, x: &extra{hist: h1}},
+		{kind: kindHistogram, wire: wal.WireOf(lat), ref: 2, x: &extra{hist: h2}},
+		{kind: kindExemplar, wire: wal.WireOf(lat), ref: 2, t: 1900, v: 0.7, x: &extra{ex: labels.EmptyLabels()}},
+		{kind: kindSample, wire: wal.WireOf(up), ref: 3, t: 1000, v: 1},
+		{kind: kindExemplar, wire: wal.WireOf(orphan), ref: 4, t: 1000, v: 3, x: &extra{ex: labels.FromStrings("span_id", "s1")}},
 	}
 	meta := metadataMap{
 		// Found under its own name.
@@ -284,7 +284,7 @@ func TestEncodeV2CarriesEverything(t *testing.T) {
 			}
 			got[seriesID(ls)] = ts
 		}
-		if want := wireLabels(items[0].wire); !labels.Equal(mustLabels(t, got["http_requests_total"], req.Symbols), want) {
+		if want := wal.LabelsOfWire(items[0].wire); !labels.Equal(mustLabels(t, got["http_requests_total"], req.Symbols), want) {
 			t.Errorf("labels %v, want %v", mustLabels(t, got["http_requests_total"], req.Symbols), want)
 		}
 		r := got["http_requests_total"]
@@ -339,9 +339,9 @@ func TestEncodeV2SplitsFloatsAndHistograms(t *testing.T) {
 	h, _ := testHistogram(t, 2000, 0)
 	var e encoder
 	enc := e.encode([]item{
-		{kind: kindSample, wire: wireOf(ls), ref: 1, t: 1000, v: 1},
-		{kind: kindHistogram, wire: wireOf(ls), ref: 1, x: &extra{hist: h}},
-		{kind: kindExemplar, wire: wireOf(ls), ref: 1, t: 1000, v: 1, x: &extra{}},
+		{kind: kindSample, wire: wal.WireOf(ls), ref: 1, t: 1000, v: 1},
+		{kind: kindHistogram, wire: wal.WireOf(ls), ref: 1, x: &extra{hist: h}},
+		{kind: kindExemplar, wire: wal.WireOf(ls), ref: 1, t: 1000, v: 1, x: &extra{}},
 	}, RemoteWrite2)
 	raw, _ := snappy.Decode(nil, enc.body)
 	var req writev2.Request
@@ -398,7 +398,7 @@ func benchItems(n int) ([]item, metadataMap) {
 	for i := range items {
 		name := fmt.Sprintf("node_subsystem_%d_seconds_total", i%50)
 		items[i] = item{
-			wire: wireOf(labels.FromStrings("__name__", name, "cpu", fmt.Sprint(i%16),
+			wire: wal.WireOf(labels.FromStrings("__name__", name, "cpu", fmt.Sprint(i%16),
 				"datacenter", "eu-west-1", "env", "production", "instance", fmt.Sprintf("10.20.%d.%d:9100", i/256%256, i%256),
 				"job", "node", "mode", modes[i%len(modes)], "pod", fmt.Sprintf("node-exporter-%05x", i*7919%0xfffff),
 				"region", "europe", "team", "infrastructure")),
@@ -495,15 +495,4 @@ func FuzzHistogramV1(f *testing.F) {
 			off = end
 		}
 	})
-}
-
-// wireLabels decodes labels in wire form.
-func wireLabels(w []byte) labels.Labels {
-	var b labels.ScratchBuilder
-	for off := 0; off < len(w); {
-		var name, value string
-		name, value, off = wireLabel(w, off)
-		b.Add(name, value)
-	}
-	return b.Labels()
 }

@@ -1,12 +1,9 @@
 package sender
 
 import (
-	"strconv"
-	"strings"
 	"unsafe"
 
 	"github.com/ferrymetrics/ferry/wal/model"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/record"
 )
 
@@ -17,13 +14,6 @@ import (
 // change labels (external labels, write_relabel_configs, drop rules), and
 // logs without a wire form (the rollup log), go through a seriesMemo
 // instead, which marshals each series' labels once per endpoint.
-
-// wireOf returns ls in wire form.
-func wireOf(ls labels.Labels) []byte {
-	var b []byte
-	ls.Range(func(l labels.Label) { b = model.AppendWireLabel(b, l.Name, l.Value) })
-	return b
-}
 
 // wireLabel reads the label at w[off:] of labels in wire form and returns
 // its name and value, views of w, and the offset of the next label.
@@ -38,24 +28,6 @@ func wireName(w []byte) string { return view(model.WireName(w)) }
 
 // view returns b as a string without copying; b must not change after.
 func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
-// wireText renders labels in wire form as {name="value", ...}.
-func wireText(w []byte) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for off := 0; off < len(w); {
-		var name, value string
-		name, value, off = wireLabel(w, off)
-		if b.Len() > 1 {
-			b.WriteString(", ")
-		}
-		b.WriteString(name)
-		b.WriteByte('=')
-		b.WriteString(strconv.Quote(value))
-	}
-	b.WriteByte('}')
-	return b.String()
-}
 
 // seriesInfo is what an endpoint knows of a series it changes the labels
 // of: the labels it sends, in wire form. The shared droppedByRelabel and

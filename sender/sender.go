@@ -370,7 +370,7 @@ func (s *Sender) admit(ref uint64, ls labels.Labels, wire []byte, dropped, ruleD
 func (s *Sender) describe(ls labels.Labels) *seriesInfo {
 	switch {
 	case !s.relabels:
-		return &seriesInfo{wire: wireOf(ls)}
+		return &seriesInfo{wire: wal.WireOf(ls)}
 	case s.o.Drop != nil && s.o.Drop(ls):
 		return droppedByRule
 	}
@@ -386,7 +386,7 @@ func (s *Sender) describe(ls labels.Labels) *seriesInfo {
 	if ls = s.lb.Labels(); ls.IsEmpty() {
 		return droppedByRelabel
 	}
-	return &seriesInfo{wire: wireOf(ls)}
+	return &seriesInfo{wire: wal.WireOf(ls)}
 }
 
 // currentVersion returns the protocol requests are encoded in.

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymetrics/ferry/wal"
 	"go.uber.org/zap"
 )
 
@@ -479,7 +480,7 @@ func (sh *shard) deliver(batch []item) bool {
 				s.logger.Error("Endpoint refused samples for good; they are dropped and counted, the stream goes on",
 					zap.Int("status", status), zap.String("message", resp.msg), zap.Int("samples", enc.samples+enc.histograms),
 					zap.Int("exemplars", enc.exemplars), zap.Stringer("protocol", enc.version),
-					zap.String("series", wireText(batch[0].wire)), zap.Int64("timestamp", batch[0].t))
+					zap.String("series", wal.LabelsOfWire(batch[0].wire).String()), zap.Int64("timestamp", batch[0].t))
 			}
 			sh.settle(enc)
 			sh.acknowledge(batch)

@@ -7,15 +7,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ferrymetrics/ferry/wal"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
 func TestTakePullsExemplarsAndGroupsBySeries(t *testing.T) {
 	s := func(ref uint64) item {
-		return item{kind: kindSample, ref: ref, wire: wireOf(labels.FromStrings("r", string(rune('0'+ref))))}
+		return item{kind: kindSample, ref: ref, wire: wal.WireOf(labels.FromStrings("r", string(rune('0'+ref))))}
 	}
 	x := func(ref uint64) item {
-		return item{kind: kindExemplar, ref: ref, wire: wireOf(labels.FromStrings("r", string(rune('0'+ref))))}
+		return item{kind: kindExemplar, ref: ref, wire: wal.WireOf(labels.FromStrings("r", string(rune('0'+ref))))}
 	}
 	var sh shard
 	// Two records' samples, then their exemplars; a batch of 3 ends before

@@ -57,6 +57,13 @@ func (e *Entry) SeriesLabels(i int) labels.Labels {
 	return LabelsOfWire(e.Wire[i])
 }
 
+// WireOf returns ls in wire form (model.AppendWireLabel).
+func WireOf(ls labels.Labels) []byte {
+	var w []byte
+	ls.Range(func(l labels.Label) { w = model.AppendWireLabel(w, l.Name, l.Value) })
+	return w
+}
+
 // LabelsOfWire decodes labels in wire form (model.AppendWireLabel).
 func LabelsOfWire(w []byte) labels.Labels {
 	if len(w) == 0 {

@@ -14,8 +14,8 @@ func TestSeriesTablePrimaryHashCollision(t *testing.T) {
 	tab := newSeriesTable()
 	a := fingerprint{h: 42, check: 1}
 	b := fingerprint{h: 42, check: 2}
-	tab.insert(&series{ref: 1, wire: wireOf(labels.FromStrings("a", "1"))}, a)
-	tab.insert(&series{ref: 2, wire: wireOf(labels.FromStrings("b", "2"))}, b)
+	tab.insert(&series{ref: 1, wire: WireOf(labels.FromStrings("a", "1"))}, a)
+	tab.insert(&series{ref: 2, wire: WireOf(labels.FromStrings("b", "2"))}, b)
 	if tab.lookup(a) != 1 || tab.lookup(b) != 2 {
 		t.Fatalf("lookup: a→%d b→%d", tab.lookup(a), tab.lookup(b))
 	}
@@ -68,20 +68,14 @@ func TestRefSet(t *testing.T) {
 	}
 }
 
-func wireOf(ls labels.Labels) []byte {
-	var w []byte
-	ls.Range(func(l labels.Label) { w = model.AppendWireLabel(w, l.Name, l.Value) })
-	return w
-}
-
 // Labels survive their wire form, including empty values and lengths
 // that take two bytes.
 func TestLabelsOfWire(t *testing.T) {
 	ls := labels.FromStrings("A", "upper", "__name__", "up", "job", strings.Repeat("x", 300), "zone", "")
-	if got := LabelsOfWire(wireOf(ls)); !labels.Equal(got, ls) {
+	if got := LabelsOfWire(WireOf(ls)); !labels.Equal(got, ls) {
 		t.Fatalf("round trip: %v, want %v", got, ls)
 	}
-	if got := string(model.WireName(wireOf(ls))); got != "up" {
+	if got := string(model.WireName(WireOf(ls))); got != "up" {
 		t.Fatalf("WireName: %q", got)
 	}
 	if !LabelsOfWire(nil).IsEmpty() {
