@@ -34,8 +34,8 @@ type Options struct {
 // output is a rollup series: its labels and, once interned, its id in the
 // resolution's rollup log.
 type output struct {
-	labels labels.Labels
-	id     uint64
+	wire []byte // labels in wire form, never modified
+	id   uint64
 }
 
 // route is what one resolution does with one series.
@@ -52,7 +52,7 @@ type membership struct {
 
 // seriesState is the compactor's view of one WAL series.
 type seriesState struct {
-	labels  labels.Labels
+	wire    []byte   // labels in wire form: the WAL's own bytes, never modified
 	routes  []route  // per resolution (index into Compactor.logs); nil aggs: not rolled up
 	windows []window // per resolution
 	members []membership
@@ -93,10 +93,13 @@ type Compactor struct {
 	types    map[string]uint8    // metric family → type from metadata
 	newTypes map[string]uint8    // types learned since the last commit
 	pos      wal.Position
-	m        *metrics
-	done     chan struct{}
-	cancel   context.CancelFunc
-	mu       sync.Mutex // serialises commits with Stop
+	// lastBatch is the size of the last commit's batch: the next one is
+	// allocated at about that size instead of doubling its way there.
+	lastBatch int
+	m         *metrics
+	done      chan struct{}
+	cancel    context.CancelFunc
+	mu        sync.Mutex // serialises commits with Stop
 }
 
 type metrics struct {
@@ -364,8 +367,8 @@ func (c *Compactor) apply(e *wal.Entry) {
 			}
 		}
 		if st.routes == nil {
-			st.labels = e.SeriesLabels(i)
-			c.route(st)
+			st.wire = e.Wire[i]
+			c.route(st, e.SeriesLabels(i))
 		}
 		st.seen = nowMs
 		if len(st.members) > 0 && !math.IsNaN(s.V) {
@@ -414,10 +417,11 @@ func (c *Compactor) apply(e *wal.Entry) {
 	c.pos = e.End
 }
 
-// route decides, per resolution, which aggregations a series gets.
-func (c *Compactor) route(st *seriesState) {
+// route decides, per resolution, which aggregations a series with labels ls
+// gets.
+func (c *Compactor) route(st *seriesState, ls labels.Labels) {
 	st.routes = make([]route, len(c.logs))
-	name := st.labels.Get(model.MetricNameLabel)
+	name := ls.Get(model.MetricNameLabel)
 	if !st.typed {
 		st.counter, st.typed = c.isCounter(name), true
 	}
@@ -432,7 +436,7 @@ func (c *Compactor) route(st *seriesState) {
 				aggs = append(aggs, def)
 			}
 			for _, r := range c.cfg.MappingRules {
-				if !slices.ContainsFunc(r.StoragePolicies, func(s string) bool { return samePolicy(s, p) }) || !matches(r.matchers, st.labels) {
+				if !slices.ContainsFunc(r.StoragePolicies, func(s string) bool { return samePolicy(s, p) }) || !matches(r.matchers, ls) {
 					continue
 				}
 				ra := r.Aggregations
@@ -448,19 +452,19 @@ func (c *Compactor) route(st *seriesState) {
 		}
 		rt := route{aggs: aggs, outs: make([]*output, len(aggs))}
 		for i, a := range aggs {
-			rt.outs[i] = &output{labels: st.labels}
+			rt.outs[i] = &output{wire: st.wire}
 			if a != def {
-				rt.outs[i].labels = labels.NewBuilder(st.labels).Set(model.MetricNameLabel, name+":"+a).Labels()
+				rt.outs[i].wire = wal.WireOf(labels.NewBuilder(ls).Set(model.MetricNameLabel, name+":"+a).Labels())
 			}
 		}
 		st.routes[ri] = rt
 	}
 	st.members = st.members[:0]
 	for _, r := range c.cfg.RollupRules {
-		if !matches(r.matchers, st.labels) {
+		if !matches(r.matchers, ls) {
 			continue
 		}
-		out := groupLabels(r, st.labels)
+		out := groupLabels(r, ls)
 		key := out.String()
 		for _, p := range r.StoragePolicies {
 			ri := c.resolutionIndex(p)
@@ -556,7 +560,7 @@ func (c *Compactor) closeGroup(ri int, g *group, nowMs, maxDelay int64) {
 		return
 	}
 	if g.out == nil {
-		g.out = &output{labels: g.labels}
+		g.out = &output{wire: wal.WireOf(g.labels)}
 	}
 	for _, cs := range out {
 		c.pending[ri] = append(c.pending[ri], pendingSample{t: cs.t, v: cs.v, out: g.out})
@@ -578,14 +582,68 @@ func (c *Compactor) emit(st *seriesState, ri int, cw closed) {
 
 // Commit closes windows the clock has passed, and writes window state,
 // closed-window samples and the WAL position in one synced batch.
+
+// aheadBatchBytes bounds the batches that write new series ahead of a
+// commit's synced batch.
+const aheadBatchBytes = 4 << 20
+
+// aheadBatch writes what a commit only adds (labels of new WAL series, new
+// rollup series) in unsynced batches of at most about aheadBatchBytes,
+// committed before the commit's own batch. Pebble's log is ordered, so the
+// synced commit makes them durable with it. If a crash comes between them,
+// they are entries nothing refers to: a series' labels are written again
+// with its state, and a rollup series interned again reuses or replaces its
+// id; neither changes any rollup.
+type aheadBatch struct {
+	db *pebble.DB
+	b  *pebble.Batch
+}
+
+// Set adds a key to the current batch, and commits it when it is full.
+func (a *aheadBatch) Set(k, v []byte, _ *pebble.WriteOptions) error {
+	if a.b == nil {
+		a.b = a.db.NewBatch()
+	}
+	if err := a.b.Set(k, v, nil); err != nil {
+		return err
+	}
+	if a.b.Len() >= aheadBatchBytes {
+		return a.flush()
+	}
+	return nil
+}
+
+// flush commits the current batch, unsynced.
+func (a *aheadBatch) flush() error {
+	if a.b == nil {
+		return nil
+	}
+	err := a.b.Commit(pebble.NoSync)
+	a.close()
+	if err != nil {
+		return fmt.Errorf("downsample: write new series ahead of a commit: %w", err)
+	}
+	return nil
+}
+
+func (a *aheadBatch) close() {
+	if a.b != nil {
+		_ = a.b.Close()
+		a.b = nil
+	}
+}
 func (c *Compactor) Commit() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	start := time.Now()
 	nowMs := c.now().UnixMilli()
 	maxDelay := int64(time.Duration(c.cfg.MaxDelay) / time.Millisecond)
-	b := c.db.NewBatch()
+	b := c.db.NewBatchWithSize(c.lastBatch + c.lastBatch/8)
 	defer b.Close()
+	// New series' labels and new rollup series go ahead in batches of
+	// their own, so that the synced batch stays the size of the state.
+	ahead := aheadBatch{db: c.db}
+	defer ahead.close()
 	var firstErr error
 	var newLabels []*seriesState
 	c.series.all(func(ref wal.Ref, st *seriesState) {
@@ -607,7 +665,7 @@ func (c *Compactor) Commit() error {
 		if st.dirty {
 			firstErr = b.Set(stateKey(ref), c.encodeState(st), nil)
 			if !st.labelsSaved && firstErr == nil {
-				firstErr = b.Set(labelsKey(ref), encodeLabels(st.labels), nil)
+				firstErr = ahead.Set(labelsKey(ref), encodeLabels(wal.LabelsOfWire(st.wire)), nil)
 				newLabels = append(newLabels, st)
 			}
 		}
@@ -647,7 +705,7 @@ func (c *Compactor) Commit() error {
 		maxT := int64(math.MinInt64)
 		for i, s := range samples {
 			if s.out.id == 0 {
-				id, err := l.intern(s.out.labels, b, &fresh[ri])
+				id, err := l.intern(s.out.wire, &ahead, &fresh[ri])
 				if err != nil {
 					return err
 				}
@@ -669,9 +727,15 @@ func (c *Compactor) Commit() error {
 	if err := b.Set(keyPos, pos[:], nil); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		// Nothing was written: undo the interning; the next commit retries
-		// everything.
+	c.lastBatch = b.Len()
+	err := ahead.flush()
+	if err == nil {
+		err = b.Commit(pebble.Sync)
+	}
+	if err != nil {
+		// The commit's batch was not written (what went ahead of it is
+		// harmless, see aheadBatch): undo the interning; the next commit
+		// retries everything.
 		for ri, f := range fresh {
 			c.logs[ri].forget(f)
 		}

@@ -706,3 +706,42 @@ func TestRollupLogAsSenderLog(t *testing.T) {
 		t.Fatalf("Next on a closed log: %v, want sender.ErrSourceClosed", err)
 	}
 }
+
+// TestCommitSplitsLogEntries checks that a commit closing more windows than
+// an entry holds writes several entries, and that readers get every sample.
+func TestCommitSplitsLogEntries(t *testing.T) {
+	e := newEnv(t)
+	const series = 2*maxEntrySamples + 7
+	for _, ts := range []int64{1000, 11000} { // the second closes every series' first window
+		b := &ferrymodel.Batch{}
+		for i := range series {
+			n, j := int32(len(b.Labels)), int32(i)
+			b.Labels = append(b.Labels, ferrymodel.Label{Name: []byte("__name__"), Value: []byte("g")}, ferrymodel.Label{Name: []byte("id"), Value: []byte(fmt.Sprint(i))})
+			b.Series = append(b.Series, ferrymodel.Series{LabelsStart: n, LabelsEnd: n + 2, SamplesStart: j, SamplesEnd: j + 1})
+			b.Samples = append(b.Samples, ferrymodel.Sample{Timestamp: ts, Value: float64(i)})
+		}
+		if err := e.w.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := e.compactor(Config{CommitInterval: model.Duration(time.Hour), MaxDelay: model.Duration(time.Hour)}, policy(10*time.Second, time.Hour, true))
+	drain(t, c, -1)
+	if err := c.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	l := c.Log(10 * time.Second)
+	if n := l.Lag(l.Oldest()); n != 3 {
+		t.Fatalf("%d entries, want 3 for %d samples", n, series)
+	}
+	got := rollups(t, c, 10*time.Second)
+	if len(got) != series {
+		t.Fatalf("read %d rollup samples, want %d", len(got), series)
+	}
+	seen := map[string]bool{}
+	for _, r := range got {
+		if r.t != 1000 || seen[r.labels] {
+			t.Fatalf("rollup %+v (seen before: %v)", r, seen[r.labels])
+		}
+		seen[r.labels] = true
+	}
+}

@@ -34,9 +34,13 @@
 //
 // # Storage and crash behaviour
 //
-// Window state, rollup-rule state, new rollup series, closed-window samples
-// and the compactor's WAL position are written to Pebble in one synced batch
-// every commit_interval (keys in rolluplog.go). After a crash the compactor
+// Window state, rollup-rule state, closed-window samples and the
+// compactor's WAL position are written to Pebble in one synced batch every
+// commit_interval (keys in rolluplog.go). What a commit only adds, the
+// labels of new series and new rollup series, goes ahead of it in unsynced
+// batches of at most 4 MiB, which keeps the synced batch, and the memory it
+// takes, to the size of the window state; a crash between them leaves only
+// entries nothing refers to. After a crash the compactor
 // reloads the last commit and re-reads the WAL from its position: no window
 // is counted twice or missed, and the rollups equal those of an
 // uninterrupted run. WAL truncation waits for the compactor's committed

@@ -1,6 +1,7 @@
 package downsample
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -13,12 +14,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/ferrymetrics/ferry/sender"
 	"github.com/ferrymetrics/ferry/wal"
 	ferrymodel "github.com/ferrymetrics/ferry/wal/model"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/record"
 )
 
@@ -32,8 +33,9 @@ import (
 //	ds/log/<res ms u64>/<seq u64>          rollup samples: maxT i64, then a tsdb/record Samples record
 //	ds/group/<res ms u64>/<output labels>  state of a rollup rule's group
 //
-// A commit writes state, new rollup series, one log entry per resolution and
-// the WAL position in one synced batch.
+// A commit writes state, new rollup series, the closed windows of each
+// resolution as log entries of at most maxEntrySamples samples, and the WAL
+// position in one synced batch.
 var (
 	keyPos        = []byte("ds/pos")
 	prefixState   = []byte("ds/state/")
@@ -66,8 +68,8 @@ type rollupLog struct {
 	retention int64
 
 	mu      sync.RWMutex
-	labels  map[uint64]labels.Labels // rollup series id → labels
-	ids     map[uint64][]uint64      // labels hash → ids
+	wire    map[uint64][]byte   // rollup series id → labels in wire form
+	ids     map[uint64][]uint64 // xxhash of the wire form → ids
 	nextID  uint64
 	first   uint64 // oldest retained seq
 	next    uint64 // next seq to write
@@ -78,7 +80,7 @@ type rollupLog struct {
 }
 
 func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
-	l := &rollupLog{db: db, res: res, retention: retention, labels: map[uint64]labels.Labels{}, ids: map[uint64][]uint64{}, nextID: 1}
+	l := &rollupLog{db: db, res: res, retention: retention, wire: map[uint64][]byte{}, ids: map[uint64][]uint64{}, nextID: 1}
 	l.highest.Store(math.MinInt64)
 	ch := make(chan struct{})
 	l.notify.Store(&ch)
@@ -95,9 +97,10 @@ func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
 			return nil, fmt.Errorf("downsample: decode rollup series %x: %v", it.Key(), err)
 		}
 		id := uint64(buf[0].Ref)
-		ls := buf[0].Labels.Copy()
-		l.labels[id] = ls
-		l.ids[ls.Hash()] = append(l.ids[ls.Hash()], id)
+		w := wal.WireOf(buf[0].Labels)
+		l.wire[id] = w
+		h := xxhash.Sum64(w)
+		l.ids[h] = append(l.ids[h], id)
 		l.nextID = max(l.nextID, id+1)
 	}
 	if err := it.Close(); err != nil {
@@ -122,21 +125,28 @@ func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
 	return l, it.Close()
 }
 
-// lookup returns the id of ls, or 0; l.mu is held.
-func (l *rollupLog) lookup(h uint64, ls labels.Labels) uint64 {
+// lookup returns the id of the series with labels w (wire form), or 0;
+// l.mu is held.
+func (l *rollupLog) lookup(h uint64, w []byte) uint64 {
 	for _, id := range l.ids[h] {
-		if labels.Equal(l.labels[id], ls) {
+		if bytes.Equal(l.wire[id], w) {
 			return id
 		}
 	}
 	return 0
 }
 
-// intern returns the id of a rollup series, adding it to b if new.
-func (l *rollupLog) intern(ls labels.Labels, b *pebble.Batch, fresh *[]uint64) (uint64, error) {
-	h := ls.Hash()
+// setter is the part of a Pebble batch intern writes with.
+type setter interface {
+	Set(key, value []byte, o *pebble.WriteOptions) error
+}
+
+// intern returns the id of the rollup series with labels w (wire form, kept
+// as it is: it must not change), adding the series to b if new.
+func (l *rollupLog) intern(w []byte, b setter, fresh *[]uint64) (uint64, error) {
+	h := xxhash.Sum64(w)
 	l.mu.RLock()
-	id := l.lookup(h, ls)
+	id := l.lookup(h, w)
 	l.mu.RUnlock()
 	if id != 0 {
 		return id, nil
@@ -146,10 +156,10 @@ func (l *rollupLog) intern(ls labels.Labels, b *pebble.Batch, fresh *[]uint64) (
 	id = l.nextID
 	l.nextID++
 	l.ids[h] = append(l.ids[h], id)
-	l.labels[id] = ls
+	l.wire[id] = w
 	*fresh = append(*fresh, id)
 	var enc record.Encoder
-	if err := b.Set(seriesKey(l.res, id), enc.Series([]record.RefSeries{{Ref: wal.Ref(id), Labels: ls}}, nil), nil); err != nil {
+	if err := b.Set(seriesKey(l.res, id), enc.Series([]record.RefSeries{{Ref: wal.Ref(id), Labels: wal.LabelsOfWire(w)}}, nil), nil); err != nil {
 		return 0, err
 	}
 	return id, nil
@@ -160,30 +170,42 @@ func (l *rollupLog) forget(ids []uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, id := range ids {
-		h := l.labels[id].Hash()
+		h := xxhash.Sum64(l.wire[id])
 		l.ids[h] = slices.DeleteFunc(l.ids[h], func(x uint64) bool { return x == id })
 		if len(l.ids[h]) == 0 {
 			delete(l.ids, h)
 		}
-		delete(l.labels, id)
+		delete(l.wire, id)
 	}
 }
 
-// stage adds a log entry with samples to b and returns its seq.
+// maxEntrySamples bounds a log entry, so that a reader holds a bounded
+// number of samples whatever the number of windows a commit closed.
+const maxEntrySamples = 10000
+
+// stage adds samples to b as log entries of at most maxEntrySamples each,
+// and returns the last entry's seq.
 func (l *rollupLog) stage(b *pebble.Batch, samples []record.RefSample) (uint64, error) {
 	var enc record.Encoder
-	maxT := int64(math.MinInt64)
-	for _, s := range samples {
-		maxT = max(maxT, s.T)
-	}
-	v := enc.Samples(samples, u64(nil, uint64(maxT)))
+	var v []byte
 	l.mu.RLock()
 	seq := l.next
 	l.mu.RUnlock()
-	if err := b.Set(logKey(l.res, seq), v, nil); err != nil {
-		return 0, err
+	for {
+		n := min(len(samples), maxEntrySamples)
+		maxT := int64(math.MinInt64)
+		for _, s := range samples[:n] {
+			maxT = max(maxT, s.T)
+		}
+		v = enc.Samples(samples[:n], u64(v[:0], uint64(maxT)))
+		if err := b.Set(logKey(l.res, seq), v, nil); err != nil {
+			return 0, err
+		}
+		if samples = samples[n:]; len(samples) == 0 {
+			return seq, nil
+		}
+		seq++
 	}
-	return seq, nil
 }
 
 // published makes staged entries up to seq visible to readers, once their
@@ -395,14 +417,14 @@ func (r *Reader) tryNext() (*wal.Entry, error) {
 		return nil, fmt.Errorf("downsample: decode rollup entry %d: %w", seq, err)
 	}
 	e.Unknown = 0
-	e.Labels = e.Labels[:0]
+	e.Wire = e.Wire[:0]
 	l.mu.RLock()
 	for _, s := range e.Samples {
-		ls, ok := l.labels[uint64(s.Ref)]
+		w, ok := l.wire[uint64(s.Ref)]
 		if !ok {
 			e.Unknown++
 		}
-		e.Labels = append(e.Labels, ls)
+		e.Wire = append(e.Wire, w)
 	}
 	l.mu.RUnlock()
 	r.pos.Store(seq + 1)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/ferrymetrics/ferry/wal"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -113,7 +114,7 @@ func (c *Compactor) decodeState(b []byte, ls labels.Labels) (*seriesState, error
 	st.RawPrev = math.Float64frombits(binary.BigEndian.Uint64(b[9:]))
 	st.HasRawPrev, st.typed, st.counter = b[17]&1 != 0, b[17]&2 != 0, b[17]&4 != 0
 	b = b[18:]
-	st.labels, st.labelsSaved = ls, true
+	st.wire, st.labelsSaved = wal.WireOf(ls), true
 	nw, n := binary.Uvarint(b)
 	if n <= 0 {
 		return nil, errShortState
@@ -143,8 +144,8 @@ func (c *Compactor) decodeState(b []byte, ls labels.Labels) (*seriesState, error
 			}
 		}
 	}
-	if !st.labels.IsEmpty() {
-		c.route(st)
+	if !ls.IsEmpty() {
+		c.route(st, ls)
 	}
 	return st, nil
 }

@@ -41,8 +41,7 @@
 // Items carry their series' labels in wire form (wal.Entry.Wire), which a
 // 1.0 request copies as it is and a 2.0 encoder reads its symbols from. An
 // endpoint that changes labels (external_labels, write_relabel_configs, a
-// drop rule), or reads a log without a wire form (the rollup log), works
-// out each series' labels once and keeps them, marshalled, in a memo keyed
+// drop rule) works out each series' labels once and keeps them, marshalled, in a memo keyed
 // by ref; the memo forgets series not seen for two rounds of lookups (a
 // round is at least four lookups per remembered series), so churned series
 // leave it.

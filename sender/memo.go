@@ -11,9 +11,8 @@ import (
 // (model.AppendWireLabel), which is exactly how a Remote-Write 1.0
 // request carries them: the WAL keeps each series' wire form once, shared
 // by every endpoint, and a 1.0 request copies it as it is. Endpoints that
-// change labels (external labels, write_relabel_configs, drop rules), and
-// logs without a wire form (the rollup log), go through a seriesMemo
-// instead, which marshals each series' labels once per endpoint.
+// change labels (external labels, write_relabel_configs, drop rules) go
+// through a seriesMemo instead, which marshals each series' labels once per endpoint.
 
 // wireLabel reads the label at w[off:] of labels in wire form and returns
 // its name and value, views of w, and the offset of the next label.

@@ -253,26 +253,18 @@ func (s *Sender) dispatch(entry Entry) bool {
 		s.route[k] = append(s.route[k], it)
 		count++
 	}
-	memo := s.relabels || len(e.Wire) != len(e.Samples)
 	for i, smp := range e.Samples {
 		if !e.Known(i) {
 			continue // unknown series, counted below
 		}
-		if !memo {
+		if !s.relabels {
 			add(item{kind: kindSample, wire: e.Wire[i], ref: uint64(smp.Ref), t: smp.T, v: smp.V, st: smp.ST, rec: seq})
 			continue
 		}
 		if i%prefetchAhead == 0 {
 			s.memo.prefetch(e.Samples[i:min(i+prefetchAhead, len(e.Samples))])
 		}
-		var ls labels.Labels
-		var wire []byte
-		if e.Labels != nil {
-			ls = e.Labels[i]
-		} else {
-			wire = e.Wire[i]
-		}
-		wire, ok := s.admit(uint64(smp.Ref), ls, wire, &dropped, &ruleDropped)
+		wire, ok := s.admit(uint64(smp.Ref), e.Wire[i], &dropped, &ruleDropped)
 		if !ok {
 			continue
 		}
@@ -286,7 +278,7 @@ func (s *Sender) dispatch(entry Entry) bool {
 			configDropped++
 			continue
 		}
-		wire, ok := s.admit(uint64(h.Ref), labels.EmptyLabels(), h.Wire, &dropped, &ruleDropped)
+		wire, ok := s.admit(uint64(h.Ref), h.Wire, &dropped, &ruleDropped)
 		if !ok {
 			continue
 		}
@@ -301,7 +293,7 @@ func (s *Sender) dispatch(entry Entry) bool {
 			configDropped++
 			continue
 		}
-		wire, ok := s.admit(uint64(x.Ref), labels.EmptyLabels(), x.Wire, &dropped, &ruleDropped)
+		wire, ok := s.admit(uint64(x.Ref), x.Wire, &dropped, &ruleDropped)
 		if !ok {
 			continue
 		}
@@ -327,7 +319,7 @@ func (s *Sender) dispatch(entry Entry) bool {
 		s.logger.Error("WAL disk cap dropped samples this endpoint had read but not sent",
 			zap.Int("items", n), zap.Bool("exemplars", exemplars), zap.String("record_end", s.log.Describe(entry.End)))
 	}
-	if memo {
+	if s.relabels {
 		s.memo.age()
 	}
 	for k, items := range s.route {
@@ -341,19 +333,15 @@ func (s *Sender) dispatch(entry Entry) bool {
 // admit returns the labels, in wire form, that the endpoint sends series
 // ref with: the log's own (wire) when the endpoint changes no labels, else
 // what external labels, write_relabel_configs and drop rules make of them,
-// computed once per series. The log gives the labels in wire form, or as
-// ls when it keeps no wire form (the rollup log). A series they drop is
-// counted in dropped (relabelling) or ruleDropped.
-func (s *Sender) admit(ref uint64, ls labels.Labels, wire []byte, dropped, ruleDropped *int) ([]byte, bool) {
-	if !s.relabels && wire != nil {
+// computed once per series. A series they drop is counted in dropped
+// (relabelling) or ruleDropped.
+func (s *Sender) admit(ref uint64, wire []byte, dropped, ruleDropped *int) ([]byte, bool) {
+	if !s.relabels {
 		return wire, true
 	}
 	si := s.memo.get(ref)
 	if si == nil {
-		if wire != nil {
-			ls = wal.LabelsOfWire(wire)
-		}
-		si = s.describe(ls)
+		si = s.describe(wal.LabelsOfWire(wire))
 		s.memo.put(ref, si)
 	}
 	switch si {
@@ -368,10 +356,7 @@ func (s *Sender) admit(ref uint64, ls labels.Labels, wire []byte, dropped, ruleD
 }
 
 func (s *Sender) describe(ls labels.Labels) *seriesInfo {
-	switch {
-	case !s.relabels:
-		return &seriesInfo{wire: wal.WireOf(ls)}
-	case s.o.Drop != nil && s.o.Drop(ls):
+	if s.o.Drop != nil && s.o.Drop(ls) {
 		return droppedByRule
 	}
 	s.lb.Reset(ls)

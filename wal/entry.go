@@ -17,11 +17,10 @@ type Entry struct {
 	Samples []record.RefSample
 	// Wire[i] are the labels of Samples[i]'s series in wire form
 	// (model.AppendWireLabel): the Remote-Write 1.0 encoding, which a
-	// sender copies as it is. Logs that keep labels as labels.Labels (the
-	// rollup log) set Labels[i] instead. Either is shared with the log and
-	// must not be modified; SeriesLabels gives labels.Labels for both.
-	Wire   [][]byte
-	Labels []labels.Labels
+	// sender copies as it is. They are the log's own bytes, valid for as
+	// long as anyone holds them, and must not be modified; SeriesLabels
+	// decodes them.
+	Wire [][]byte
 	// Histograms are native histograms as received.
 	Histograms []RawHistogram
 	// Exemplars are exemplars with the labels of their series.
@@ -41,25 +40,21 @@ func (e *Entry) NumSamples() int { return len(e.Samples) + len(e.Histograms) }
 // Known reports whether the series of Samples[i] is known: its labels were
 // not lost to damage.
 func (e *Entry) Known(i int) bool {
-	if e.Labels != nil {
-		return !e.Labels[i].IsEmpty()
-	}
 	return len(e.Wire[i]) > 0
 }
 
-// SeriesLabels returns the labels of Samples[i]'s series. From the WAL they
-// are decoded from the wire form, and allocated: call it for series the
-// consumer has not seen before, not for every sample.
+// SeriesLabels returns the labels of Samples[i]'s series, decoded from the
+// wire form and allocated: call it for series the consumer has not seen
+// before, not for every sample.
 func (e *Entry) SeriesLabels(i int) labels.Labels {
-	if e.Labels != nil {
-		return e.Labels[i]
-	}
 	return LabelsOfWire(e.Wire[i])
 }
 
 // WireOf returns ls in wire form (model.AppendWireLabel).
 func WireOf(ls labels.Labels) []byte {
-	var w []byte
+	n := 0
+	ls.Range(func(l labels.Label) { n += model.WireLabelSize(len(l.Name), len(l.Value)) })
+	w := make([]byte, 0, n)
 	ls.Range(func(l labels.Label) { w = model.AppendWireLabel(w, l.Name, l.Value) })
 	return w
 }

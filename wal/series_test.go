@@ -72,8 +72,12 @@ func TestRefSet(t *testing.T) {
 // that take two bytes.
 func TestLabelsOfWire(t *testing.T) {
 	ls := labels.FromStrings("A", "upper", "__name__", "up", "job", strings.Repeat("x", 300), "zone", "")
-	if got := LabelsOfWire(WireOf(ls)); !labels.Equal(got, ls) {
+	w := WireOf(ls)
+	if got := LabelsOfWire(w); !labels.Equal(got, ls) {
 		t.Fatalf("round trip: %v, want %v", got, ls)
+	}
+	if cap(w) != len(w) {
+		t.Fatalf("WireOf allocated %d bytes for %d (model.WireLabelSize disagrees with AppendWireLabel)", cap(w), len(w))
 	}
 	if got := string(model.WireName(WireOf(ls))); got != "up" {
 		t.Fatalf("WireName: %q", got)

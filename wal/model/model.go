@@ -99,12 +99,22 @@ type Batch struct {
 func AppendWireLabel[S ~string | ~[]byte](b []byte, name, value S) []byte {
 	n, v := len(name), len(value)
 	b = append(b, 1<<3|2)
-	b = appendUvarint(b, uint64(1+uvarintSize(n)+n+1+uvarintSize(v)+v))
+	b = appendUvarint(b, uint64(labelSize(n, v)))
 	b = appendUvarint(append(b, 1<<3|2), uint64(n))
 	b = append(b, name...)
 	b = appendUvarint(append(b, 2<<3|2), uint64(v))
 	return append(b, value...)
 }
+
+// WireLabelSize returns the length of the wire form of a label whose name
+// and value are n and v bytes long.
+func WireLabelSize(n, v int) int {
+	m := labelSize(n, v)
+	return 1 + uvarintSize(m) + m
+}
+
+// labelSize is the length of a Label message.
+func labelSize(n, v int) int { return 1 + uvarintSize(n) + n + 1 + uvarintSize(v) + v }
 
 // NextWireLabel reads the label at w[off:] of labels in wire form, which
 // must be well formed (as AppendWireLabel makes it), and returns its name
