@@ -646,6 +646,7 @@ func (c *Compactor) Commit() error {
 	defer ahead.close()
 	var firstErr error
 	var newLabels []*seriesState
+	var key, val []byte // Set copies them
 	c.series.all(func(ref wal.Ref, st *seriesState) {
 		if firstErr != nil {
 			return
@@ -663,7 +664,9 @@ func (c *Compactor) Commit() error {
 			return
 		}
 		if st.dirty {
-			firstErr = b.Set(stateKey(ref), c.encodeState(st), nil)
+			key = appendStateKey(key[:0], ref)
+			val = c.appendState(val[:0], st)
+			firstErr = b.Set(key, val, nil)
 			if !st.labelsSaved && firstErr == nil {
 				firstErr = ahead.Set(labelsKey(ref), encodeLabels(wal.LabelsOfWire(st.wire)), nil)
 				newLabels = append(newLabels, st)
@@ -815,6 +818,8 @@ func prefixEnd(p []byte) []byte {
 	return end
 }
 
-func stateKey(ref wal.Ref) []byte {
-	return binary.BigEndian.AppendUint64(append([]byte(nil), prefixState...), uint64(ref))
+func stateKey(ref wal.Ref) []byte { return appendStateKey(nil, ref) }
+
+func appendStateKey(b []byte, ref wal.Ref) []byte {
+	return binary.BigEndian.AppendUint64(append(b, prefixState...), uint64(ref))
 }

@@ -69,8 +69,9 @@ func decodeLabels(b []byte) (labels.Labels, error) {
 	return sb.Labels(), nil
 }
 
-func (c *Compactor) encodeState(st *seriesState) []byte {
-	b := []byte{stateVersion}
+// appendState appends st's state encoding to b.
+func (c *Compactor) appendState(b []byte, st *seriesState) []byte {
+	b = append(b, stateVersion)
 	b = binary.BigEndian.AppendUint64(b, uint64(st.seen))
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(st.RawPrev))
 	b = append(b, boolByte(st.HasRawPrev)|boolByte(st.typed)<<1|boolByte(st.counter)<<2)
