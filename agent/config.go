@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,9 @@ type Config struct {
 	// Scrape is the scraping configuration; global.external_labels apply
 	// to everything Ferry forwards.
 	Scrape *promconfig.Config `yaml:"-"`
+	// Warnings are what is valid but likely unintended; `check config`
+	// prints them and `run` logs them.
+	Warnings ConfigErrors `yaml:"-"`
 }
 
 // ExternalLabels are the labels added to every series sent.
@@ -203,12 +207,13 @@ func LoadConfigFile(path string) (*Config, error) {
 	if err != nil {
 		return nil, ConfigErrors{{File: path, Msg: fmt.Sprintf("read: %v", errors.Unwrap(err))}}
 	}
-	cfg, err := ParseConfig(data, path)
-	if err != nil {
-		return nil, err
+	// Files are checked even when settings are wrong, so that one run
+	// reports every problem.
+	cfg, errs := parseConfig(data, path)
+	if cfg == nil {
+		return nil, errs
 	}
 	dir := filepath.Dir(path)
-	var errs ConfigErrors
 	if cfg.WebConfigFile != "" {
 		cfg.WebConfigFile = resolve(dir, cfg.WebConfigFile)
 		if err := web.Validate(cfg.WebConfigFile); err != nil {
@@ -223,13 +228,29 @@ func LoadConfigFile(path string) (*Config, error) {
 				Msg: fmt.Sprintf("receiver.bearer_token_file: %v", err)})
 		}
 	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
 	// Relative credential and certificate files are relative to the
 	// configuration file, as in Prometheus.
 	for i := range cfg.RemoteWrite {
-		cfg.RemoteWrite[i].HTTPClientConfig.SetDirectory(filepath.Dir(path))
+		rw := &cfg.RemoteWrite[i]
+		rw.HTTPClientConfig.SetDirectory(dir)
+		// The files the endpoint's client reads, and the client itself,
+		// exactly as run builds it.
+		label := fmt.Sprintf("remote_write[%d] (%s)", i, rw.Name)
+		for _, f := range endpointFiles(rw.HTTPClientConfig) {
+			if err := readable(f[1]); err != nil {
+				errs = append(errs, ConfigError{File: path, Line: yamlLines(data).find(fmt.Sprintf("remote_write.%d.%s", i, f[0])),
+					Msg: fmt.Sprintf("%s: %s: %v", label, f[0], err)})
+			}
+		}
+		if len(errs) == 0 {
+			if _, err := rw.senderConfig("ferry"); err != nil {
+				errs = append(errs, ConfigError{File: path, Line: yamlLines(data).find(fmt.Sprintf("remote_write.%d", i)), Msg: err.Error()})
+			}
+		}
+	}
+	if len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b ConfigError) int { return a.Line - b.Line })
+		return nil, errs
 	}
 	cfg.Scrape.SetDirectory(dir)
 	// scrape_config_files are read now too, so that a check (and a reload)
@@ -283,10 +304,22 @@ var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 // in error messages. Every problem is reported, each with its line where
 // it can be found.
 func ParseConfig(data []byte, name string) (*Config, error) {
+	cfg, errs := parseConfig(data, name)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+// parseConfig is ParseConfig, which also returns the configuration when it
+// decoded but has errors (nil if it did not decode).
+func parseConfig(data []byte, name string) (*Config, ConfigErrors) {
 	cfg := DefaultConfig()
+	root := parseNode(data)
 	if err := yamlv2.UnmarshalStrict(data, &cfg); err != nil {
 		var errs ConfigErrors
 		values := valueLines(data)
+		idx := yamlLines(data)
 		msgs := []string{err.Error()}
 		if te, ok := err.(*yamlv2.TypeError); ok {
 			msgs = te.Errors
@@ -305,14 +338,23 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 				} else {
 					e.Line = values.take(l)
 				}
-				if sm := goTypeRE.FindStringSubmatch(e.Msg); sm != nil {
-					e.Msg = fmt.Sprintf("unknown key %q", sm[1])
-				}
-				errs = append(errs, e)
+				errs = append(errs, explainParseError(e, idx, root))
 			}
 		}
+		// The decoder stops at the first value it cannot parse: find the
+		// unknown keys it did not get to.
+		for _, u := range unknownKeys(root, name) {
+			if !slices.ContainsFunc(errs, func(e ConfigError) bool { return e.Line == u.Line }) {
+				errs = append(errs, u)
+			}
+		}
+		slices.SortStableFunc(errs, func(a, b ConfigError) int { return a.Line - b.Line })
 		return nil, errs
 	}
+	if root == nil {
+		return nil, ConfigErrors{{File: name, Msg: "no settings: the file is empty or all comments; Ferry needs at least one remote_write endpoint (the packaged /etc/ferry/ferry.yml shows every option)"}}
+	}
+	keepDefaults(root, &cfg)
 	for i := range cfg.RemoteWrite {
 		cfg.RemoteWrite[i].applyDefaults()
 	}
@@ -331,7 +373,16 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 		errs = append(errs, ConfigError{File: name, Line: lines.find(pe.path), Msg: pe.Error()})
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return &cfg, errs
+	}
+	for i, rw := range cfg.RemoteWrite {
+		if rw.StoragePolicy == nil {
+			continue
+		}
+		for _, w := range cfg.Downsample.Warnings([]downsample.StoragePolicy{*rw.StoragePolicy}) {
+			cfg.Warnings = append(cfg.Warnings, ConfigError{File: name, Line: lines.find(fmt.Sprintf("remote_write.%d.storage_policy", i)),
+				Msg: endpointLabel(root, i) + ": " + w})
+		}
 	}
 	return &cfg, nil
 }
@@ -352,6 +403,8 @@ func (c *Config) validate() []pathError {
 	}
 	if c.ListenAddress == "" {
 		add("listen_address", "must not be empty")
+	} else if err := checkListenAddress(c.ListenAddress); err != nil {
+		add("listen_address", "%v", err)
 	}
 	if c.Receiver.MaxRequestBytes <= 0 || c.Receiver.MaxDecodedBytes <= 0 {
 		add("receiver", "max_request_bytes and max_decoded_bytes must be positive")

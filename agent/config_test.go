@@ -88,14 +88,14 @@ func TestParseConfigDefault(t *testing.T) {
 	}
 }
 
-func TestParseConfigEmptyFileIsDefaults(t *testing.T) {
-	cfg, err := ParseConfig(nil, "empty.yml")
-	if err != nil {
-		t.Fatalf("empty file: %v", err)
-	}
-	def := DefaultConfig()
-	if cfg.ListenAddress != def.ListenAddress || cfg.WAL != def.WAL || len(cfg.RemoteWrite) != 0 {
-		t.Errorf("empty file gives %+v, want the defaults", cfg)
+// An empty file, or one of nothing but comments, is refused: it is more
+// likely a mistake than an agent meant to forward nowhere.
+func TestParseConfigRefusesAnEmptyFile(t *testing.T) {
+	for _, data := range []string{"", "\n", "# wal:\n#   sync: always\n"} {
+		_, err := ParseConfig([]byte(data), "empty.yml")
+		if err == nil || !strings.Contains(err.Error(), "empty or all comments") {
+			t.Errorf("%q: %v, want an error saying the file is empty", data, err)
+		}
 	}
 }
 
@@ -530,8 +530,15 @@ func TestConfigErrorsFormat(t *testing.T) {
 func TestLoadConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	t.Run("valid file", func(t *testing.T) {
+		// The files the endpoints read must exist and be usable.
+		certFile, _, _ := selfSigned(t, dir)
+		password := filepath.Join(dir, "password")
+		if err := os.WriteFile(password, []byte("secret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		conf := strings.NewReplacer("/etc/ferry/password", password, "/etc/ferry/ca.pem", certFile).Replace(string(fullConfig))
 		path := filepath.Join(dir, "ok.yml")
-		if err := os.WriteFile(path, fullConfig, 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		cfg, err := LoadConfigFile(path)

@@ -174,9 +174,13 @@ func (c *RemoteWriteConfig) validate() []error {
 	case c.URL == nil || c.URL.URL == nil:
 		add("url is required")
 	case c.URL.Scheme != "http" && c.URL.Scheme != "https":
-		add("url %q: scheme must be http or https", c.URL.String())
+		add("url %q: scheme must be http or https%s", c.URL.String(), urlHint(c.URL.String()))
 	case c.URL.Host == "":
 		add("url %q: host is missing", c.URL.String())
+	case c.URL.Port() != "":
+		if err := checkPort(c.URL.Port()); err != nil {
+			add("url %q: %v", c.URL.String(), err)
+		}
 	}
 	if c.StartFrom != StartOldest && c.StartFrom != StartNow {
 		add("start_from %q: must be %q or %q", c.StartFrom, StartOldest, StartNow)

@@ -391,8 +391,21 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
-	if errs := (&Config{}).Validate([]StoragePolicy{policy(time.Hour, 8760*time.Hour, false)}); !containsAny(errs, "no rule routes") {
+	// The M3 coordinator's "historical" policy before any rule routes to it
+	// is valid, with a warning that spells it as written.
+	historical := []StoragePolicy{policy(time.Hour, 8760*time.Hour, false)}
+	if errs := (&Config{}).Validate(historical); len(errs) > 0 {
 		t.Fatalf("all: false without rules: %v", errs)
+	}
+	if ws := (&Config{}).Warnings(historical); len(ws) != 1 || !strings.Contains(ws[0], "1h:8760h") || !strings.Contains(ws[0], "no mapping or rollup rule") {
+		t.Fatalf("warnings %q", ws)
+	}
+	routed := Config{MappingRules: []MappingRule{{Name: "x", Filter: `{job="a"}`, StoragePolicies: []string{"1h:8760h"}}}}
+	if errs := routed.Validate(historical); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if ws := routed.Warnings(historical); len(ws) > 0 {
+		t.Fatalf("warnings with a rule routing to the policy: %q", ws)
 	}
 }
 

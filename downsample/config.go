@@ -28,6 +28,26 @@ type StoragePolicy struct {
 // String is the policy's name in rules: "5m:1440h".
 func (p StoragePolicy) String() string { return p.Resolution.String() + ":" + p.Retention.String() }
 
+// Spelled returns the policy as "resolution:retention" in hours, minutes
+// and seconds (1h:8760h), the way configurations usually spell it; String,
+// which names checkpoints, may use days, weeks and years.
+func (p StoragePolicy) Spelled() string {
+	return spell(time.Duration(p.Resolution)) + ":" + spell(time.Duration(p.Retention))
+}
+
+// spell writes d in the largest of h, m, s and ms that divides it.
+func spell(d time.Duration) string {
+	for _, u := range []struct {
+		d    time.Duration
+		name string
+	}{{time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
+		if d != 0 && d%u.d == 0 {
+			return fmt.Sprint(int64(d/u.d)) + u.name
+		}
+	}
+	return d.String()
+}
+
 // All reports whether every series is rolled up.
 func (p StoragePolicy) All() bool { return p.Downsample.All == nil || *p.Downsample.All }
 
@@ -109,7 +129,6 @@ func (c *Config) Validate(policies []StoragePolicy) []error {
 	for _, p := range policies {
 		known[p.String()] = true
 	}
-	used := map[string]bool{}
 	checkPolicies := func(where string, ps []string) {
 		for _, p := range ps {
 			res, ret, err := ParsePolicy(p)
@@ -121,7 +140,6 @@ func (c *Config) Validate(policies []StoragePolicy) []error {
 			if !known[name] {
 				add("%s: storage policy %s is used by no endpoint", where, p)
 			}
-			used[name] = true
 		}
 	}
 	pp := parser.NewParser(parser.Options{})
@@ -173,13 +191,43 @@ func (c *Config) Validate(policies []StoragePolicy) []error {
 	}
 	for _, p := range policies {
 		if p.Resolution <= 0 || p.Retention <= 0 {
-			add("storage_policy %s: resolution and retention must be positive", p)
-		}
-		if !p.All() && !used[p.String()] {
-			add("storage_policy %s has downsample.all: false but no rule routes series to it", p)
+			add("storage_policy %s: resolution and retention must be positive", p.Spelled())
 		}
 	}
 	return errs
+}
+
+// Warnings returns what is valid in c but likely unintended: a policy with
+// downsample.all: false that no rule routes series to (yet) receives
+// nothing. Validate runs first.
+func (c *Config) Warnings(policies []StoragePolicy) []string {
+	used := map[string]bool{}
+	for _, ps := range c.usedPolicies() {
+		for _, p := range ps {
+			if res, ret, err := ParsePolicy(p); err == nil {
+				used[StoragePolicy{Resolution: model.Duration(res), Retention: model.Duration(ret)}.String()] = true
+			}
+		}
+	}
+	var ws []string
+	for _, p := range policies {
+		if !p.All() && !used[p.String()] {
+			ws = append(ws, fmt.Sprintf("storage_policy %s has downsample.all: false and no mapping or rollup rule routes series to it yet: its endpoint receives nothing until one does", p.Spelled()))
+		}
+	}
+	return ws
+}
+
+// usedPolicies returns the storage_policies of every rule.
+func (c *Config) usedPolicies() [][]string {
+	var out [][]string
+	for _, r := range c.MappingRules {
+		out = append(out, r.StoragePolicies)
+	}
+	for _, r := range c.RollupRules {
+		out = append(out, r.StoragePolicies)
+	}
+	return out
 }
 
 // DropsRaw reports whether a mapping rule with drop: true selects ls, which
