@@ -33,6 +33,14 @@ const (
 	LagEntries
 )
 
+// String returns "bytes" or "entries".
+func (u LagUnit) String() string {
+	if u == LagEntries {
+		return "entries"
+	}
+	return "bytes"
+}
+
 // ErrSourceClosed is what a Source's Next returns (or wraps) once its Log
 // is closed: the sender stops reading instead of retrying.
 var ErrSourceClosed = errors.New("sender: log closed")

@@ -84,6 +84,9 @@ type Sender struct {
 	relabels   bool // external labels, write_relabel_configs or a drop rule apply
 	lb         *labels.Builder
 	route      [][]item
+
+	health      health
+	sentSamples atomic.Int64 // samples and histograms acknowledged by the endpoint
 }
 
 type prometheusCounter interface{ Add(float64) }
@@ -457,6 +460,11 @@ func (s *Sender) saveCheckpoint() {
 	lag := 0.0
 	hi, acked := s.log.HighestTimestamp(), s.highestAcked.Load()
 	caughtUp := s.track.pending() == 0 && s.log.Lag(s.reader.Cursor()) == 0
+	if caughtUp {
+		if n, d, ok := s.health.caughtUp(s.o.Now(), s.sentSamples.Load()); ok {
+			s.logger.Info("Endpoint caught up", zap.Int64("drained_samples", n), zap.Duration("took", d.Round(time.Millisecond)))
+		}
+	}
 	if !caughtUp && hi != math.MinInt64 && acked != math.MinInt64 {
 		lag = max(0, float64(hi-acked)/1000)
 	}

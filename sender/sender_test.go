@@ -282,6 +282,8 @@ type env struct {
 	// exemplars makes append give every sample an exemplar labelled
 	// trace_id=<timestamp>.
 	exemplars bool
+	// logger, if set, is the senders' logger.
+	logger *zap.Logger
 }
 
 func newEnv(t *testing.T) *env {
@@ -353,8 +355,12 @@ func (e *env) sender(name, u string, mod func(*Config)) *Sender {
 	if mod != nil {
 		mod(&cfg)
 	}
+	logger := e.logger
+	if logger == nil {
+		logger = zaptest.NewLogger(e.t, zaptest.Level(zap.WarnLevel))
+	}
 	s, err := New(cfg, WALLog{e.w}, Options{
-		Logger: zaptest.NewLogger(e.t, zaptest.Level(zap.WarnLevel)), Metrics: e.m,
+		Logger: logger, Metrics: e.m,
 		Checkpoints: PebbleCheckpoints{DB: e.db}, CheckpointInterval: 5 * time.Millisecond,
 	})
 	if err != nil {

@@ -430,6 +430,13 @@ func (sh *shard) deliver(batch []item) bool {
 			s.exSent.Add(float64(enc.exemplars))
 			s.metaSent.Add(float64(enc.metadata))
 			s.sentBytes.Add(float64(len(enc.body)))
+			n := int64(enc.samples + enc.histograms)
+			if down, ok := s.health.succeeded(s.o.Now(), s.sentSamples.Add(n)-n); ok {
+				c := s.Checkpoint()
+				s.logger.Info("Endpoint recovered", zap.Duration("failing_for", down.Round(time.Millisecond)),
+					zap.Int64("backlog", s.log.Lag(c)), zap.String("backlog_unit", s.log.LagUnit().String()),
+					zap.String("checkpoint", s.log.Describe(c)))
+			}
 			if enc.version == RemoteWrite2 {
 				s.checkWritten(enc, resp.written)
 			}
@@ -440,13 +447,20 @@ func (sh *shard) deliver(batch []item) bool {
 			observe("retry")
 			s.o.Metrics.lastSendError.WithLabelValues(s.cfg.Name).Set(float64(s.o.Now().Unix()))
 			s.retried.Add(float64(enc.samples + enc.histograms))
-			if sh.fails.Add(1) == 1 || s.shouldLog(&s.lastErrLog) {
-				if err == nil {
-					err = fmt.Errorf("HTTP %d: %s", status, resp.msg)
-				}
-				s.logger.Warn("Sending failed; retrying until the endpoint accepts",
-					zap.Error(err), zap.Int("samples", enc.samples+enc.histograms), zap.Int("exemplars", enc.exemplars),
+			sh.fails.Add(1)
+			reason := err
+			if reason == nil {
+				reason = fmt.Errorf("HTTP %d: %s", status, resp.msg)
+			}
+			switch {
+			case s.health.failed(s.o.Now(), reason.Error()):
+				s.lastErrLog.Store(s.o.Now().UnixNano()) // the next reminder in 10s
+				s.logger.Warn("Endpoint failing; retrying until it accepts; samples wait in the WAL",
+					zap.Error(reason), zap.Int("samples", enc.samples+enc.histograms), zap.Int("exemplars", enc.exemplars),
 					zap.Duration("backoff", max(backoff, resp.retryAfter)))
+			case s.shouldLog(&s.lastErrLog):
+				s.logger.Warn("Endpoint still failing; retrying",
+					zap.Error(reason), zap.Duration("backoff", max(backoff, resp.retryAfter)))
 			}
 			wait := backoff
 			switch {
