@@ -42,7 +42,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ferry_sender_sent_bytes_total", Help: "Compressed request bytes the endpoint acknowledged.",
 		}, ep),
 		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ferry_sender_samples_retried_total", Help: "Samples sent again after a 5xx, a 429 or a network error.",
+			Name: "ferry_sender_samples_retried_total", Help: "Send attempts that failed with a 5xx, a 429 or a network error and were retried, counted in samples per attempt: it grows with every retry of the same samples, so it is not the backlog (see ferry_sender_lag_bytes and ferry_sender_lag_seconds).",
 		}, ep),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_sender_samples_failed_total", Help: "Samples in batches the endpoint refused with a non-retryable 4xx; they are not sent again.",
