@@ -2,18 +2,25 @@
 # Go module proxy.
 
 GO        ?= go
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+# The version linked into bin/ferry: packaging/version.sh, which also names
+# the packages and versions their binary, so `bin/ferry version` and the
+# packaged ferry agree on the same tree. `make VERSION=… build` overrides it.
+VERSION   ?= $(shell sh packaging/version.sh)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/ferry
 TOOLS     := $(GO) tool -modfile=tools.mod
 
-.PHONY: all build run test test-integration bench bench-e2e lint fmt tidy-check fuzz clean
+.PHONY: all build run test test-integration bench bench-e2e lint fmt tidy-check fuzz clean print-version
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ferry
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ferry-load ./cmd/ferry-load
+
+# The version `make build` links in (make -s print-version).
+print-version:
+	@echo '$(VERSION)'
 
 # Build and run Ferry on its built-in configuration: listen on
 # 127.0.0.1:9201, data under ./data, forward to http://127.0.0.1:9090.

@@ -1,5 +1,7 @@
 #!/bin/sh
-# Prints the package version for the checked-out tree, valid for both dpkg
+# Prints the version of the checked-out tree: the packages' version and the
+# one `ferry version` prints, whether the binary came from packaging/build.sh
+# or `make build` (`make -s print-version` shows it). Valid for both dpkg
 # and rpm (digits, letters, '.', '+', '~'), from `git describe`:
 #   v1.2.3                   1.2.3
 #   v1.2.3-rc.1              1.2.3~rc.1      (sorts before 1.2.3)

@@ -119,6 +119,13 @@ func walPosition(c Cursor) wal.Position {
 	return wal.Position{Segment: int(binary.BigEndian.Uint64(c[:8])), Offset: int64(binary.BigEndian.Uint64(c[8:]))}
 }
 
+// WALCursor is the cursor of WAL position p (what checkpoints of raw
+// endpoints store).
+func WALCursor(p wal.Position) Cursor { return walCursor(p) }
+
+// WALPosition is the WAL position of a raw endpoint's cursor.
+func WALPosition(c Cursor) wal.Position { return walPosition(c) }
+
 // Open implements Log.
 func (l WALLog) Open(name string, at Cursor, onDrop DropFunc) (Source, error) {
 	var f wal.DropFunc

@@ -28,6 +28,7 @@ type Stats struct {
 	Segments         []SegmentStats
 	Checkpoint       int // -1 if none
 	CheckpointSeries int
+	CheckpointDamage string // where and why reading the checkpoint stopped early, if it did
 }
 
 // Inspect reads a WAL directory without changing it: it neither repairs nor
@@ -56,6 +57,9 @@ func Inspect(dir string) (Stats, error) {
 				return st, err
 			}
 			st.CheckpointSeries += ss.Series
+			if ss.Damage != "" && st.CheckpointDamage == "" {
+				st.CheckpointDamage = fmt.Sprintf("segment %08d at byte %d: %s", s, ss.IntactBytes, ss.Damage)
+			}
 		}
 	}
 	segs, err := listSegments(dir)

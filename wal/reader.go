@@ -148,6 +148,15 @@ func (r *Reader) Next(ctx context.Context) (*Entry, error) {
 	}
 }
 
+// TryNext is Next without the wait: it returns nil, nil when every record
+// on disk has been read.
+func (r *Reader) TryNext() (*Entry, error) {
+	if r.w.isClosed.Load() {
+		return nil, ErrClosed
+	}
+	return r.tryNext()
+}
+
 // tryNext returns the next Samples record if one is on disk, or nil.
 func (r *Reader) tryNext() (*Entry, error) {
 	r.mu.Lock()

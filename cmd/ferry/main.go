@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,10 +36,12 @@ func buildVersion() string {
 }
 
 type cli struct {
-	Run     runCmd     `cmd:"" help:"Receive remote write, keep it in the WAL and forward it."`
-	Check   checkCmd   `cmd:"" help:"Check configuration."`
-	WAL     walCmd     `cmd:"" name:"wal" help:"Inspect the write-ahead log."`
-	Version versionCmd `cmd:"" help:"Print the version."`
+	Run      runCmd      `cmd:"" help:"Receive remote write, keep it in the WAL and forward it."`
+	Check    checkCmd    `cmd:"" help:"Check configuration."`
+	WAL      walCmd      `cmd:"" name:"wal" help:"Inspect the write-ahead log."`
+	Endpoint endpointCmd `cmd:"" help:"List endpoints and move their checkpoints, on a stopped agent's data dir."`
+	Version  versionCmd  `cmd:"" help:"Print the version."`
+	Help     helpCmd     `cmd:"" help:"Print the help of a command, as \"ferry <command> --help\" does."`
 }
 
 type logFlags struct {
@@ -59,6 +63,10 @@ type checkConfigCmd struct {
 }
 
 type versionCmd struct{}
+
+type helpCmd struct {
+	Command []string `arg:"" optional:"" help:"Command, e.g. \"run\" or \"wal inspect\"; none for the list of commands."`
+}
 
 func main() {
 	var c cli
@@ -86,8 +94,39 @@ func (versionCmd) Run() error {
 	return nil
 }
 
+// Run prints the help `ferry <command> --help` prints, from kong's model of
+// the command line, so that both stay the same.
+func (c *helpCmd) Run(k *kong.Kong) error {
+	node := k.Model.Node
+	for i, name := range c.Command {
+		node = subcommand(node, name)
+		if node == nil {
+			return fmt.Errorf("help: unknown command %q; \"ferry help\" lists the commands", strings.Join(c.Command[:i+1], " "))
+		}
+	}
+	ctx, err := kong.Trace(k, c.Command)
+	if err != nil {
+		return fmt.Errorf("help: %w", err)
+	}
+	if ctx.Error != nil {
+		return fmt.Errorf("help: %w", ctx.Error)
+	}
+	return ctx.PrintUsage(false)
+}
+
+// subcommand returns the subcommand of node called name, or nil.
+func subcommand(node *kong.Node, name string) *kong.Node {
+	for _, child := range node.Children {
+		if child.Type == kong.CommandNode && (child.Name == name || slices.Contains(child.Aliases, name)) {
+			return child
+		}
+	}
+	return nil
+}
+
 func (c *checkConfigCmd) Run() error {
-	if _, err := agent.LoadConfigFile(c.File); err != nil {
+	cfg, err := agent.LoadConfigFile(c.File)
+	if err != nil {
 		var ces agent.ConfigErrors
 		if errors.As(err, &ces) {
 			for _, e := range ces {
@@ -96,6 +135,13 @@ func (c *checkConfigCmd) Run() error {
 			os.Exit(1)
 		}
 		return err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(os.Stderr, "%s (warning)\n", w.Error())
+	}
+	if len(cfg.Warnings) > 0 {
+		fmt.Printf("%s: valid, with %d warning(s)\n", c.File, len(cfg.Warnings))
+		return nil
 	}
 	fmt.Printf("%s: valid\n", c.File)
 	return nil

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ferrymetrics/ferry/wal/model"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ferrymetrics/ferry/wal"
+	"github.com/ferrymetrics/ferry/wal/model"
 	"go.uber.org/zap"
 )
 
@@ -188,8 +188,10 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 }
 
-func TestWALInspect(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "wal")
+// writeTestWAL writes a WAL in dir holding one batch: two series, three
+// samples.
+func writeTestWAL(t *testing.T, dir string) {
+	t.Helper()
 	w, err := wal.Open(dir, wal.DefaultOptions(), zap.NewNop(), nil, time.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -212,15 +214,29 @@ func TestWALInspect(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
 
+func TestWALInspect(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wal")
+	writeTestWAL(t, dir)
 	r := ferry(t, "wal", "inspect", dir)
 	if r.code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", r.code, r.stderr)
 	}
-	t.Logf("ferry wal inspect:\n%s", r.stdout)
-	out := lines(r.stdout)
+	if r.stderr != "" {
+		t.Errorf("stderr = %q, want nothing", r.stderr)
+	}
+	checkTestWALTable(t, r.stdout)
+}
+
+// checkTestWALTable checks the table `ferry wal inspect` prints for the WAL
+// of writeTestWAL.
+func checkTestWALTable(t *testing.T, stdout string) {
+	t.Helper()
+	t.Logf("ferry wal inspect:\n%s", stdout)
+	out := lines(stdout)
 	if len(out) < 2 {
-		t.Fatalf("want a header and at least one segment, got:\n%s", r.stdout)
+		t.Fatalf("want a header and at least one segment, got:\n%s", stdout)
 	}
 	if got := strings.Fields(out[0]); strings.Join(got, " ") != "segment bytes records series samples histograms exemplars metadata damage" {
 		t.Errorf("header = %q", out[0])
@@ -232,10 +248,102 @@ func TestWALInspect(t *testing.T) {
 		t.Fatalf("segment row %q has %d columns, want 9", out[1], len(row))
 	}
 	if row[0] != "00000000" || row[2] != "2" || row[3] != "2" || row[4] != "3" || strings.Join(row[5:], " ") != "0 0 0 -" {
-		t.Errorf("segment row = %q, want segment 00000000 with 2 records, 2 series, 3 samples, no damage\n%s", out[1], r.stdout)
+		t.Errorf("segment row = %q, want segment 00000000 with 2 records, 2 series, 3 samples, no damage\n%s", out[1], stdout)
 	}
 	if row[1] == "0" {
 		t.Errorf("segment row %q reports 0 bytes", out[1])
+	}
+}
+
+// TestWALInspectDataDir checks that `ferry wal inspect` given a data
+// directory inspects its wal/ subdirectory, and that a directory with neither
+// segments nor wal/ is one line of error rather than an empty table.
+func TestWALInspectDataDir(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, dir string) // fills dir, the argument
+		// With wantErr empty, the table of writeTestWAL's WAL and
+		// wantNote on stderr (if any); otherwise exit 1 and this one
+		// line on stderr. DIR stands for the argument.
+		wantNote, wantErr string
+	}{
+		{
+			name:     "data dir",
+			setup:    func(t *testing.T, dir string) { writeTestWAL(t, filepath.Join(dir, "wal")) },
+			wantNote: "inspecting DIR/wal",
+		},
+		{
+			name: "data dir beside other state",
+			setup: func(t *testing.T, dir string) {
+				writeTestWAL(t, filepath.Join(dir, "wal"))
+				if err := os.Mkdir(filepath.Join(dir, "downsample"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantNote: "inspecting DIR/wal",
+		},
+		{
+			name:  "wal dir",
+			setup: func(t *testing.T, dir string) { writeTestWAL(t, dir) },
+		},
+		{
+			name:    "empty dir",
+			setup:   func(t *testing.T, dir string) {},
+			wantErr: "ferry: DIR holds no WAL segments (expected <data_dir>/wal or <data_dir>)",
+		},
+		{
+			name: "no segments, no wal/",
+			setup: func(t *testing.T, dir string) {
+				for _, name := range []string{"notes.txt", "1234567", "000000001"} {
+					if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			},
+			wantErr: "ferry: DIR holds no WAL segments (expected <data_dir>/wal or <data_dir>)",
+		},
+		{
+			name: "wal/ without segments",
+			setup: func(t *testing.T, dir string) {
+				if err := os.Mkdir(filepath.Join(dir, "wal"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantErr: "ferry: DIR/wal holds no WAL segments (expected <data_dir>/wal or <data_dir>)",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			tc.setup(t, dir)
+			r := ferry(t, "wal", "inspect", dir)
+			expand := func(s string) string { return strings.ReplaceAll(s, "DIR", dir) }
+			if tc.wantErr != "" {
+				if r.code != 1 {
+					t.Errorf("exit code %d, want 1", r.code)
+				}
+				if r.stdout != "" {
+					t.Errorf("stdout = %q, want nothing", r.stdout)
+				}
+				if want := expand(tc.wantErr) + "\n"; r.stderr != want {
+					t.Errorf("stderr = %q, want %q", r.stderr, want)
+				}
+				return
+			}
+			if r.code != 0 {
+				t.Fatalf("exit code %d; stderr:\n%s", r.code, r.stderr)
+			}
+			want := ""
+			if tc.wantNote != "" {
+				want = expand(tc.wantNote) + "\n"
+			}
+			if r.stderr != want {
+				t.Errorf("stderr = %q, want %q", r.stderr, want)
+			}
+			checkTestWALTable(t, r.stdout)
+		})
 	}
 }
 
