@@ -10,6 +10,8 @@ import (
 	"net/http/pprof"
 	"os"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +31,7 @@ import (
 	"github.com/prometheus/prometheus/util/compression"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
+	"go.uber.org/zap/zapcore"
 	yamlv2 "go.yaml.in/yaml/v2"
 )
 
@@ -66,6 +69,7 @@ type Agent struct {
 	sm        *sender.Metrics
 	compactor *downsample.Compactor
 	scraper   atomic.Pointer[scrape.Scraper]
+	lock      *DataDirLock
 
 	reloadc chan chan error
 	addr    atomic.Pointer[string]
@@ -148,11 +152,19 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	srvErr := make(chan error, 1)
 	webConfig := a.cfg.WebConfigFile
 	a.serving.Store(true)
+	// exporter-toolkit logs "Listening on" and "TLS is …" at info; the line
+	// below says both, so it gets only warnings and errors.
+	webLog := a.logger.Named("web")
+	webCore := webLog.Core()
+	if c, err := zapcore.NewIncreaseLevelCore(webCore, zap.WarnLevel); err == nil {
+		webCore = c // else the core already drops info
+	}
+	webSlog := slog.New(zapslog.NewHandler(webCore, zapslog.WithName(webLog.Name())))
 	go func() {
 		defer a.serving.Store(false)
-		srvErr <- web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &webConfig}, slog.New(zapslog.NewHandler(a.logger.Named("web").Core())))
+		srvErr <- web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &webConfig}, webSlog)
 	}()
-	a.logger.Info("Listening", zap.String("address", addr))
+	a.logger.Info("Listening", listenFields(addr, webConfig)...)
 
 	defer func() {
 		a.ready.Store(false)
@@ -223,8 +235,21 @@ func (a *Agent) status() string {
 // open replays the WAL, opens the state database and starts the senders.
 func (a *Agent) open() error {
 	cfg := a.cfg
-	if err := os.MkdirAll(cfg.DataDirOrDefault(), 0o750); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
+	for _, w := range cfg.Warnings {
+		a.logger.Warn("Configuration warning", zap.String("warning", w.Error()))
+	}
+	lock, err := LockDataDir(cfg.DataDirOrDefault())
+	if err != nil {
+		return err
+	}
+	a.lock = lock
+	unclean := prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_unclean_shutdown",
+		Help: "1 if the previous run on this data dir did not exit cleanly (a crash, kill -9 or a power loss); the WAL replay repaired what it had to."})
+	a.o.Registry.MustRegister(unclean)
+	if lock.Unclean {
+		unclean.Set(1)
+		a.logger.Warn("The previous run did not exit cleanly (a crash, kill -9 or a power loss); the WAL is replayed and repaired, and endpoints resume from their checkpoints",
+			zap.String("data_dir", cfg.DataDirOrDefault()))
 	}
 	opts, err := walOptions(cfg.WAL)
 	if err != nil {
@@ -279,6 +304,7 @@ func (a *Agent) open() error {
 			Logger: a.logger.Named("downsample"), Registry: a.o.Registry, Now: a.o.Now,
 		})
 		if err != nil {
+			a.db = nil // closed here, not again at shutdown
 			return errors.Join(fmt.Errorf("open compactor: %w", err), w.Close(), db.Close())
 		}
 		a.compactor = c
@@ -292,6 +318,7 @@ func (a *Agent) open() error {
 			if a.compactor != nil {
 				err = errors.Join(err, a.compactor.Stop())
 			}
+			a.compactor, a.db = nil, nil // closed here, not again at shutdown
 			return errors.Join(err, w.Close(), db.Close())
 		}
 		a.senders[ep.Name] = s
@@ -492,6 +519,13 @@ func (a *Agent) shutdown() error {
 	if a.db != nil {
 		err = errors.Join(err, a.db.Close())
 	}
+	if a.lock != nil {
+		if err != nil {
+			a.lock.Abandon() // the next start reports an unclean exit
+		} else {
+			err = a.lock.Release()
+		}
+	}
 	if err != nil {
 		a.logger.Error("Shutdown finished with errors", zap.Error(err))
 	} else {
@@ -599,10 +633,16 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/metrics", promhttp.HandlerFor(a.o.Registry, promhttp.HandlerOpts{Registry: a.o.Registry}))
-	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, r *http.Request) {
+		if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
+			return
+		}
 		fmt.Fprintln(w, "Ferry is healthy.")
 	})
-	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, r *http.Request) {
+		if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
+			return
+		}
 		if !a.ready.Load() {
 			http.Error(w, "Ferry is not ready: WAL replay in progress.", http.StatusServiceUnavailable)
 			return
@@ -610,8 +650,7 @@ func (a *Agent) routes() http.Handler {
 		fmt.Fprintln(w, "Ferry is ready.")
 	})
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost && r.Method != http.MethodPut {
-			http.Error(w, "reload takes POST", http.StatusMethodNotAllowed)
+		if !allowMethods(w, r, http.MethodPost, http.MethodPut) {
 			return
 		}
 		if !a.ready.Load() {
@@ -625,6 +664,38 @@ func (a *Agent) routes() http.Handler {
 		fmt.Fprintln(w, "Configuration reloaded.")
 	})
 	return mux
+}
+
+// listenFields describes where the server listens and whether the web
+// config file turns TLS on, as exporter-toolkit decides it. If the file
+// cannot be read, it names the file instead; web.Serve then fails on it.
+func listenFields(addr, webConfigFile string) []zap.Field {
+	fields := []zap.Field{zap.String("address", addr)}
+	if webConfigFile == "" {
+		return append(fields, zap.Bool("tls", false))
+	}
+	fields = append(fields, zap.String("web_config_file", webConfigFile))
+	var c web.Config
+	data, err := os.ReadFile(webConfigFile)
+	if err == nil {
+		err = yamlv2.Unmarshal(data, &c)
+	}
+	if err != nil {
+		return fields
+	}
+	return append(fields, zap.Bool("tls", c.TLSConfig.IsEnabled()))
+}
+
+// allowMethods answers 405 with an Allow header naming methods, as RFC 9110
+// asks, unless r uses one of them, and reports whether the request may go on.
+func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	if slices.Contains(methods, r.Method) {
+		return true
+	}
+	allow := strings.Join(methods, ", ")
+	w.Header().Set("Allow", allow)
+	http.Error(w, "method "+r.Method+" not allowed: use "+allow, http.StatusMethodNotAllowed)
+	return false
 }
 
 type pebbleLogger struct{ s *zap.SugaredLogger }

@@ -136,7 +136,8 @@ type httpError struct {
 	code       int
 	msg        string
 	retryAfter time.Duration
-	bearer     bool // ask for a bearer token
+	bearer     bool   // ask for a bearer token
+	allow      string // the methods accepted, for a 405
 }
 
 func (h *writeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -159,6 +160,9 @@ func (h *writeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if herr.bearer {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="ferry"`)
+		}
+		if herr.allow != "" {
+			w.Header().Set("Allow", herr.allow)
 		}
 		http.Error(w, herr.msg, code)
 	} else {
@@ -208,7 +212,7 @@ func negotiate(contentType string) (protoVersion, *httpError) {
 func (h *writeHandler) serve(r *http.Request) (written, *httpError) {
 	var res written
 	if r.Method != http.MethodPost {
-		return res, &httpError{code: http.StatusMethodNotAllowed, msg: "remote write takes POST"}
+		return res, &httpError{code: http.StatusMethodNotAllowed, msg: "remote write takes POST", allow: http.MethodPost}
 	}
 	if tok := h.bearer(); tok != "" {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

@@ -110,8 +110,16 @@ func newMetrics(w *WAL, reg prometheus.Registerer) *metrics {
 			Name: "ferry_wal_replayed_samples_total", Help: "Samples read by the WAL replay at start.",
 		}),
 		highestTimestamp: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "ferry_wal_highest_timestamp_seconds", Help: "Highest sample timestamp appended.",
-		}, func() float64 { return float64(w.highestTs.Load()) / 1000 }),
+			Name: "ferry_wal_highest_timestamp_seconds", Help: "Highest sample timestamp appended; 0 if none yet.",
+		}, func() float64 {
+			// 0 until the WAL has had a sample, as Prometheus reports "none
+			// yet", not math.MinInt64 ms.
+			ts := w.highestTs.Load()
+			if ts == math.MinInt64 {
+				return 0
+			}
+			return float64(ts) / 1000
+		}),
 		checkpointSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "ferry_wal_checkpoint_duration_seconds", Help: "Duration of series checkpoints.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
