@@ -170,12 +170,14 @@ func debVersion(t *testing.T, deb string) (full, upstream string) {
 
 // The files every package ships, with mode; all are owned by root.
 var pkgFiles = map[string]string{
-	"/usr/bin/ferry":                        "-rwxr-xr-x",
-	"/usr/lib/systemd/system/ferry.service": "-rw-r--r--",
-	"/usr/lib/sysusers.d/ferry.conf":        "-rw-r--r--",
-	"/etc/ferry":                            "drwxr-xr-x",
-	"/etc/ferry/ferry.yml":                  "-rw-r--r--",
-	"/usr/share/man/man1/ferry.1.gz":        "-rw-r--r--",
+	"/usr/bin/ferry":                         "-rwxr-xr-x",
+	"/usr/lib/systemd/system/ferry.service":  "-rw-r--r--",
+	"/usr/lib/sysusers.d/ferry.conf":         "-rw-r--r--",
+	"/etc/ferry":                             "drwxr-xr-x",
+	"/etc/ferry/ferry.yml":                   "-rw-r--r--",
+	"/usr/share/man/man1/ferry.1.gz":         "-rw-r--r--",
+	"/usr/share/ferry/ferry-alerts.yml":      "-rw-r--r--",
+	"/usr/share/ferry/ferry-alerts.test.yml": "-rw-r--r--",
 }
 
 var debOnlyFiles = map[string]string{

@@ -31,6 +31,7 @@ type metrics struct {
 	replayedSamples   prometheus.Counter
 	highestTimestamp  prometheus.GaugeFunc
 	checkpointSeconds prometheus.Histogram
+	limits            *prometheus.GaugeVec
 }
 
 func newMetrics(w *WAL, reg prometheus.Registerer) *metrics {
@@ -120,6 +121,10 @@ func newMetrics(w *WAL, reg prometheus.Registerer) *metrics {
 			}
 			return float64(ts) / 1000
 		}),
+		limits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_wal_limit_bytes",
+			Help: "The WAL's disk limits: limit=\"max_size\" (0: no cap) and limit=\"min_free_disk\" (free space it leaves on its filesystem); with ferry_wal_size_bytes and ferry_wal_filesystem_free_bytes they tell how near the cap is.",
+		}, []string{"limit"}),
 		checkpointSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "ferry_wal_checkpoint_duration_seconds", Help: "Duration of series checkpoints.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
@@ -130,8 +135,10 @@ func newMetrics(w *WAL, reg prometheus.Registerer) *metrics {
 			m.activeSeries, m.fsyncs, m.fsyncDuration, m.fsyncErrors, m.writeErrors, m.fullRejections, m.freeBytes,
 			m.sizeBytes, m.segments, m.segmentCurrent, m.truncations, m.truncationErrors,
 			m.droppedSegments, m.droppedBytes, m.repairedBytes, m.corruptions, m.replayDuration,
-			m.replayedSamples, m.highestTimestamp, m.checkpointSeconds)
+			m.replayedSamples, m.highestTimestamp, m.checkpointSeconds, m.limits)
 	}
+	m.limits.WithLabelValues(reasonMaxSize).Set(float64(w.opts.MaxSize))
+	m.limits.WithLabelValues(reasonMinFree).Set(float64(w.opts.MinFree))
 	for _, l := range []string{reasonMaxSize, reasonMinFree} {
 		m.fullRejections.WithLabelValues(l)
 	}
