@@ -49,6 +49,9 @@ type Options struct {
 	// ScrapeRefresh is how often discovered targets are applied; 0 is
 	// Prometheus' 5s.
 	ScrapeRefresh time.Duration
+	// StatusInterval is how often the status history (rates, ETAs, the
+	// status page's charts) is sampled; default 10s, an hour is kept.
+	StatusInterval time.Duration
 }
 
 // Agent wires the receiver, the WAL and the senders.
@@ -70,6 +73,8 @@ type Agent struct {
 	compactor *downsample.Compactor
 	scraper   atomic.Pointer[scrape.Scraper]
 	lock      *DataDirLock
+	started   time.Time
+	hist      history
 
 	reloadc chan chan error
 	addr    atomic.Pointer[string]
@@ -89,7 +94,11 @@ func New(cfg *Config, o Options) *Agent {
 	if o.Notify == nil {
 		o.Notify = func(string, string) {}
 	}
-	a := &Agent{o: o, logger: o.Logger, cfg: cfg, senders: map[string]*sender.Sender{}, reloadc: make(chan chan error)}
+	if o.StatusInterval <= 0 {
+		o.StatusInterval = 10 * time.Second
+	}
+	a := &Agent{o: o, logger: o.Logger, cfg: cfg, senders: map[string]*sender.Sender{}, reloadc: make(chan chan error),
+		started: o.Now(), hist: history{span: time.Hour}}
 	lim := cfg.Receiver
 	a.limits.Store(&lim)
 	empty := ""
@@ -183,6 +192,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.ready.Store(true)
 	a.o.Notify("ready", a.status())
 	a.logger.Info("Ready", zap.String("status", a.status()))
+	histCtx, stopHist := context.WithCancel(ctx)
+	histDone := make(chan struct{})
+	go func() {
+		defer close(histDone)
+		a.recordHistory(histCtx, a.o.StatusInterval)
+	}()
+	defer func() { stopHist(); <-histDone }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -627,6 +643,8 @@ func (a *Agent) routes() http.Handler {
 		ListenAddress: a.cfg.ListenAddress,
 		Logger:        slog.New(zapslog.NewHandler(a.logger.Named("targets").Core())),
 	}).Register(mux)
+	mux.HandleFunc("/api/v1/status", a.serveStatus)
+	mux.HandleFunc("/{$}", a.serveStatusPage)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -62,4 +63,73 @@ func (h *health) caughtUp(now time.Time, sent int64) (int64, time.Duration, bool
 	}
 	h.catchingUp = false
 	return sent - h.sentBefore, now.Sub(h.recoveredAt), true
+}
+
+// Endpoint states, as Status reports them.
+const (
+	StateHealthy    = "healthy"     // the last sends succeeded, nothing waits
+	StateCatchingUp = "catching_up" // sends succeed, a backlog drains
+	StateFailing    = "failing"     // sends fail and are retried
+)
+
+// Status is an endpoint's state for the status page and `ferry status`.
+type Status struct {
+	Name  string `json:"name"`
+	URL   string `json:"url"`
+	State string `json:"state"`
+	// Protocol is the Remote-Write version requests are sent in;
+	// FellBack is set when 2.0 was configured and the endpoint refused it.
+	Protocol     string    `json:"protocol"`
+	FellBack     bool      `json:"fell_back_to_1_0,omitempty"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	LastSuccess  time.Time `json:"last_success,omitzero"`
+	LastError    string    `json:"last_error,omitempty"`
+	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
+	Checkpoint   string    `json:"checkpoint"`
+	// Lag is how far the checkpoint is behind the log's head, in LagUnit;
+	// LagSeconds how much older the newest acknowledged sample is than the
+	// newest in the log.
+	Lag        int64   `json:"lag"`
+	LagUnit    string  `json:"lag_unit"`
+	LagSeconds float64 `json:"lag_seconds"`
+	// Totals since start.
+	SentSamples   int64 `json:"sent_samples"`
+	SentBytes     int64 `json:"sent_bytes"`
+	FailedSamples int64 `json:"failed_samples"`   // refused for good (4xx)
+	CapDropped    int64 `json:"disk_cap_dropped"` // dropped by the WAL's disk cap before they were sent
+}
+
+// Status returns the endpoint's state now.
+func (s *Sender) Status() Status {
+	c := s.Checkpoint()
+	st := Status{
+		Name: s.cfg.Name, Checkpoint: s.log.Describe(c), Lag: s.log.Lag(c), LagUnit: s.log.LagUnit().String(),
+		Protocol:    s.currentVersion().String(),
+		FellBack:    s.cfg.Protocol == RemoteWrite2 && s.currentVersion() == RemoteWrite1,
+		SentSamples: s.sentSamples.Load(), SentBytes: s.sentBytesTotal.Load(),
+		FailedSamples: s.failedTotal.Load(), CapDropped: s.capTotal.Load(),
+	}
+	if s.cfg.URL != nil {
+		u := *s.cfg.URL
+		u.User = nil // no credentials on a status page
+		st.URL = u.String()
+	}
+	hi, acked := s.log.HighestTimestamp(), s.highestAcked.Load()
+	if st.Lag > 0 && hi != math.MinInt64 && acked != math.MinInt64 {
+		st.LagSeconds = max(0, float64(hi-acked)/1000)
+	}
+	h := &s.health
+	h.mu.Lock()
+	st.FailingSince, st.LastSuccess, st.LastError, st.LastErrorAt = h.failingSince, h.lastSuccess, h.lastError, h.lastErrorAt
+	catching := h.catchingUp
+	h.mu.Unlock()
+	switch {
+	case !st.FailingSince.IsZero():
+		st.State = StateFailing
+	case catching || s.track.pending() > 0 && st.Lag > 0 && st.LagSeconds > 60:
+		st.State = StateCatchingUp
+	default:
+		st.State = StateHealthy
+	}
+	return st
 }

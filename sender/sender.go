@@ -85,8 +85,11 @@ type Sender struct {
 	lb         *labels.Builder
 	route      [][]item
 
-	health      health
-	sentSamples atomic.Int64 // samples and histograms acknowledged by the endpoint
+	health         health
+	sentSamples    atomic.Int64 // samples and histograms acknowledged by the endpoint
+	sentBytesTotal atomic.Int64 // request bytes acknowledged
+	failedTotal    atomic.Int64 // samples and histograms refused for good
+	capTotal       atomic.Int64 // samples the disk cap dropped before they were sent
 }
 
 type prometheusCounter interface{ Add(float64) }
@@ -201,6 +204,7 @@ func (s *Sender) onDrop(lost wal.Lost, from, to Cursor) {
 		return
 	}
 	s.droppedCap.Add(float64(lost.Samples + queued))
+	s.capTotal.Add(int64(lost.Samples + queued))
 	s.logger.Error("WAL disk cap dropped samples this endpoint had not sent",
 		zap.Int("samples", lost.Samples+queued), zap.Int("unread", lost.Samples), zap.Int("read_not_delivered", queued),
 		zap.Int("exemplars", lost.Exemplars+exemplars), zap.Int("exemplars_unread", lost.Exemplars),
@@ -319,6 +323,9 @@ func (s *Sender) dispatch(entry Entry) bool {
 	}
 	if n := s.track.add(entry.End, count, exemplars); n > 0 {
 		capC.Add(float64(n))
+		if !exemplars {
+			s.capTotal.Add(int64(n))
+		}
 		s.logger.Error("WAL disk cap dropped samples this endpoint had read but not sent",
 			zap.Int("items", n), zap.Bool("exemplars", exemplars), zap.String("record_end", s.log.Describe(entry.End)))
 	}

@@ -430,6 +430,7 @@ func (sh *shard) deliver(batch []item) bool {
 			s.exSent.Add(float64(enc.exemplars))
 			s.metaSent.Add(float64(enc.metadata))
 			s.sentBytes.Add(float64(len(enc.body)))
+			s.sentBytesTotal.Add(int64(len(enc.body)))
 			n := int64(enc.samples + enc.histograms)
 			if down, ok := s.health.succeeded(s.o.Now(), s.sentSamples.Add(n)-n); ok {
 				c := s.Checkpoint()
@@ -489,6 +490,7 @@ func (sh *shard) deliver(batch []item) bool {
 				return sh.deliver(batch[:mid]) && sh.deliver(batch[mid:])
 			}
 			s.failed.Add(float64(enc.samples + enc.histograms))
+			s.failedTotal.Add(int64(enc.samples + enc.histograms))
 			s.exRefused.Add(float64(enc.exemplars))
 			if sh.refusedLogged.Add(1) == 1 || s.shouldLog(&s.lastErrLog) {
 				s.logger.Error("Endpoint refused samples for good; they are dropped and counted, the stream goes on",

@@ -46,6 +46,8 @@ type WAL struct {
 
 	series *seriesTable
 	meta   *metadataTable
+	// appended counts the samples and histograms appended since Open.
+	appendedTotal atomic.Int64
 	// gcMu is held for reading by Append from the ref lookup until its
 	// records are written, and for writing by truncation while it forgets
 	// series, so that a sample is never written for a forgotten ref.
@@ -367,6 +369,7 @@ func (w *WAL) appendLocked(b *model.Batch, buf *appendBuf, refs []Ref, check fun
 		}
 	}
 	w.m.appendedSamples.Add(float64(len(buf.samples) + len(b.Histograms)))
+	w.appendedTotal.Add(int64(len(buf.samples) + len(b.Histograms)))
 	w.m.appendedRequests.Inc()
 	return seq, nil
 }
