@@ -757,4 +757,10 @@ func TestCommitSplitsLogEntries(t *testing.T) {
 		}
 		seen[r.labels] = true
 	}
+	// Every series has its second sample's window open.
+	st := c.Status()
+	if st.Series != series || st.OpenWindows != series || st.LagBytes != 0 || len(st.Logs) != 1 ||
+		st.Logs[0].Resolution != "10s" || st.Logs[0].Entries != 3 || st.Logs[0].Series != series || st.Logs[0].Newest.UnixMilli() != 1000 {
+		t.Errorf("status %+v", st)
+	}
 }
