@@ -23,6 +23,7 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 	"chart":    lagChart,
 	"lagText":  lagText,
 	"bytes64":  humanBytesRate,
+	"drain":    drainText,
 	"stateCSS": func(s string) string { return strings.ReplaceAll(s, "_", "-") },
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
@@ -54,11 +55,11 @@ th { font-weight: 600; color: #555; } .num { text-align: right; }
 <tr><th>State</th><td><span class="state {{stateCSS .State}}">{{.State}}</span>{{if .FellBack}} · fell back to Remote-Write 1.0{{end}} · {{.Protocol}}</td></tr>
 {{if .LastError}}<tr><th>Last error</th><td>{{.LastError}} <span class="muted">({{ago .LastErrorAt $.Time}} ago{{if not .FailingSince.IsZero}}, failing for {{ago .FailingSince $.Time}}{{end}})</span></td></tr>{{end}}
 <tr><th>Last success</th><td>{{if .LastSuccess.IsZero}}none yet{{else}}{{ago .LastSuccess $.Time}} ago{{end}}</td></tr>
-<tr><th>Backlog</th><td>{{lagText .Lag .LagUnit}} · {{dur .LagSeconds}} behind · checkpoint {{.Checkpoint}}</td></tr>
+<tr><th>Backlog</th><td>{{lagText .Lag .LagUnit}} · {{if and (gt .Lag 0) (eq .SentSamples 0)}}nothing acknowledged yet{{else}}{{dur .LagSeconds}} behind{{end}} · checkpoint {{.Checkpoint}}</td></tr>
 <tr><th>Caught up in</th><td class="eta">{{if eq .Lag 0}}caught up{{else}}{{durp .SecondsToCaughtUp}}{{end}}</td></tr>
-<tr><th>Rates</th><td>sending {{rate .SendRate}} samples · draining {{rate .DrainRate}} {{.LagUnit}}</td></tr>
+<tr><th>Rates</th><td>sending {{rate .SendRate}} samples · backlog {{drain .DrainRate .LagUnit}}</td></tr>
 <tr><th>Totals</th><td>{{.SentSamples}} samples ({{bytes .SentBytes}}) sent · {{.FailedSamples}} refused for good · {{.CapDropped}} dropped by the disk cap</td></tr>
-<tr><th>Last hour</th><td>{{chart .History .LagUnit}}</td></tr>
+<tr><th>Backlog, last hour</th><td>{{chart .History .LagUnit}}</td></tr>
 </table>
 {{end}}
 
@@ -85,6 +86,21 @@ th { font-weight: 600; color: #555; } .num { text-align: right; }
 </body>
 </html>
 `))
+
+// drainText says how fast a backlog shrinks (a positive rate) or grows.
+func drainText(rate float64, unit string) string {
+	verb := "shrinking"
+	if rate < 0 {
+		verb, rate = "growing", -rate
+	}
+	if rate == 0 {
+		return "steady"
+	}
+	if unit == "bytes" {
+		return verb + " " + FormatBytes(int64(rate)) + "/s"
+	}
+	return fmt.Sprintf("%s %.1f %s/s", verb, rate, unit)
+}
 
 func humanBytesRate(f float64) string {
 	if f < 0 {
@@ -152,24 +168,34 @@ func lagText(lag int64, unit string) string {
 }
 
 // lagChart draws the backlog history as an SVG polyline (lag in its unit,
-// scaled to the largest), with the time axis the last hour.
+// scaled to the largest) over the last hour.
 func lagChart(h []HistoryPoint, unit string) template.HTML {
 	const w, ht = 360.0, 60.0
 	if len(h) == 0 {
 		return ""
 	}
+	// The axis spans the last hour, or the time since start if shorter.
 	end := h[len(h)-1].Time
 	start := end.Add(-time.Hour)
-	var peak int64 = 1
+	if h[0].Time.After(start) {
+		start = h[0].Time
+	}
+	span := max(end.Sub(start).Seconds(), 1)
+	var peak int64
 	for _, p := range h {
 		peak = max(peak, p.Lag)
 	}
+	label := "peak " + lagText(peak, unit)
+	if peak == 0 {
+		label, peak = "no backlog", 1
+	}
 	var pts strings.Builder
 	for _, p := range h {
-		x := w * p.Time.Sub(start).Seconds() / time.Hour.Seconds()
+		x := w * p.Time.Sub(start).Seconds() / span
 		y := ht - 2 - (ht-4)*float64(p.Lag)/float64(peak)
 		fmt.Fprintf(&pts, "%.1f,%.1f ", x, y)
 	}
-	return template.HTML(fmt.Sprintf(`<svg class="lag-chart" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" role="img" aria-label="backlog over the last hour, peak %s"><polyline fill="none" stroke="#c0392b" stroke-width="1.5" points="%s"/></svg> <span class="muted">peak %s</span>`,
-		w, ht, w, ht, template.HTMLEscapeString(lagText(peak, unit)), pts.String(), template.HTMLEscapeString(lagText(peak, unit))))
+	label = template.HTMLEscapeString(label)
+	return template.HTML(fmt.Sprintf(`<svg class="lag-chart" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" role="img" aria-label="backlog over the last hour: %s"><polyline fill="none" stroke="#c0392b" stroke-width="1.5" points="%s"/></svg> <span class="muted">%s</span>`,
+		w, ht, w, ht, label, pts.String(), label))
 }
