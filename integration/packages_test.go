@@ -177,6 +177,7 @@ var pkgFiles = map[string]string{
 	"/etc/ferry/ferry.yml":                   "-rw-r--r--",
 	"/usr/share/man/man1/ferry.1.gz":         "-rw-r--r--",
 	"/usr/share/ferry/ferry-alerts.yml":      "-rw-r--r--",
+	"/usr/share/ferry/ferry-dashboard.json":  "-rw-r--r--",
 	"/usr/share/ferry/ferry-alerts.test.yml": "-rw-r--r--",
 }
 
