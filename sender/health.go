@@ -14,6 +14,7 @@ import (
 type health struct {
 	mu           sync.Mutex
 	failingSince time.Time // zero while sends succeed
+	failures     int       // failed sends since the last success
 	lastError    string
 	lastErrorAt  time.Time
 	lastSuccess  time.Time
@@ -30,6 +31,7 @@ func (h *health) failed(now time.Time, reason string) bool {
 	defer h.mu.Unlock()
 	h.lastError, h.lastErrorAt = reason, now
 	h.catchingUp = false
+	h.failures++
 	if !h.failingSince.IsZero() {
 		return false
 	}
@@ -48,7 +50,7 @@ func (h *health) succeeded(now time.Time, sent int64) (time.Duration, bool) {
 		return 0, false
 	}
 	d := now.Sub(h.failingSince)
-	h.failingSince = time.Time{}
+	h.failingSince, h.failures = time.Time{}, 0
 	h.catchingUp, h.recoveredAt, h.sentBefore = true, now, sent
 	return d, true
 }
@@ -69,7 +71,15 @@ func (h *health) caughtUp(now time.Time, sent int64) (int64, time.Duration, bool
 const (
 	StateHealthy    = "healthy"     // the last sends succeeded, nothing waits
 	StateCatchingUp = "catching_up" // sends succeed, a backlog drains
-	StateFailing    = "failing"     // sends fail and are retried
+	StateRetrying   = "retrying"    // a send failed; the next attempts may succeed
+	StateFailing    = "failing"     // sends keep failing (failingAttempts in a row, or for failingAfter)
+)
+
+// An endpoint is failing, not just retrying, after this many failed sends in
+// a row or this long without a success.
+const (
+	failingAttempts = 3
+	failingAfter    = 30 * time.Second
 )
 
 // Status is an endpoint's state for the status page and `ferry status`.
@@ -121,11 +131,13 @@ func (s *Sender) Status() Status {
 	h := &s.health
 	h.mu.Lock()
 	st.FailingSince, st.LastSuccess, st.LastError, st.LastErrorAt = h.failingSince, h.lastSuccess, h.lastError, h.lastErrorAt
-	catching := h.catchingUp
+	catching, failures := h.catchingUp, h.failures
 	h.mu.Unlock()
 	switch {
-	case !st.FailingSince.IsZero():
+	case !st.FailingSince.IsZero() && (failures >= failingAttempts || s.o.Now().Sub(st.FailingSince) >= failingAfter):
 		st.State = StateFailing
+	case !st.FailingSince.IsZero():
+		st.State = StateRetrying
 	case catching || s.track.pending() > 0 && st.Lag > 0 && st.LagSeconds > 60:
 		st.State = StateCatchingUp
 	default:

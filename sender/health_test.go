@@ -3,6 +3,7 @@ package sender
 import (
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
@@ -53,5 +54,23 @@ func TestOutageIsLoggedOncePerStateChange(t *testing.T) {
 	r.waitTotal(220)
 	if n := logs.FilterMessageSnippet("Endpoint").Len(); n != 3 {
 		t.Errorf("%d endpoint state lines after a send without outage, want 3: %v", n, logs.FilterMessageSnippet("Endpoint").All())
+	}
+}
+
+// One failed send makes an endpoint retrying; it is failing only after
+// several in a row (or a while without a success).
+func TestRetryingBeforeFailing(t *testing.T) {
+	e := newEnv(t)
+	defer e.close()
+	r, _ := newDownReceiver(t, http.StatusServiceUnavailable)
+	s := e.sender("a", r.srv.URL, func(c *Config) {
+		c.Queue.MinBackoff, c.Queue.MaxBackoff = time.Hour, time.Hour
+		c.Queue.MaxShards = 1
+	})
+	defer stop(t, s)
+	e.append(1, 1, 1)
+	waitFor(t, func() bool { return testutil.ToFloat64(e.m.retried.WithLabelValues("a")) > 0 })
+	if st := s.Status(); st.State != StateRetrying || st.LastError == "" || st.Lag <= 0 {
+		t.Fatalf("after one failed send: %+v, want retrying", st)
 	}
 }

@@ -39,7 +39,7 @@ type cli struct {
 	Run      runCmd      `cmd:"" help:"Receive remote write, keep it in the WAL and forward it."`
 	Check    checkCmd    `cmd:"" help:"Check configuration."`
 	WAL      walCmd      `cmd:"" name:"wal" help:"Inspect the write-ahead log."`
-	Status   statusCmd   `cmd:"" help:"Print a running agent's status; the exit code says whether every endpoint is healthy (0), one catches up (1) or fails (2), or the agent did not answer (3)."`
+	Status   statusCmd   `cmd:"" help:"Print a running agent's status; the exit code says whether every endpoint is healthy (0), one catches up or retries (1) or fails (2), or the agent did not answer (3)."`
 	Endpoint endpointCmd `cmd:"" help:"List endpoints and move their checkpoints, on a stopped agent's data dir."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`
 	Help     helpCmd     `cmd:"" help:"Print the help of a command, as \"ferry <command> --help\" does."`

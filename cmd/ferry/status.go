@@ -17,7 +17,7 @@ import (
 // Exit codes of `ferry status`, as monitoring checks read them.
 const (
 	statusOK          = 0 // every endpoint healthy
-	statusCatchingUp  = 1 // an endpoint drains a backlog
+	statusCatchingUp  = 1 // an endpoint drains a backlog, or retries a failed send
 	statusFailing     = 2 // an endpoint's sends fail
 	statusUnreachable = 3 // the agent did not answer
 )
@@ -29,8 +29,8 @@ type statusCmd struct {
 }
 
 // Run prints the agent's status and exits 0 if every endpoint is healthy,
-// 1 if one is catching up, 2 if one is failing, 3 if the agent cannot be
-// asked.
+// 1 if one is catching up or retrying, 2 if one is failing, 3 if the agent
+// cannot be asked.
 func (c *statusCmd) Run() error {
 	st, raw, err := fetchStatus(strings.TrimSuffix(c.URL, "/")+"/api/v1/status", c.Timeout)
 	if err != nil {
@@ -47,7 +47,7 @@ func (c *statusCmd) Run() error {
 		switch e.State {
 		case sender.StateFailing:
 			code = statusFailing
-		case sender.StateCatchingUp:
+		case sender.StateCatchingUp, sender.StateRetrying:
 			code = max(code, statusCatchingUp)
 		}
 	}
