@@ -15,8 +15,9 @@ import (
 
 // Status is what GET /api/v1/status returns, the status page shows and
 // `ferry status` prints. Rates are over the last minute of the agent's
-// in-memory history (sampled every StatusInterval), ETAs extrapolate them;
-// both are absent until there is history to measure.
+// in-memory history (sampled every StatusInterval; over at least 5 s while
+// it is shorter), ETAs extrapolate them; both are absent until there is
+// history to measure.
 type Status struct {
 	Version string    `json:"version"`
 	Started time.Time `json:"started"`
@@ -101,8 +102,12 @@ func (h *history) snapshot() []statusPoint {
 	return slices.Clone(h.points)
 }
 
-// rateWindow is the span rates are measured over.
-const rateWindow = time.Minute
+// Rates are measured over rateWindow, or over at least minRateSpan while
+// the history is shorter.
+const (
+	rateWindow  = time.Minute
+	minRateSpan = 5 * time.Second
+)
 
 // sample takes a status point now.
 func (a *Agent) sample() (statusPoint, bool) {
@@ -145,15 +150,18 @@ func (a *Agent) Status() Status {
 	}
 	w := a.wal.Load()
 	past := a.hist.snapshot()
-	// base is the newest point at least rateWindow old, else the oldest.
+	// base is the newest point at least rateWindow old; with a shorter
+	// history, the newest at least minRateSpan old.
 	var base *statusPoint
-	for i := range past {
-		if now.t.Sub(past[i].t) >= rateWindow || base == nil {
-			base = &past[i]
+	for _, span := range []time.Duration{rateWindow, minRateSpan} {
+		for i := range past {
+			if now.t.Sub(past[i].t) >= span {
+				base = &past[i]
+			}
 		}
-	}
-	if base != nil && now.t.Sub(base.t) < time.Second {
-		base = nil
+		if base != nil {
+			break
+		}
 	}
 	perSec := func(d int64) float64 { return float64(d) / now.t.Sub(base.t).Seconds() }
 

@@ -15,16 +15,17 @@ import (
 // as an inline SVG chart from the agent's in-memory history.
 
 var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
-	"bytes":    FormatBytes,
-	"dur":      FormatSeconds,
-	"durp":     func(p *float64) string { return humanDurationPtr(p) },
-	"ago":      humanAgo,
-	"rate":     func(f float64) string { return fmt.Sprintf("%.1f/s", f) },
-	"chart":    lagChart,
-	"lagText":  lagText,
-	"bytes64":  humanBytesRate,
-	"drain":    drainText,
-	"stateCSS": func(s string) string { return strings.ReplaceAll(s, "_", "-") },
+	"bytes":     FormatBytes,
+	"dur":       FormatSeconds,
+	"durp":      func(p *float64) string { return humanDurationPtr(p) },
+	"ago":       humanAgo,
+	"rate":      func(f float64) string { return fmt.Sprintf("%.1f/s", f) },
+	"chart":     lagChart,
+	"lagText":   lagText,
+	"bytes64":   humanBytesRate,
+	"drain":     drainText,
+	"stateCSS":  func(s string) string { return strings.ReplaceAll(s, "_", "-") },
+	"stateText": func(s string) string { return strings.ReplaceAll(s, "_", " ") },
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -52,7 +53,7 @@ th { font-weight: 600; color: #555; } .num { text-align: right; }
 {{range .Endpoints}}
 <table id="endpoint-{{.Name}}" class="endpoint">
 <tr><th>Endpoint</th><td><strong>{{.Name}}</strong> <span class="muted">{{.URL}}</span></td></tr>
-<tr><th>State</th><td><span class="state {{stateCSS .State}}">{{.State}}</span>{{if .FellBack}} · fell back to Remote-Write 1.0{{end}} · {{.Protocol}}</td></tr>
+<tr><th>State</th><td><span class="state {{stateCSS .State}}">{{stateText .State}}</span>{{if .FellBack}} · fell back to Remote-Write 1.0{{end}} · {{.Protocol}}</td></tr>
 {{if .LastError}}<tr><th>Last error</th><td>{{.LastError}} <span class="muted">({{ago .LastErrorAt $.Time}} ago{{if not .FailingSince.IsZero}}, failing for {{ago .FailingSince $.Time}}{{end}})</span></td></tr>{{end}}
 <tr><th>Last success</th><td>{{if .LastSuccess.IsZero}}none yet{{else}}{{ago .LastSuccess $.Time}} ago{{end}}</td></tr>
 <tr><th>Backlog</th><td>{{lagText .Lag .LagUnit}} · {{if and (gt .Lag 0) (eq .SentSamples 0)}}nothing acknowledged yet{{else}}{{dur .LagSeconds}} behind{{end}} · checkpoint {{.Checkpoint}}</td></tr>

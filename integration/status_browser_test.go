@@ -2,7 +2,8 @@ package integration
 
 // The status page of a running ferry in a real headless Chromium: an
 // endpoint goes down, the page shows it failing with its error and no ETA
-// yet; it comes back, and the page shows it healthy and caught up.
+// yet; it comes back slow, and the page shows it catching up with an ETA;
+// then healthy and caught up.
 // FERRY_SCREENSHOTS=DIR saves the page at each step as PNG files there
 // (docs/ holds the ones the README shows).
 
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +24,15 @@ func TestStatusPageBrowser(t *testing.T) {
 	requireIntegration(t)
 	chromium := lookChromium(t)
 
-	s := newSink(t, nil)
+	// slow makes the sink take a second per request, so that catching up
+	// takes a while.
+	var slow atomic.Bool
+	s := newSink(t, func(int) int {
+		if slow.Load() {
+			time.Sleep(time.Second)
+		}
+		return 0
+	})
 	f := newFerry(t, "", "central="+s.url())
 	f.start()
 	base := "http://" + f.addr
@@ -31,13 +41,15 @@ func TestStatusPageBrowser(t *testing.T) {
 	ts := time.Now().UnixMilli()
 	p.pushRounds(t, ts, ts+49, 200)
 	screenshots := os.Getenv("FERRY_SCREENSHOTS")
+	// The outage lasts past a sample of the page's history (every 10 s),
+	// which the drain rate and the ETA are measured from.
+	outage := 12
 	if screenshots != "" {
-		// Long enough for the page's history (sampled every 10 s) to
-		// draw the backlog growing.
-		for i := range 25 {
-			time.Sleep(time.Second)
-			p.pushRounds(t, ts+100+int64(i)*10, ts+109+int64(i)*10, 200)
-		}
+		outage = 25 // the chart draws the backlog growing
+	}
+	for i := range outage {
+		time.Sleep(time.Second)
+		p.pushRounds(t, ts+100+int64(i)*10, ts+109+int64(i)*10, 200)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -105,7 +117,22 @@ func TestStatusPageBrowser(t *testing.T) {
 	}
 	shoot("status-failing.png")
 
+	slow.Store(true)
 	s.up()
+	waitState("catching up")
+	eta := ""
+	if !waitFor(30*time.Second, func() bool {
+		if _, err := chromedp.Run(ctx, chromedp.Reload()); err != nil {
+			t.Fatal(err)
+		}
+		eta = text("#endpoint-central .eta")
+		_, err := time.ParseDuration(eta)
+		return err == nil
+	}) {
+		t.Errorf("no ETA while catching up: %q", eta)
+	}
+	shoot("status-catching-up.png")
+	slow.Store(false)
 	waitState("healthy")
 	if screenshots != "" {
 		time.Sleep(11 * time.Second) // one more history point, after the drain
