@@ -140,7 +140,8 @@ remote_write:
 	// Windows [0,10s) … [40s,50s) close when a later sample arrives; the
 	// one holding 50s stays open.
 	waitFor(t, "rollups", func() bool {
-		return len(rolled.samples("reqs_total")) >= 5 && len(rolled.samples("temp:max")) >= 5
+		// Shards send series apart: wait for each.
+		return len(rolled.samples("reqs_total")) >= 5 && len(rolled.samples("temp:max")) >= 5 && len(rolled.samples("noisy")) >= 5
 	})
 	waitFor(t, "raw samples", func() bool { return len(raw.samples("reqs_total")) == 25 })
 	for _, c := range []struct {

@@ -38,7 +38,7 @@ h1 { font-size: 1.4em; margin: 0 0 .2em; } h2 { font-size: 1.1em; margin: 1.4em 
 table { border-collapse: collapse; } th, td { text-align: left; padding: .25em .8em .25em 0; vertical-align: top; }
 th { font-weight: 600; color: #555; } .num { text-align: right; }
 .state { font-weight: 600; padding: 0 .4em; border-radius: 3px; }
-.healthy { background: #d8f3dc; } .catching-up, .retrying { background: #fff3bf; } .failing { background: #ffd6d6; }
+.healthy { background: #d8f3dc; } .catching-up, .retrying { background: #fff3bf; } .failing, .dropping-at-disk-cap { background: #ffd6d6; }
 .muted { color: #777; } svg { background: #fafafa; border: 1px solid #ddd; }
 </style>
 </head>

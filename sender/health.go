@@ -73,7 +73,14 @@ const (
 	StateCatchingUp = "catching_up" // sends succeed, a backlog drains
 	StateRetrying   = "retrying"    // a send failed; the next attempts may succeed
 	StateFailing    = "failing"     // sends keep failing (failingAttempts in a row, or for failingAfter)
+	// StateDiskCap: the WAL's disk cap dropped samples the endpoint had
+	// not sent, within diskCapRecent.
+	StateDiskCap = "dropping_at_disk_cap"
 )
+
+// diskCapRecent is how long an endpoint shows StateDiskCap after the disk
+// cap last dropped its unsent samples.
+const diskCapRecent = 5 * time.Minute
 
 // An endpoint is failing, not just retrying, after this many failed sends in
 // a row or this long without a success.
@@ -133,7 +140,10 @@ func (s *Sender) Status() Status {
 	st.FailingSince, st.LastSuccess, st.LastError, st.LastErrorAt = h.failingSince, h.lastSuccess, h.lastError, h.lastErrorAt
 	catching, failures := h.catchingUp, h.failures
 	h.mu.Unlock()
+	lastCap := s.lastCapDrop.Load()
 	switch {
+	case lastCap != 0 && s.o.Now().Sub(time.Unix(0, lastCap)) < diskCapRecent:
+		st.State = StateDiskCap
 	case !st.FailingSince.IsZero() && (failures >= failingAttempts || s.o.Now().Sub(st.FailingSince) >= failingAfter):
 		st.State = StateFailing
 	case !st.FailingSince.IsZero():

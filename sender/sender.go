@@ -90,6 +90,7 @@ type Sender struct {
 	sentBytesTotal atomic.Int64 // request bytes acknowledged
 	failedTotal    atomic.Int64 // samples and histograms refused for good
 	capTotal       atomic.Int64 // samples the disk cap dropped before they were sent
+	lastCapDrop    atomic.Int64 // when the disk cap last dropped unsent samples (unix ns)
 }
 
 type prometheusCounter interface{ Add(float64) }
@@ -205,6 +206,9 @@ func (s *Sender) onDrop(lost wal.Lost, from, to Cursor) {
 	}
 	s.droppedCap.Add(float64(lost.Samples + queued))
 	s.capTotal.Add(int64(lost.Samples + queued))
+	if lost.Samples+queued > 0 {
+		s.lastCapDrop.Store(s.o.Now().UnixNano())
+	}
 	s.logger.Error("WAL disk cap dropped samples this endpoint had not sent",
 		zap.Int("samples", lost.Samples+queued), zap.Int("unread", lost.Samples), zap.Int("read_not_delivered", queued),
 		zap.Int("exemplars", lost.Exemplars+exemplars), zap.Int("exemplars_unread", lost.Exemplars),
@@ -325,6 +329,7 @@ func (s *Sender) dispatch(entry Entry) bool {
 		capC.Add(float64(n))
 		if !exemplars {
 			s.capTotal.Add(int64(n))
+			s.lastCapDrop.Store(s.o.Now().UnixNano())
 		}
 		s.logger.Error("WAL disk cap dropped samples this endpoint had read but not sent",
 			zap.Int("items", n), zap.Bool("exemplars", exemplars), zap.String("record_end", s.log.Describe(entry.End)))

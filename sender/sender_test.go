@@ -697,6 +697,9 @@ func TestDiskCapLossIsCountedOnce(t *testing.T) {
 	e.append(series, 1, 2000)
 	waitFor(t, func() bool { return dropped() > 0 && e.w.Size() <= 128<<10 })
 	before, exBefore := dropped(), exDropped()
+	if st := s.Status(); st.State != StateDiskCap || st.CapDropped < int64(before) || st.CapDropped == 0 {
+		t.Errorf("status after disk-cap drops: %+v, want %s with %d dropped", st, StateDiskCap, before)
+	}
 	// Restarted with room, so that no drop races the deliveries (a request
 	// in flight when its segment is dropped may be both delivered and
 	// counted). What a crash leaves: the checkpoint and the WAL, not the

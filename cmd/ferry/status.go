@@ -18,7 +18,7 @@ import (
 const (
 	statusOK          = 0 // every endpoint healthy
 	statusCatchingUp  = 1 // an endpoint drains a backlog, or retries a failed send
-	statusFailing     = 2 // an endpoint's sends fail
+	statusFailing     = 2 // an endpoint's sends fail, or the disk cap drops what it has not sent
 	statusUnreachable = 3 // the agent did not answer
 )
 
@@ -45,7 +45,7 @@ func (c *statusCmd) Run() error {
 	code := statusOK
 	for _, e := range st.Endpoints {
 		switch e.State {
-		case sender.StateFailing:
+		case sender.StateFailing, sender.StateDiskCap:
 			code = statusFailing
 		case sender.StateCatchingUp, sender.StateRetrying:
 			code = max(code, statusCatchingUp)
