@@ -105,4 +105,27 @@
 // If a write fails (disk full, I/O error), the current segment is sealed and
 // a new one begun before the next append is accepted, so a half-written
 // record can only ever be the torn tail of a sealed segment.
+//
+// # Filesystem and fsync points
+//
+// Every file operation goes through Options.FS (a pebble vfs.FS; the
+// operating system's by default), so tests inject write, fsync, create and
+// rename failures and cut power (vfs.NewCrashableMem) at any point. The log
+// writes the wlog page format itself (segment.go) rather than through
+// wlog.WL, so that no fsync error is dropped. It fsyncs:
+//
+//   - the head segment: before Append returns (SyncAlways) or on the timer
+//     (SyncInterval);
+//   - a segment being sealed, then the directory holding the next one;
+//   - the log directory's parent when Open creates it;
+//   - each checkpoint segment, the checkpoint directory, and the log
+//     directory after the rename that publishes it;
+//   - a repaired segment (written whole to NNNNNNNN.repair, fsynced, renamed
+//     over the damaged one) and its directory.
+//
+// An fsync that fails is returned to every append waiting on it and to no
+// later one; the writes it covered are treated as lost (the next append
+// starts a new segment). If sealing a segment fails its fsync, the appends
+// not yet fsynced in it get the error too. Close returns the final fsync's
+// error.
 package wal

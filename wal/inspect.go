@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 )
 
@@ -47,7 +48,7 @@ func Inspect(dir string) (Stats, error) {
 	}
 	if st.Checkpoint >= 0 {
 		cp := checkpointName(dir, st.Checkpoint)
-		segs, err := listSegments(cp)
+		segs, err := listSegments(vfs.Default, cp)
 		if err != nil {
 			return st, fmt.Errorf("wal: list checkpoint %d: %w", st.Checkpoint, err)
 		}
@@ -62,7 +63,7 @@ func Inspect(dir string) (Stats, error) {
 			}
 		}
 	}
-	segs, err := listSegments(dir)
+	segs, err := listSegments(vfs.Default, dir)
 	if err != nil {
 		return st, fmt.Errorf("wal: list segments in %s: %w", dir, err)
 	}

@@ -155,7 +155,7 @@ func (w *WAL) countLost(p Position, upTo int) (Lost, error) {
 // replaySegmentReadOnly calls fn with every intact record of seg and the
 // offset just past it.
 func (w *WAL) replaySegmentReadOnly(seg int, fn func(rec []byte, end int64)) (int64, error) {
-	f, err := os.Open(wlog.SegmentName(w.dir, seg))
+	f, err := w.fs.Open(wlog.SegmentName(w.dir, seg))
 	if err != nil {
 		return 0, fmt.Errorf("open segment %d: %w", seg, err)
 	}
@@ -227,7 +227,7 @@ func (w *WAL) truncate(upTo int) error {
 
 	var errs []error
 	for s := first; s < upTo; s++ {
-		if err := os.Remove(wlog.SegmentName(w.dir, s)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := w.fs.Remove(wlog.SegmentName(w.dir, s)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove segment %d: %w", s, err))
 		}
 	}
@@ -252,12 +252,15 @@ func hasKey(m map[string]struct{}, k []byte) bool {
 func (w *WAL) writeCheckpoint(cp int, live []*series) (int64, error) {
 	final := checkpointName(w.dir, cp)
 	tmp := final + ".tmp"
-	if err := os.RemoveAll(tmp); err != nil {
+	if err := w.fs.RemoveAll(tmp); err != nil {
 		return 0, err
 	}
-	cw, err := wlog.NewSize(w.slog, nil, tmp, checkpointSegmentSize, w.opts.Compression)
-	if err != nil {
+	if err := w.fs.MkdirAll(tmp, 0o750); err != nil {
 		return 0, err
+	}
+	cw := &checkpointWriter{w: w, dir: tmp}
+	abort := func(err error) (int64, error) {
+		return 0, errors.Join(err, cw.abort(), w.fs.RemoveAll(tmp))
 	}
 	var enc encoder
 	var buf []byte
@@ -269,8 +272,8 @@ func (w *WAL) writeCheckpoint(cp int, live []*series) (int64, error) {
 			chunk = append(chunk, record.RefSeries{Ref: s.ref, Labels: LabelsOfWire(s.wire)})
 		}
 		buf = enc.series(chunk, buf[:0])
-		if err := cw.Log(buf); err != nil {
-			return 0, errors.Join(err, cw.Close(), os.RemoveAll(tmp))
+		if err := cw.log(buf); err != nil {
+			return abort(err)
 		}
 		rest = rest[n:]
 	}
@@ -279,8 +282,8 @@ func (w *WAL) writeCheckpoint(cp int, live []*series) (int64, error) {
 	buf = buf[:0]
 	for _, m := range w.meta.all() {
 		if len(buf) > 1 && len(buf)+len(m.Family)+len(m.Help)+len(m.Unit)+16 > maxRawRecord {
-			if err := cw.Log(buf); err != nil {
-				return 0, errors.Join(err, cw.Close(), os.RemoveAll(tmp))
+			if err := cw.log(buf); err != nil {
+				return abort(err)
 			}
 			buf = buf[:0]
 		}
@@ -290,33 +293,82 @@ func (w *WAL) writeCheckpoint(cp int, live []*series) (int64, error) {
 		buf = appendMetadata(buf, m.Type, []byte(m.Family), []byte(m.Help), []byte(m.Unit))
 	}
 	if len(buf) > 1 {
-		if err := cw.Log(buf); err != nil {
-			return 0, errors.Join(err, cw.Close(), os.RemoveAll(tmp))
+		if err := cw.log(buf); err != nil {
+			return abort(err)
 		}
 	}
-	if err := cw.Close(); err != nil {
-		return 0, errors.Join(err, os.RemoveAll(tmp))
+	if err := cw.finish(); err != nil {
+		return abort(err)
 	}
-	if err := syncDir(tmp); err != nil {
-		return 0, errors.Join(err, os.RemoveAll(tmp))
+	if err := syncDir(w.fs, tmp); err != nil {
+		return 0, errors.Join(err, w.fs.RemoveAll(tmp))
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		return 0, errors.Join(err, os.RemoveAll(tmp))
+	if err := w.fs.Rename(tmp, final); err != nil {
+		return 0, errors.Join(err, w.fs.RemoveAll(tmp))
 	}
-	if err := syncDir(w.dir); err != nil {
+	if err := syncDir(w.fs, w.dir); err != nil {
 		return 0, err
 	}
-	segs, err := listSegments(final)
-	if err != nil {
-		return 0, err
+	return cw.size, nil
+}
+
+// checkpointWriter writes a checkpoint's records into segments of at most
+// checkpointSegmentSize bytes, each fsynced when sealed.
+type checkpointWriter struct {
+	w    *WAL
+	dir  string
+	seg  *segmentWriter
+	next int
+	size int64 // bytes of the sealed segments
+}
+
+func (c *checkpointWriter) log(rec []byte) error {
+	if c.seg != nil && c.seg.size >= checkpointSegmentSize {
+		if err := c.seal(); err != nil {
+			return err
+		}
 	}
-	var size int64
-	for _, s := range segs {
-		fi, err := os.Stat(wlog.SegmentName(final, s))
+	if c.seg == nil {
+		seg, err := createSegment(c.w.fs, c.dir, c.next, c.w.opts.Compression)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		size += fi.Size()
+		c.seg, c.next = seg, c.next+1
 	}
-	return size, nil
+	return c.seg.log(rec)
+}
+
+func (c *checkpointWriter) seal() error {
+	seg := c.seg
+	c.seg = nil
+	if err := seg.seal(false); err != nil {
+		return err
+	}
+	c.size += seg.size
+	return nil
+}
+
+// finish seals the last segment; a checkpoint with no records gets one
+// empty segment, as the reader expects at least one.
+func (c *checkpointWriter) finish() error {
+	if c.seg == nil && c.next == 0 {
+		seg, err := createSegment(c.w.fs, c.dir, 0, c.w.opts.Compression)
+		if err != nil {
+			return err
+		}
+		c.seg, c.next = seg, 1
+	}
+	if c.seg == nil {
+		return nil
+	}
+	return c.seal()
+}
+
+func (c *checkpointWriter) abort() error {
+	if c.seg == nil {
+		return nil
+	}
+	err := c.seg.f.Close()
+	c.seg = nil
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/prometheus/util/compression"
 )
 
@@ -55,6 +56,9 @@ type Options struct {
 	FreeSpace func(dir string) (int64, error)
 	// Compression of record payloads (compression.None or compression.Snappy).
 	Compression compression.Type
+	// FS is the filesystem the log's files are read and written through;
+	// nil means the operating system's (vfs.Default).
+	FS vfs.FS
 	// MaintenanceInterval is how often truncation and the cap are checked,
 	// besides after every segment rotation.
 	MaintenanceInterval time.Duration

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 	"go.uber.org/zap"
 )
@@ -35,7 +36,7 @@ type Reader struct {
 	mu        sync.Mutex // held while reading a record; the disk cap takes it to move the reader
 	pos       Position   // just past the last record read
 	jump      *Position  // set by the disk cap: continue here
-	f         *os.File
+	f         vfs.File
 	lr        *wlog.LiveReader
 	sealedEOF bool // EOF seen once after the segment was sealed
 	dec       *decoder
@@ -244,7 +245,7 @@ func (r *Reader) openSegment() (bool, error) {
 	if r.pos.Segment > head {
 		return false, nil
 	}
-	f, err := os.Open(wlog.SegmentName(r.w.dir, r.pos.Segment))
+	f, err := r.w.fs.Open(wlog.SegmentName(r.w.dir, r.pos.Segment))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && r.pos.Segment < head {
 			r.w.logger.Error("WAL segment missing; skipping it", zap.String("consumer", r.name), zap.Int("segment", r.pos.Segment))

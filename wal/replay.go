@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 	"go.uber.org/zap"
 )
@@ -30,43 +28,28 @@ func (e *CorruptionError) Error() string {
 
 func (e *CorruptionError) Unwrap() error { return e.Err }
 
-// listSegments returns the indices of the segment files in dir, ascending.
-func listSegments(dir string) ([]int, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var segs []int
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		k, err := strconv.Atoi(e.Name())
-		if err != nil || len(e.Name()) != 8 {
-			continue
-		}
-		segs = append(segs, k)
-	}
-	sort.Ints(segs)
-	return segs, nil
-}
-
 // lastCheckpoint finds the newest complete checkpoint and removes leftovers
 // of interrupted ones. It returns -1 if there is none.
 func (w *WAL) lastCheckpoint() (int, error) {
-	entries, err := os.ReadDir(w.dir)
+	names, err := w.fs.List(w.dir)
 	if err != nil {
 		return -1, fmt.Errorf("wal: read directory %s: %w", w.dir, err)
 	}
 	last := -1
 	var all []int
-	for _, e := range entries {
-		name := e.Name()
-		if !e.IsDir() || !strings.HasPrefix(name, "checkpoint.") {
+	for _, name := range names {
+		if strings.HasSuffix(name, repairSuffix) {
+			// A repair interrupted before its rename: the segment is intact.
+			if err := w.fs.Remove(w.fs.PathJoin(w.dir, name)); err != nil {
+				return -1, fmt.Errorf("wal: remove incomplete repair %s: %w", name, err)
+			}
+			continue
+		}
+		if !strings.HasPrefix(name, "checkpoint.") {
 			continue
 		}
 		if strings.HasSuffix(name, ".tmp") {
-			if err := os.RemoveAll(filepath.Join(w.dir, name)); err != nil {
+			if err := w.fs.RemoveAll(w.fs.PathJoin(w.dir, name)); err != nil {
 				return -1, fmt.Errorf("wal: remove incomplete checkpoint %s: %w", name, err)
 			}
 			continue
@@ -80,7 +63,7 @@ func (w *WAL) lastCheckpoint() (int, error) {
 	}
 	for _, k := range all {
 		if k < last {
-			if err := os.RemoveAll(checkpointName(w.dir, k)); err != nil {
+			if err := w.fs.RemoveAll(checkpointName(w.dir, k)); err != nil {
 				return -1, fmt.Errorf("wal: remove old checkpoint %d: %w", k, err)
 			}
 		}
@@ -95,13 +78,13 @@ func (w *WAL) replay() error {
 	if err != nil {
 		return err
 	}
-	segs, err := listSegments(w.dir)
+	segs, err := listSegments(w.fs, w.dir)
 	if err != nil {
 		return fmt.Errorf("wal: list segments in %s: %w", w.dir, err)
 	}
 	// Segments covered by the checkpoint were due for deletion.
 	for len(segs) > 0 && segs[0] <= cp {
-		if err := os.Remove(wlog.SegmentName(w.dir, segs[0])); err != nil {
+		if err := w.fs.Remove(wlog.SegmentName(w.dir, segs[0])); err != nil {
 			return fmt.Errorf("wal: remove segment %d covered by checkpoint %d: %w", segs[0], cp, err)
 		}
 		segs = segs[1:]
@@ -194,7 +177,7 @@ func (w *WAL) replay() error {
 // returns the segment's size after any repair.
 func (w *WAL) replaySegment(seg int, fn func(rec []byte) error) (int64, error) {
 	name := wlog.SegmentName(w.dir, seg)
-	f, err := os.Open(name)
+	f, err := w.fs.Open(name)
 	if err != nil {
 		return 0, fmt.Errorf("wal: open segment %d: %w", seg, err)
 	}
@@ -228,19 +211,49 @@ func (w *WAL) replaySegment(seg int, fn func(rec []byte) error) (int64, error) {
 	w.logger.Warn("Repairing damaged WAL segment: keeping the records before the damage",
 		zap.Int("segment", seg), zap.Int64("offset", good), zap.Int64("cut_bytes", cut),
 		zap.Error(&CorruptionError{Dir: w.dir, Segment: seg, Offset: good, Err: damage}))
-	if err := os.Truncate(name, good); err != nil {
+	if err := w.cutSegment(name, good); err != nil {
 		return 0, fmt.Errorf("wal: cut segment %d at %d: %w", seg, good, err)
 	}
-	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("wal: fsync repaired segment %d: %w", seg, err)
-	}
 	return good, nil
+}
+
+// repairSuffix names the copy a repair writes before renaming it over the
+// damaged segment.
+const repairSuffix = ".repair"
+
+// cutSegment replaces the segment file name with its first size bytes: it
+// copies them to name.repair, fsyncs it, renames it over name and fsyncs
+// the directory. A crash at any point leaves either segment whole.
+func (w *WAL) cutSegment(name string, size int64) error {
+	src, err := w.fs.Open(name)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tmp := name + repairSuffix
+	dst, err := w.fs.Create(tmp, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, io.LimitReader(src, size)); err != nil {
+		return errors.Join(err, dst.Close(), w.fs.Remove(tmp))
+	}
+	if err := dst.Sync(); err != nil {
+		return errors.Join(err, dst.Close(), w.fs.Remove(tmp))
+	}
+	if err := dst.Close(); err != nil {
+		return errors.Join(err, w.fs.Remove(tmp))
+	}
+	if err := w.fs.Rename(tmp, name); err != nil {
+		return errors.Join(err, w.fs.Remove(tmp))
+	}
+	return syncDir(w.fs, w.fs.PathDir(name))
 }
 
 // loadCheckpoint reads the series of checkpoint cp into the table.
 func (w *WAL) loadCheckpoint(cp int) (int, int64, error) {
 	dir := checkpointName(w.dir, cp)
-	segs, err := listSegments(dir)
+	segs, err := listSegments(w.fs, dir)
 	if err != nil {
 		return 0, 0, fmt.Errorf("wal: list checkpoint %d: %w", cp, err)
 	}
@@ -249,7 +262,7 @@ func (w *WAL) loadCheckpoint(cp int) (int, int64, error) {
 	var n int
 	var size int64
 	for _, seg := range segs {
-		f, err := os.Open(wlog.SegmentName(dir, seg))
+		f, err := w.fs.Open(wlog.SegmentName(dir, seg))
 		if err != nil {
 			return 0, 0, fmt.Errorf("wal: open checkpoint %d segment %d: %w", cp, seg, err)
 		}

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymetrics/ferry/wal/model"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
@@ -30,13 +30,9 @@ var (
 	ErrClosed = errors.New("wal: closed")
 )
 
-// wlogSegmentSize is what the wlog writer is told: larger than any segment
-// this package lets grow, so that rotation happens only here, where the
-// position bookkeeping is.
-const wlogSegmentSize = 1 << 40
-
 // WAL is the write-ahead log. It is safe for concurrent use.
 type WAL struct {
+	fs     vfs.FS
 	dir    string
 	opts   Options
 	logger *zap.Logger
@@ -55,7 +51,7 @@ type WAL struct {
 
 	// mu serialises writes, rotation and the bookkeeping of positions.
 	mu     sync.Mutex
-	wl     *wlog.WL
+	seg    *segmentWriter  // the head segment; replaced under segMu
 	head   Position        // just past the last record written
 	first  int             // oldest segment on disk
 	sizes  map[int]int64   // sizes of sealed segments
@@ -69,13 +65,27 @@ type WAL struct {
 	total  atomic.Int64  // Size(), readable without mu
 	notify atomic.Pointer[chan struct{}]
 
-	// segMu is held for writing while wlog switches its current segment and
-	// for reading around fsync, which reads that segment without a lock.
+	// segMu is held for writing while the head segment is sealed and
+	// replaced, and for reading around its fsync, which runs without mu.
 	segMu sync.RWMutex
+	// sealFailures counts sealed segments whose fsync failed, and
+	// sealFailedUpTo is the last write in the newest of them; both are
+	// guarded by segMu, so that an fsync that sees the new head segment also
+	// sees that the old one failed.
+	sealFailures   uint64
+	sealFailedUpTo uint64
+	// syncFailed is set by a failed fsync for the writer (under mu) to seal
+	// the segment before its next write.
+	syncFailed atomic.Pointer[error]
 
+	// syncMu serialises fsyncs of the head segment and guards the fields
+	// below. Lock order: mu before syncMu before segMu; nothing holding
+	// syncMu takes mu.
 	syncMu       sync.Mutex
 	synced       uint64 // writes up to this seq are fsynced
-	failedUpTo   uint64 // writes up to this seq may be lost: an fsync failed
+	failFrom     uint64 // writes in (failFrom, failTo] may be lost: an fsync failed
+	failTo       uint64
+	seenFailures uint64 // sealFailures already counted in failFrom/failTo
 	lastSyncErr  error
 	highestTs    atomic.Int64
 	bufs         sync.Pool
@@ -103,7 +113,11 @@ func Open(dir string, opts Options, logger *zap.Logger, reg prometheus.Registere
 	if now == nil {
 		now = time.Now
 	}
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
 	w := &WAL{
+		fs:          opts.FS,
 		dir:         dir,
 		opts:        opts,
 		logger:      logger,
@@ -123,28 +137,32 @@ func Open(dir string, opts Options, logger *zap.Logger, reg prometheus.Registere
 	ch := make(chan struct{})
 	w.notify.Store(&ch)
 	w.m = newMetrics(w, reg)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := mkdirDurable(w.fs, dir); err != nil {
 		return nil, fmt.Errorf("wal: create directory %s: %w", dir, err)
 	}
 	start := now()
 	if err := w.replay(); err != nil {
 		return nil, err
 	}
-	wl, err := wlog.NewSize(w.slog, nil, dir, wlogSegmentSize, opts.Compression)
+	segs, err := listSegments(w.fs, dir)
+	if err != nil {
+		return nil, fmt.Errorf("wal: list segments in %s: %w", dir, err)
+	}
+	next := 0
+	if len(segs) > 0 {
+		next = segs[len(segs)-1] + 1
+	}
+	seg, err := createSegment(w.fs, dir, next, opts.Compression)
 	if err != nil {
 		return nil, fmt.Errorf("wal: open writer in %s: %w", dir, err)
 	}
-	w.wl = wl
-	_, last, err := wlog.Segments(dir)
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("wal: list segments in %s: %w", dir, err), wl.Close())
+	w.seg = seg
+	if err := syncDir(w.fs, dir); err != nil {
+		return nil, errors.Join(err, seg.f.Close())
 	}
-	if err := syncDir(dir); err != nil {
-		return nil, errors.Join(err, wl.Close())
-	}
-	w.head = Position{Segment: last}
+	w.head = Position{Segment: next}
 	if len(w.sizes) == 0 {
-		w.first = last
+		w.first = next
 	}
 	w.publishHead()
 	w.m.replayDuration.Set(now().Sub(start).Seconds())
@@ -506,6 +524,11 @@ func (w *WAL) logLocked(recs ...[]byte) (uint64, error) {
 	if w.closed {
 		return 0, ErrClosed
 	}
+	if w.broken == nil {
+		if err := w.syncFailed.Swap(nil); err != nil {
+			w.broken = *err
+		}
+	}
 	if w.broken != nil {
 		if err := w.rotateLocked(); err != nil {
 			return 0, fmt.Errorf("wal: seal segment %d after write error (%v): %w", w.head.Segment, w.broken, err)
@@ -518,48 +541,74 @@ func (w *WAL) logLocked(recs ...[]byte) (uint64, error) {
 			return 0, fmt.Errorf("wal: rotate segment %d: %w", w.head.Segment, err)
 		}
 	}
-	if err := w.wl.Log(recs...); err != nil {
-		w.broken = err
-		w.m.writeErrors.Inc()
-		return 0, fmt.Errorf("wal: write segment %d: %w", w.head.Segment, err)
-	}
-	fi, err := os.Stat(wlog.SegmentName(w.dir, w.head.Segment))
+	err := w.seg.log(recs...)
+	w.head.Offset = w.seg.size
+	w.publishHead()
 	if err != nil {
 		w.broken = err
 		w.m.writeErrors.Inc()
-		return 0, fmt.Errorf("wal: stat segment %d: %w", w.head.Segment, err)
+		return 0, fmt.Errorf("wal: %w", err)
 	}
-	w.head.Offset = fi.Size()
-	w.publishHead()
 	return w.seq.Add(1), nil
 }
 
-// rotateLocked seals the head segment (wlog fsyncs it), starts the next one
-// and fsyncs the directory; w.mu is held.
+// rotateLocked starts the next segment, seals the head segment (pads its
+// last page, fsyncs and closes it) and fsyncs the directory; w.mu is held.
+// If the sealing fsync fails, the writes since the last good fsync are
+// reported lost to those waiting for them, and writing goes on in the new
+// segment. If the directory fsync fails, the log stays broken, so that the
+// next write starts yet another segment and fsyncs the directory again.
 func (w *WAL) rotateLocked() error {
+	oldIdx := w.head.Segment
+	next, err := createSegment(w.fs, w.dir, oldIdx+1, w.opts.Compression)
+	if err != nil {
+		return err
+	}
+	upTo := w.seq.Load()
 	w.segMu.Lock()
-	next, err := w.wl.NextSegmentSync()
+	old := w.seg
+	w.seg = next
+	sealErr := old.seal(w.broken != nil)
+	if sealErr != nil {
+		w.sealFailures++
+		w.sealFailedUpTo = upTo
+	}
 	w.segMu.Unlock()
-	if err != nil {
-		return err
-	}
-	if err := syncDir(w.dir); err != nil {
-		return err
-	}
-	old := w.head.Segment
-	fi, err := os.Stat(wlog.SegmentName(w.dir, old))
-	if err != nil {
-		return fmt.Errorf("stat sealed segment %d: %w", old, err)
-	}
-	w.sizes[old] = fi.Size()
-	w.head = Position{Segment: next}
+
+	w.sizes[oldIdx] = old.size
+	w.head = Position{Segment: oldIdx + 1}
+	w.broken = nil
 	w.publishHead()
-	// Everything written so far is fsynced by the rotation.
 	w.syncMu.Lock()
-	w.synced = max(w.synced, w.seq.Load())
+	if sealErr != nil {
+		w.markFailedLocked(upTo, sealErr)
+	} else {
+		w.synced = max(w.synced, upTo)
+	}
 	w.syncMu.Unlock()
 	w.kickMaintenance()
+	if sealErr != nil {
+		w.m.fsyncErrors.Inc()
+		w.logger.Error("WAL segment fsync failed while sealing it; the writes not yet fsynced are reported lost",
+			zap.Int("segment", oldIdx), zap.Error(sealErr))
+	}
+	if err := syncDir(w.fs, w.dir); err != nil {
+		w.broken = err
+		return err
+	}
 	return nil
+}
+
+// markFailedLocked records that the writes after the last good fsync, up
+// to upTo, may be lost; w.syncMu is held. Ranges of separate failures merge,
+// which can only fail writes that were durable after all.
+func (w *WAL) markFailedLocked(upTo uint64, err error) {
+	if w.failTo <= w.failFrom {
+		w.failFrom = w.synced
+	}
+	w.failFrom = min(w.failFrom, w.synced)
+	w.failTo = max(w.failTo, upTo)
+	w.lastSyncErr = err
 }
 
 // publishHead makes the head position and the size readable without w.mu.
@@ -587,7 +636,7 @@ func (w *WAL) waitc() <-chan struct{} { return *w.notify.Load() }
 func (w *WAL) syncTo(seq uint64) error {
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
-	if seq <= w.failedUpTo && seq > w.synced {
+	if seq > w.failFrom && seq <= w.failTo {
 		return fmt.Errorf("wal: fsync failed, write may be lost: %w", w.lastSyncErr)
 	}
 	if seq <= w.synced {
@@ -596,22 +645,35 @@ func (w *WAL) syncTo(seq uint64) error {
 	target := w.seq.Load()
 	start := time.Now()
 	w.segMu.RLock()
-	err := w.wl.Sync()
+	err := w.seg.sync()
+	failures, failedUpTo := w.sealFailures, w.sealFailedUpTo
 	w.segMu.RUnlock()
 	w.m.fsyncs.Inc()
 	w.m.fsyncDuration.Observe(time.Since(start).Seconds())
+	if failures != w.seenFailures {
+		// A segment sealed meanwhile failed its fsync: what it held since
+		// the last good fsync is not covered by this one.
+		w.seenFailures = failures
+		w.markFailedLocked(failedUpTo, w.lastSyncErrOr(err))
+	}
 	if err != nil {
 		w.m.fsyncErrors.Inc()
-		w.failedUpTo, w.lastSyncErr = target, err
-		w.mu.Lock()
-		if w.broken == nil {
-			w.broken = err
-		}
-		w.mu.Unlock()
-		return fmt.Errorf("wal: fsync segment: %w", err)
+		w.markFailedLocked(target, err)
+		w.syncFailed.CompareAndSwap(nil, &err)
+		return fmt.Errorf("wal: %w", err)
 	}
 	w.synced = target
+	if seq > w.failFrom && seq <= w.failTo {
+		return fmt.Errorf("wal: fsync failed, write may be lost: %w", w.lastSyncErr)
+	}
 	return nil
+}
+
+func (w *WAL) lastSyncErrOr(err error) error {
+	if err != nil {
+		return err
+	}
+	return errors.New("fsync of a sealed segment failed")
 }
 
 // Ping returns once the writer's lock is free: a log stuck in a write or a
@@ -672,26 +734,17 @@ func (w *WAL) Close() error {
 	if w.started.Load() {
 		<-w.donec
 	}
+	w.mu.Lock()
 	w.segMu.Lock()
-	err := w.wl.Close()
+	err := w.seg.seal(w.broken != nil)
 	w.segMu.Unlock()
+	w.mu.Unlock()
 	w.wake()
 	if err != nil {
+		w.m.fsyncErrors.Inc()
 		return fmt.Errorf("wal: close: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("wal: open directory %s for fsync: %w", dir, err)
-	}
-	if err := d.Sync(); err != nil {
-		_ = d.Close()
-		return fmt.Errorf("wal: fsync directory %s: %w", dir, err)
-	}
-	return d.Close()
 }
 
 func checkpointName(dir string, seg int) string {

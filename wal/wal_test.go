@@ -241,12 +241,9 @@ func TestRepairDamage(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			w.mu.Lock()
-			w.wl.Log() // no-op: keep page state untouched
-			w.mu.Unlock()
 			// Simulate a crash: no Close, so the last page is not padded.
 			w.isClosed.Store(true)
-			segs, _ := listSegments(dir)
+			segs, _ := listSegments(w.fs, dir)
 			tc.damage(t, dir, segs)
 
 			w2 := openTest(t, dir, opts)
@@ -271,7 +268,7 @@ func TestRepairDamage(t *testing.T) {
 				t.Fatalf("unexpected extra record with %d samples", len(e.Samples))
 			}
 			w.segMu.Lock()
-			w.wl.Close()
+			w.seg.f.Close()
 			w.segMu.Unlock()
 		})
 	}
