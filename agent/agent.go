@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymetrics/ferry/agent/receive"
 	"github.com/ferrymetrics/ferry/agent/scrape"
 	"github.com/ferrymetrics/ferry/agent/targets"
@@ -52,6 +53,10 @@ type Options struct {
 	// StatusInterval is how often the status history (rates, ETAs, the
 	// status page's charts) is sampled; default 10s, an hour is kept.
 	StatusInterval time.Duration
+	// FS is the filesystem of the WAL, the state database and the disk
+	// reserve; nil means the operating system's (vfs.Default). Tests inject
+	// faults through it.
+	FS vfs.FS
 }
 
 // Agent wires the receiver, the WAL and the senders.
@@ -73,6 +78,8 @@ type Agent struct {
 	compactor *downsample.Compactor
 	scraper   atomic.Pointer[scrape.Scraper]
 	lock      *DataDirLock
+	ballast   *ballast
+	minFree   int64
 	started   time.Time
 	hist      history
 
@@ -96,6 +103,9 @@ func New(cfg *Config, o Options) *Agent {
 	}
 	if o.StatusInterval <= 0 {
 		o.StatusInterval = 10 * time.Second
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
 	}
 	a := &Agent{o: o, logger: o.Logger, cfg: cfg, senders: map[string]*sender.Sender{}, reloadc: make(chan chan error),
 		started: o.Now(), hist: history{span: time.Hour}}
@@ -284,6 +294,11 @@ func (a *Agent) open() error {
 	}
 	a.logger.Info("WAL disk limits", zap.Int64("max_size", opts.MaxSize), zap.Int64("min_free_disk", opts.MinFree),
 		zap.Int64("filesystem_bytes", fsSize), zap.Int64("filesystem_free_bytes", free), zap.Stringer("when_full", opts.WhenFull))
+	opts.FS, a.minFree = a.o.FS, opts.MinFree
+	a.ballast = newBallast(a.o.FS, cfg.DataDirOrDefault(), fsSize, a.logger.Named("disk"), a.o.Registry)
+	if err := a.ballast.ensure(free, opts.MinFree); err != nil {
+		a.logger.Warn("Could not reserve disk space for the state database", zap.Error(err))
+	}
 	if opts.MinFree > fsSize/2 {
 		a.logger.Warn("wal.min_free_disk is more than half of the data directory's filesystem: the WAL can hold little",
 			zap.Int64("min_free_disk", opts.MinFree), zap.Int64("filesystem_bytes", fsSize))
@@ -309,7 +324,11 @@ func (a *Agent) open() error {
 		return fmt.Errorf("open WAL: %w", err)
 	}
 	a.logger.Info("WAL replayed", zap.Duration("took", a.o.Now().Sub(start)), zap.Stringer("head", w.Head()))
-	db, err := pebble.Open(cfg.StateDir(), &pebble.Options{Logger: pebbleLogger{a.logger.Named("pebble").Sugar()}})
+	if err := wal.MkdirDurable(a.o.FS, cfg.StateDir()); err != nil {
+		return errors.Join(fmt.Errorf("create state database directory %s: %w", cfg.StateDir(), err), w.Close())
+	}
+	db, err := pebble.Open(cfg.StateDir(), &pebble.Options{Logger: pebbleLogger{a.logger.Named("pebble").Sugar()},
+		FS: vfs.OnDiskFull(a.o.FS, a.ballast.release)})
 	if err != nil {
 		return errors.Join(fmt.Errorf("open state database %s: %w", cfg.StateDir(), err), w.Close())
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,6 +46,7 @@ type fakeEndpoint struct {
 	mu       sync.Mutex
 	steps    map[string]int // step label value → samples received
 	requests int
+	down     atomic.Bool // answer 503
 }
 
 func newFakeEndpoint(t *testing.T) *fakeEndpoint {
@@ -57,6 +59,10 @@ func newFakeEndpoint(t *testing.T) *fakeEndpoint {
 func (e *fakeEndpoint) url() string { return e.srv.URL + "/api/v1/write" }
 
 func (e *fakeEndpoint) serve(w http.ResponseWriter, r *http.Request) {
+	if e.down.Load() {
+		http.Error(w, "down for the test", http.StatusServiceUnavailable)
+		return
+	}
 	var wr prompb.WriteRequest
 	body, err := io.ReadAll(r.Body)
 	if err == nil {

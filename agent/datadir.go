@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/ferrymetrics/ferry/wal"
 )
 
 // LockFile is the file under the data dir that a running Ferry, or an
@@ -34,7 +37,7 @@ type DataDirLock struct {
 // If another process holds it, the error wraps ErrDataDirInUse and names
 // that process.
 func LockDataDir(dir string) (*DataDirLock, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := wal.MkdirDurable(vfs.Default, dir); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	path := filepath.Join(dir, LockFile)
@@ -60,6 +63,14 @@ func LockDataDir(dir string) (*DataDirLock, error) {
 	if err := errors.Join(f.Truncate(0), writeAt0(f, strconv.Itoa(os.Getpid())+"\n"), f.Sync()); err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("write lock file: %w", err)
+	}
+	// A new lock file must survive a power loss to report it at the next
+	// start.
+	if statErr != nil {
+		if err := wal.SyncDir(vfs.Default, dir); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("create lock file: %w", err)
+		}
 	}
 	return l, nil
 }

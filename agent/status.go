@@ -11,6 +11,7 @@ import (
 	"github.com/ferrymetrics/ferry/downsample"
 	"github.com/ferrymetrics/ferry/sender"
 	"github.com/ferrymetrics/ferry/wal"
+	"go.uber.org/zap"
 )
 
 // Status is what GET /api/v1/status returns, the status page shows and
@@ -132,6 +133,10 @@ func (a *Agent) recordHistory(ctx context.Context, interval time.Duration) {
 	for {
 		if p, ok := a.sample(); ok {
 			a.hist.add(p)
+			// The disk reserve is made again once the space is back.
+			if err := a.ballast.ensure(p.walFree, a.minFree); err != nil {
+				a.logger.Warn("Could not reserve disk space for the state database", zap.Error(err))
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -70,3 +70,6 @@ func listSegments(fs vfs.FS, dir string) ([]int, error) {
 	sort.Ints(segs)
 	return segs, nil
 }
+
+// SyncDir fsyncs directory dir on fs.
+func SyncDir(fs vfs.FS, dir string) error { return syncDir(fs, dir) }
