@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	ferrymodel "github.com/ferrymetrics/ferry/wal/model"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -762,5 +763,75 @@ func TestCommitSplitsLogEntries(t *testing.T) {
 	if st.Series != series || st.OpenWindows != series || st.LagBytes != 0 || len(st.Logs) != 1 ||
 		st.Logs[0].Resolution != "10s" || st.Logs[0].Entries != 3 || st.Logs[0].Series != series || st.Logs[0].Newest.UnixMilli() != 1000 {
 		t.Errorf("status %+v", st)
+	}
+}
+
+// Rollups that pass their retention before an endpoint reads them are
+// counted as lost, with reason "retention", once per reader, and the
+// reader goes on from the oldest retained entry.
+func TestExpiredRollupsAreCountedAsLost(t *testing.T) {
+	e := newEnv(t)
+	var pts []point
+	for i := range 40 {
+		pts = append(pts, point{"g", 0, int64(i) * 5000, float64(i)})
+	}
+	e.append(pts)
+	c := e.compactor(Config{CommitInterval: model.Duration(time.Hour), MaxDelay: model.Duration(time.Hour)}, policy(10*time.Second, time.Hour, true))
+	for drain(t, c, 8) > 0 {
+		if err := c.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := c.Log(10 * time.Second)
+	total := 0
+	all, err := l.Open("all", l.Oldest(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for all.Cursor() != l.Head() {
+		en, err := all.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += len(en.Data.Samples)
+	}
+	all.Close()
+
+	// One reader read two entries, the other none.
+	type drop struct {
+		lost     wal.Lost
+		from, to uint64
+	}
+	var drops []drop
+	onDrop := func(lost wal.Lost, from, to sender.Cursor) {
+		drops = append(drops, drop{lost, cursorSeq(from), cursorSeq(to)})
+	}
+	idle, _ := l.Open("idle", l.Oldest(), onDrop)
+	busy, _ := l.Open("busy", l.Oldest(), onDrop)
+	read := 0
+	for range 2 {
+		en, err := busy.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		read += len(en.Data.Samples)
+	}
+	n, err := l.applyRetention(math.MaxInt64 / 2)
+	if err != nil || n == 0 {
+		t.Fatalf("retention deleted %d entries: %v", n, err)
+	}
+	slices.SortFunc(drops, func(a, b drop) int { return int(a.from) - int(b.from) })
+	if len(drops) != 2 || drops[0].lost.Samples != total || drops[1].lost.Samples != total-read ||
+		drops[0].lost.Reason != "retention" || drops[1].to != cursorSeq(l.Oldest()) {
+		t.Fatalf("drops %+v, want %d samples lost by the idle reader and %d by the busy one, reason retention, up to %d",
+			drops, total, total-read, cursorSeq(l.Oldest()))
+	}
+	if _, err := l.applyRetention(math.MaxInt64 / 2); err != nil || len(drops) != 2 {
+		t.Fatalf("a second retention pass told readers again: %+v (%v)", drops, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if en, err := idle.Next(ctx); err == nil {
+		t.Fatalf("an expired entry was read after the drop: %+v", en)
 	}
 }

@@ -58,7 +58,9 @@
 // and guarantees as raw endpoints. Its cursor is the sequence number of the
 // next entry to read, and its lag counts entries. Entries whose newest
 // sample is older than the longest retention of the policies of that
-// resolution are deleted, whether or not endpoints read them (a reader
-// skips to the oldest retained entry); an endpoint that starts from the
-// oldest entry backfills everything retained.
+// resolution are deleted, whether or not endpoints read them: every open
+// reader that had not read them is told how many samples it lost (counted
+// as ferry_sender_samples_dropped_total{reason="retention"}) and skips to
+// the oldest retained entry. An endpoint that starts from the oldest entry
+// backfills everything retained.
 package downsample

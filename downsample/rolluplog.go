@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"slices"
@@ -77,10 +78,12 @@ type rollupLog struct {
 	notify  atomic.Pointer[chan struct{}]
 	closed  atomic.Bool
 	meta    wal.MetadataSource // the raw series' metadata
+	readers map[*Reader]struct{} // guarded by mu
 }
 
 func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
-	l := &rollupLog{db: db, res: res, retention: retention, wire: map[uint64][]byte{}, ids: map[uint64][]uint64{}, nextID: 1}
+	l := &rollupLog{db: db, res: res, retention: retention, wire: map[uint64][]byte{}, ids: map[uint64][]uint64{}, nextID: 1,
+		readers: map[*Reader]struct{}{}}
 	l.highest.Store(math.MinInt64)
 	ch := make(chan struct{})
 	l.notify.Store(&ch)
@@ -222,37 +225,68 @@ func (l *rollupLog) published(seq uint64, maxT int64) {
 }
 
 // applyRetention deletes entries whose newest sample is older than now
-// minus the retention.
+// minus the retention. Every open reader that had not read them is told
+// how many samples it lost (onDrop, reason "retention"): they are counted,
+// not skipped in silence.
 func (l *rollupLog) applyRetention(nowMs int64) (int, error) {
 	cutoff := nowMs - l.retention
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: logKey(l.res, 0), UpperBound: logKey(l.res, math.MaxUint64)})
 	if err != nil {
 		return 0, err
 	}
-	var end []byte
-	n := 0
+	type expired struct {
+		seq     uint64
+		samples int
+	}
+	var gone []expired
+	var buf []record.RefSample
 	for it.First(); it.Valid(); it.Next() {
 		v := it.Value()
 		if len(v) < 8 || int64(binary.BigEndian.Uint64(v)) >= cutoff {
 			break
 		}
-		end = append(end[:0], it.Key()...)
-		n++
+		buf, _ = recordDecoder.Samples(v[8:], buf[:0])
+		k := it.Key()
+		gone = append(gone, expired{seq: binary.BigEndian.Uint64(k[len(k)-8:]), samples: len(buf)})
 	}
 	if err := it.Close(); err != nil {
 		return 0, err
 	}
-	if n == 0 {
+	if len(gone) == 0 {
 		return 0, nil
 	}
-	last := binary.BigEndian.Uint64(end[len(end)-8:])
+	last := gone[len(gone)-1].seq
+	// Readers see the new first entry before the entries go: one that read
+	// an entry did so before, one that did not is counted here.
+	type drop struct {
+		r    *Reader
+		from uint64
+		lost int
+	}
+	var drops []drop
+	l.mu.Lock()
+	l.first = max(l.first, last+1)
+	for r := range l.readers {
+		from := r.pos.Load()
+		if from > last || r.onDrop == nil {
+			continue
+		}
+		d := drop{r: r, from: from}
+		for _, e := range gone {
+			if e.seq >= from {
+				d.lost += e.samples
+			}
+		}
+		drops = append(drops, d)
+	}
+	l.mu.Unlock()
+	for _, d := range drops {
+		d.r.onDrop(wal.Lost{Samples: d.lost, Reason: "retention"}, seqCursor(d.from), seqCursor(last+1))
+	}
 	if err := l.db.DeleteRange(logKey(l.res, 0), logKey(l.res, last+1), pebble.Sync); err != nil {
 		return 0, fmt.Errorf("downsample: delete expired rollups of %dms: %w", l.res, err)
 	}
-	l.mu.Lock()
-	l.first = last + 1
-	l.mu.Unlock()
-	return n, nil
+	return len(gone), nil
 }
 
 func (l *rollupLog) close() {
@@ -349,17 +383,23 @@ func (l *rollupLog) Describe(c sender.Cursor) string {
 
 // Reader reads a rollup log for one endpoint.
 type Reader struct {
-	l     *rollupLog
-	pos   atomic.Uint64 // next seq
-	entry wal.Entry
+	l      *rollupLog
+	pos    atomic.Uint64 // next seq
+	entry  wal.Entry
+	onDrop sender.DropFunc
 }
 
-// Open returns a reader of the log starting at at. Entries deleted by
-// retention before the reader got to them are skipped, and onDrop is not
-// called: a policy's endpoint gets what is within its retention.
+// Open returns a reader of the log starting at at. Entries that pass their
+// retention before the reader gets to them are counted through onDrop
+// (reason "retention"). Entries already gone when it opens are skipped:
+// they were counted when they went, unless no reader of the endpoint was
+// open then (it was not configured).
 func (l *rollupLog) Open(name string, at sender.Cursor, onDrop sender.DropFunc) (sender.Source, error) {
-	r := &Reader{l: l}
+	r := &Reader{l: l, onDrop: onDrop}
 	r.pos.Store(cursorSeq(at))
+	l.mu.Lock()
+	l.readers[r] = struct{}{}
+	l.mu.Unlock()
 	return r, nil
 }
 
@@ -386,39 +426,46 @@ func (r *Reader) Next(ctx context.Context) (sender.Entry, error) {
 	}
 }
 
-// tryNext reads the next entry, if there is one, and moves past it.
+// tryNext reads the next entry, if there is one, and moves past it. It
+// holds l.mu for reading from the bounds check until it has moved, so that
+// retention either sees it past an entry or counts that entry as lost.
 func (r *Reader) tryNext() (*wal.Entry, error) {
 	l := r.l
-	seq := r.pos.Load()
 	l.mu.RLock()
-	first, next := l.first, l.next
-	l.mu.RUnlock()
-	if seq < first {
-		// Entries past their retention are not meant to be delivered.
-		seq = first
-		r.pos.Store(seq)
-	}
-	if seq >= next {
-		return nil, nil
-	}
-	v, closer, err := l.db.Get(logKey(l.res, seq))
-	if errors.Is(err, pebble.ErrNotFound) {
-		// Deleted by retention meanwhile.
-		r.pos.Store(seq + 1)
-		return r.tryNext()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("downsample: read rollup entry %d: %w", seq, err)
+	defer l.mu.RUnlock()
+	var v []byte
+	var closer io.Closer
+	for {
+		seq := r.pos.Load()
+		if seq < l.first {
+			// Past their retention: counted as lost when they went.
+			seq = l.first
+			r.pos.Store(seq)
+		}
+		if seq >= l.next {
+			return nil, nil
+		}
+		var err error
+		v, closer, err = l.db.Get(logKey(l.res, seq))
+		if errors.Is(err, pebble.ErrNotFound) {
+			r.pos.Store(seq + 1)
+			return nil, fmt.Errorf("downsample: rollup entry %d of %dms is missing; skipped", seq, l.res)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("downsample: read rollup entry %d: %w", seq, err)
+		}
+		break
 	}
 	defer closer.Close()
+	seq := r.pos.Load()
 	e := &r.entry
+	var err error
 	e.Samples, err = recordDecoder.Samples(v[8:], e.Samples[:0])
 	if err != nil {
 		return nil, fmt.Errorf("downsample: decode rollup entry %d: %w", seq, err)
 	}
 	e.Unknown = 0
 	e.Wire = e.Wire[:0]
-	l.mu.RLock()
 	for _, s := range e.Samples {
 		w, ok := l.wire[uint64(s.Ref)]
 		if !ok {
@@ -426,7 +473,6 @@ func (r *Reader) tryNext() (*wal.Entry, error) {
 		}
 		e.Wire = append(e.Wire, w)
 	}
-	l.mu.RUnlock()
 	r.pos.Store(seq + 1)
 	return e, nil
 }
@@ -438,5 +484,10 @@ func (r *Reader) Cursor() sender.Cursor { return seqCursor(r.pos.Load()) }
 // readers have read.
 func (r *Reader) Commit(sender.Cursor) {}
 
-// Close releases the reader.
-func (r *Reader) Close() error { return nil }
+// Close unregisters the reader.
+func (r *Reader) Close() error {
+	r.l.mu.Lock()
+	delete(r.l.readers, r)
+	r.l.mu.Unlock()
+	return nil
+}

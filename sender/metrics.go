@@ -48,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ferry_sender_samples_failed_total", Help: "Samples in batches the endpoint refused with a non-retryable 4xx; they are not sent again.",
 		}, ep),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ferry_sender_samples_dropped_total", Help: "Samples (floats and native histograms) not sent: reason disk_cap (WAL cap deleted them unread), relabel (write_relabel_configs), rule (a mapping rule with drop: true), unknown_series (series record lost to damage), config (native histograms with send_native_histograms: false).",
+			Name: "ferry_sender_samples_dropped_total", Help: "Samples (floats and native histograms) not sent: reason disk_cap (WAL cap deleted them unread), retention (rollups past their retention before they were sent), relabel (write_relabel_configs), rule (a mapping rule with drop: true), unknown_series (series record lost to damage), config (native histograms with send_native_histograms: false).",
 		}, []string{"endpoint", "reason"}),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ferry_sender_batches_in_flight", Help: "Requests being sent or retried.",

@@ -50,6 +50,7 @@ type Sender struct {
 
 	sent, retried, failed, sentBytes                 prometheusCounter
 	droppedCap, droppedRelabel, droppedRule, unknown prometheusCounter
+	droppedRetention                                 prometheusCounter
 	droppedConfig                                    prometheusCounter
 	exSent, exCap, exRelabel, exRule, exUnknown      prometheusCounter
 	exConfig, exNoSample, exRefused                  prometheusCounter
@@ -143,24 +144,25 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 		cfg: cfg, url: cfg.URL.String(), log: log, o: o, logger: logger, client: cfg.Client,
 		sent: m.sent.WithLabelValues(name), retried: m.retried.WithLabelValues(name),
 		failed: m.failed.WithLabelValues(name), sentBytes: m.sentBytes.WithLabelValues(name),
-		droppedCap:     m.dropped.WithLabelValues(name, "disk_cap"),
-		droppedRelabel: m.dropped.WithLabelValues(name, "relabel"),
-		droppedRule:    m.dropped.WithLabelValues(name, "rule"),
-		unknown:        m.dropped.WithLabelValues(name, "unknown_series"),
-		droppedConfig:  m.dropped.WithLabelValues(name, "config"),
-		exSent:         m.exemplarsSent.WithLabelValues(name),
-		exCap:          m.exemplarsDropped.WithLabelValues(name, "disk_cap"),
-		exRelabel:      m.exemplarsDropped.WithLabelValues(name, "relabel"),
-		exRule:         m.exemplarsDropped.WithLabelValues(name, "rule"),
-		exUnknown:      m.exemplarsDropped.WithLabelValues(name, "unknown_series"),
-		exConfig:       m.exemplarsDropped.WithLabelValues(name, "config"),
-		exNoSample:     m.exemplarsDropped.WithLabelValues(name, "no_sample"),
-		exRefused:      m.exemplarsDropped.WithLabelValues(name, "refused"),
-		metaSent:       m.metadataSent.WithLabelValues(name),
-		samplesPartial: m.samplesPartial.WithLabelValues(name),
-		exPartial:      m.exemplarsPartial.WithLabelValues(name),
-		fallbacks:      m.fallbacks.WithLabelValues(name),
-		inFlight:       m.inFlight.WithLabelValues(name), shardsGauge: m.shards.WithLabelValues(name),
+		droppedCap:       m.dropped.WithLabelValues(name, "disk_cap"),
+		droppedRetention: m.dropped.WithLabelValues(name, "retention"),
+		droppedRelabel:   m.dropped.WithLabelValues(name, "relabel"),
+		droppedRule:      m.dropped.WithLabelValues(name, "rule"),
+		unknown:          m.dropped.WithLabelValues(name, "unknown_series"),
+		droppedConfig:    m.dropped.WithLabelValues(name, "config"),
+		exSent:           m.exemplarsSent.WithLabelValues(name),
+		exCap:            m.exemplarsDropped.WithLabelValues(name, "disk_cap"),
+		exRelabel:        m.exemplarsDropped.WithLabelValues(name, "relabel"),
+		exRule:           m.exemplarsDropped.WithLabelValues(name, "rule"),
+		exUnknown:        m.exemplarsDropped.WithLabelValues(name, "unknown_series"),
+		exConfig:         m.exemplarsDropped.WithLabelValues(name, "config"),
+		exNoSample:       m.exemplarsDropped.WithLabelValues(name, "no_sample"),
+		exRefused:        m.exemplarsDropped.WithLabelValues(name, "refused"),
+		metaSent:         m.metadataSent.WithLabelValues(name),
+		samplesPartial:   m.samplesPartial.WithLabelValues(name),
+		exPartial:        m.exemplarsPartial.WithLabelValues(name),
+		fallbacks:        m.fallbacks.WithLabelValues(name),
+		inFlight:         m.inFlight.WithLabelValues(name), shardsGauge: m.shards.WithLabelValues(name),
 		readerDone: make(chan struct{}), loopDone: make(chan struct{}),
 		lb: labels.NewBuilder(labels.EmptyLabels()), memo: newSeriesMemo(),
 	}
@@ -192,12 +194,21 @@ func (s *Sender) Run() {
 	go s.checkpointLoop()
 }
 
-// onDrop counts what the disk cap took: what the reader had not read yet
-// (lost), and what it had read but not delivered, which is written off (the
-// shards discard it) so that each is counted once, here, whether or not the
-// process lives to retry it.
+// onDrop counts what the disk cap (or, for rollups, their retention) took:
+// what the reader had not read yet (lost), and what it had read but not
+// delivered, which is written off (the shards discard it) so that each is
+// counted once, here, whether or not the process lives to retry it.
 func (s *Sender) onDrop(lost wal.Lost, from, to Cursor) {
 	queued, exemplars := s.track.writeOff(to)
+	if lost.Reason == "retention" {
+		if n := lost.Samples + queued; n > 0 {
+			s.droppedRetention.Add(float64(n))
+			s.logger.Error("Rollups passed their retention before this endpoint sent them; they are dropped",
+				zap.Int("samples", n), zap.Int("unread", lost.Samples), zap.Int("read_not_delivered", queued),
+				zap.String("from", s.log.Describe(from)), zap.String("to", s.log.Describe(to)))
+		}
+		return
+	}
 	if ex := lost.Exemplars + exemplars; ex > 0 {
 		s.exCap.Add(float64(ex))
 	}

@@ -16,7 +16,12 @@ import (
 
 // Lost counts what the disk cap deleted before a consumer read it: float
 // samples and native histograms, and exemplars.
-type Lost struct{ Samples, Exemplars int }
+type Lost struct {
+	Samples, Exemplars int
+	// Reason says what deleted them: empty for the WAL's disk cap;
+	// "retention" for rollups past their retention.
+	Reason string
+}
 
 // DropFunc is told that the disk cap deleted segments before to that the
 // consumer had not committed past. lost was not read yet (between from, the
