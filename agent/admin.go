@@ -213,6 +213,9 @@ func (ad *Admin) scan(from wal.Position, fn func(*wal.Entry) bool) error {
 	defer r.Close()
 	for {
 		e, err := r.TryNext()
+		if errors.As(err, new(*wal.CorruptionError)) {
+			continue // reported by ferry wal verify
+		}
 		if err != nil {
 			return fmt.Errorf("read the WAL at %s: %w", r.Position(), err)
 		}

@@ -323,6 +323,9 @@ func (c *Compactor) run(ctx context.Context) {
 			}
 		case errors.Is(err, wal.ErrClosed) || ctx.Err() != nil:
 			return
+		case errors.As(err, new(*wal.CorruptionError)):
+			c.logger.Error("Compactor: skipped damaged WAL data; its samples are not rolled up", zap.Error(err))
+			continue
 		case !errors.Is(err, context.DeadlineExceeded):
 			c.logger.Error("Compactor: reading the WAL failed; retrying", zap.Error(err))
 		}

@@ -74,8 +74,9 @@ type Log interface {
 type Source interface {
 	// Next returns the next entry, waiting for one. The entry is valid
 	// until the next call. It returns ctx.Err() when ctx ends and
-	// ErrSourceClosed (or an error wrapping it) when the log closes; the
-	// sender retries any other error.
+	// ErrSourceClosed (or an error wrapping it) when the log closes, and a
+	// *wal.CorruptionError once when it skipped damage; the sender retries
+	// any other error.
 	Next(ctx context.Context) (Entry, error)
 	// Cursor is just past the last entry returned.
 	Cursor() Cursor

@@ -242,6 +242,11 @@ func (s *Sender) readLoop() {
 			if s.readCtx.Err() != nil || errors.Is(err, ErrSourceClosed) {
 				return
 			}
+			if ce := (*wal.CorruptionError)(nil); errors.As(err, &ce) {
+				s.logger.Error("Skipped damaged WAL data: what it held is not sent to this endpoint (ferry_wal_corruptions_total)",
+					zap.String("dir", ce.Dir), zap.Int("segment", ce.Segment), zap.Int64("offset", ce.Offset), zap.Error(ce.Err))
+				continue
+			}
 			s.logger.Error("Reading the WAL failed; retrying", zap.Error(err))
 			select {
 			case <-s.readCtx.Done():

@@ -507,3 +507,59 @@ func TestWALPowerLoss_SyncAlways(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A reader that meets damage in a sealed segment (here a flipped byte)
+// returns a *CorruptionError with the segment and the offset, once, and
+// then goes on with the next segment.
+func TestWALFault_ReaderReportsDamage(t *testing.T) {
+	mem := vfs.NewMem()
+	opts := DefaultOptions()
+	opts.SegmentSize = 4 * pageSize
+	opts.FS = mem
+	w := openTest(t, "/data/wal", opts)
+	defer w.Close()
+	next := fillSegment(t, w, 1, true)
+	if err := w.Append(batchOf(0, 100, next)); err != nil { // the first in segment 1
+		t.Fatal(err)
+	}
+	f, err := mem.OpenReadWrite("/data/wal/00000000", vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := []byte{0}
+	at := w.opts.SegmentSize / 2
+	if _, err := f.ReadAt(b, at); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, at); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	r, err := w.NewReader("a", w.Oldest(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var damage *CorruptionError
+	var last int64
+	for {
+		e, err := r.TryNext()
+		if errors.As(err, &damage) {
+			break
+		}
+		if err != nil || e == nil {
+			t.Fatalf("read past a flipped byte without a CorruptionError (%v)", err)
+		}
+		last = e.Samples[0].T
+	}
+	if damage.Segment != 0 || damage.Offset <= 0 || damage.Offset > at || !strings.Contains(damage.Error(), "segment 0") {
+		t.Fatalf("damage reported as %v (segment %d, offset %d), want segment 0 before offset %d", damage, damage.Segment, damage.Offset, at)
+	}
+	e, err := r.TryNext()
+	if err != nil || e == nil || e.Samples[0].T != next || e.Start.Segment != 1 {
+		t.Fatalf("after the damage: %v, %v; want the round of %d at the start of segment 1", e, err, next)
+	}
+	t.Logf("read rounds up to %d, then %v", last, damage)
+}

@@ -135,7 +135,10 @@ func (r *Reader) closeSegment() error {
 
 // Next returns the next Samples record, waiting for one to be written. The
 // Entry is valid until the next call. It returns ctx.Err() when ctx ends and
-// ErrClosed when the log closes.
+// ErrClosed when the log closes. Where the log is damaged (an undecodable
+// record, a segment whose rest fails its checksums, a segment cut by a
+// repair under the reader's position) it moves past the damage and returns
+// a *CorruptionError saying where, once; the next call goes on after it.
 func (r *Reader) Next(ctx context.Context) (*Entry, error) {
 	for {
 		waitc := r.w.waitc()
@@ -190,9 +193,8 @@ func (r *Reader) tryNext() (*Entry, error) {
 			ok, err := r.decodeRecord(rec, start)
 			if err != nil {
 				r.w.m.corruptions.Inc()
-				r.w.logger.Error("Skipping undecodable WAL record", zap.String("consumer", r.name),
-					zap.Stringer("position", start), zap.Error(err))
-				continue
+				return nil, &CorruptionError{Dir: r.w.dir, Segment: start.Segment, Offset: start.Offset,
+					Err: fmt.Errorf("undecodable record skipped: %w", err)}
 			}
 			if ok {
 				return &r.entry, nil
@@ -205,10 +207,11 @@ func (r *Reader) tryNext() (*Entry, error) {
 				return nil, nil // a failed write in the head; it is sealed before the next one
 			}
 			r.w.m.corruptions.Inc()
-			r.w.logger.Error("WAL segment damaged; skipping the rest of it", zap.String("consumer", r.name),
-				zap.Stringer("position", r.pos), zap.Error(err))
-			r.nextSegment()
-			continue
+			damage := &CorruptionError{Dir: r.w.dir, Segment: r.pos.Segment, Offset: r.pos.Offset,
+				Err: fmt.Errorf("rest of the segment skipped: %w", err)}
+			r.closeSegment()
+			r.setPos(Position{Segment: r.pos.Segment + 1})
+			return nil, damage
 		}
 		if !sealed {
 			return nil, nil
@@ -219,7 +222,9 @@ func (r *Reader) tryNext() (*Entry, error) {
 			r.sealedEOF = true
 			continue
 		}
-		r.nextSegment()
+		if err := r.nextSegment(); err != nil {
+			return nil, err
+		}
 	}
 }
 
@@ -228,16 +233,21 @@ func (r *Reader) setPos(p Position) {
 	r.readPos.Store(&p)
 }
 
-func (r *Reader) nextSegment() {
+// nextSegment moves to the start of the next segment. If the sealed
+// segment ends in bytes that hold no complete record, it returns a
+// *CorruptionError saying where (after moving).
+func (r *Reader) nextSegment() error {
+	var damage error
 	if r.lr != nil {
 		if fi, err := r.f.Stat(); err == nil && fi.Size() > r.lr.Offset() {
 			r.w.m.corruptions.Inc()
-			r.w.logger.Warn("WAL segment ends in an incomplete record; skipping it",
-				zap.String("consumer", r.name), zap.Stringer("position", r.pos), zap.Int64("bytes", fi.Size()-r.lr.Offset()))
+			damage = &CorruptionError{Dir: r.w.dir, Segment: r.pos.Segment, Offset: r.lr.Offset(),
+				Err: fmt.Errorf("segment ends in an incomplete record (%d bytes skipped)", fi.Size()-r.lr.Offset())}
 		}
 	}
 	_ = r.closeSegment()
 	r.setPos(Position{Segment: r.pos.Segment + 1})
+	return damage
 }
 
 // openSegment opens the reader's segment and skips to its offset. It
@@ -266,10 +276,11 @@ func (r *Reader) openSegment() (bool, error) {
 		if !r.lr.Next() {
 			// The segment is shorter than the position: it was cut by a
 			// repair. Continue with the next one.
-			r.w.logger.Warn("Consumer position is past the end of its segment (cut by a repair); continuing with the next segment",
-				zap.String("consumer", r.name), zap.Stringer("position", r.pos), zap.Int64("segment_end", r.lr.Offset()))
-			r.nextSegment()
-			return true, nil
+			damage := &CorruptionError{Dir: r.w.dir, Segment: r.pos.Segment, Offset: r.lr.Offset(),
+				Err: fmt.Errorf("position %s is past the end of the segment (cut by a repair at start); continuing with the next segment", r.pos)}
+			_ = r.closeSegment()
+			r.setPos(Position{Segment: r.pos.Segment + 1})
+			return true, damage
 		}
 	}
 	r.pos.Offset = r.lr.Offset()
