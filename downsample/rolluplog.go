@@ -77,7 +77,7 @@ type rollupLog struct {
 	highest atomic.Int64
 	notify  atomic.Pointer[chan struct{}]
 	closed  atomic.Bool
-	meta    wal.MetadataSource // the raw series' metadata
+	meta    wal.MetadataSource   // the raw series' metadata
 	readers map[*Reader]struct{} // guarded by mu
 }
 
