@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferrymetrics/ferry/agent/scrape"
@@ -214,17 +215,19 @@ func LoadConfigFile(path string) (*Config, error) {
 		return nil, errs
 	}
 	dir := filepath.Dir(path)
+	// Lines are looked up only for errors, once.
+	lines := sync.OnceValue(func() lineIndex { return yamlLines(data) })
 	if cfg.WebConfigFile != "" {
 		cfg.WebConfigFile = resolve(dir, cfg.WebConfigFile)
 		if err := web.Validate(cfg.WebConfigFile); err != nil {
-			errs = append(errs, ConfigError{File: path, Line: yamlLines(data).find("web_config_file"),
+			errs = append(errs, ConfigError{File: path, Line: lines().find("web_config_file"),
 				Msg: fmt.Sprintf("web_config_file %s: %v", cfg.WebConfigFile, err)})
 		}
 	}
 	if cfg.Receiver.BearerTokenFile != "" {
 		cfg.Receiver.BearerTokenFile = resolve(dir, cfg.Receiver.BearerTokenFile)
 		if _, err := readToken(cfg.Receiver.BearerTokenFile); err != nil {
-			errs = append(errs, ConfigError{File: path, Line: yamlLines(data).find("receiver.bearer_token_file"),
+			errs = append(errs, ConfigError{File: path, Line: lines().find("receiver.bearer_token_file"),
 				Msg: fmt.Sprintf("receiver.bearer_token_file: %v", err)})
 		}
 	}
@@ -238,13 +241,13 @@ func LoadConfigFile(path string) (*Config, error) {
 		label := fmt.Sprintf("remote_write[%d] (%s)", i, rw.Name)
 		for _, f := range endpointFiles(rw.HTTPClientConfig) {
 			if err := readable(f[1]); err != nil {
-				errs = append(errs, ConfigError{File: path, Line: yamlLines(data).find(fmt.Sprintf("remote_write.%d.%s", i, f[0])),
+				errs = append(errs, ConfigError{File: path, Line: lines().find(fmt.Sprintf("remote_write.%d.%s", i, f[0])),
 					Msg: fmt.Sprintf("%s: %s: %v", label, f[0], err)})
 			}
 		}
 		if len(errs) == 0 {
 			if _, err := rw.senderConfig("ferry"); err != nil {
-				errs = append(errs, ConfigError{File: path, Line: yamlLines(data).find(fmt.Sprintf("remote_write.%d", i)), Msg: err.Error()})
+				errs = append(errs, ConfigError{File: path, Line: lines().find(fmt.Sprintf("remote_write.%d", i)), Msg: err.Error()})
 			}
 		}
 	}
@@ -256,7 +259,7 @@ func LoadConfigFile(path string) (*Config, error) {
 	// scrape_config_files are read now too, so that a check (and a reload)
 	// finds their problems; they are read again when applied.
 	if _, err := cfg.Scrape.GetScrapeConfigs(); err != nil {
-		return nil, ConfigErrors{{File: path, Line: yamlLines(data).find("scrape_config_files"),
+		return nil, ConfigErrors{{File: path, Line: lines().find("scrape_config_files"),
 			Msg: "scrape_config_files: " + oneLine(err.Error())}}
 	}
 	return cfg, nil
