@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/ferrymetrics/ferry/wal/model"
+	"runtime"
 	"testing"
 	"time"
 
@@ -137,4 +138,37 @@ func BenchmarkCheckSpace(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkCreateSeries measures appends of batches of 500 series the log
+// has not seen (series churn), without fsync, and reports the heap the
+// series table holds per series and the GC cycles it cost.
+func BenchmarkCreateSeries(b *testing.B) {
+	opts := DefaultOptions()
+	opts.Sync = SyncInterval
+	opts.SyncInterval = time.Hour
+	w, err := Open(b.TempDir(), opts, zap.NewNop(), nil, time.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	const size = 500
+	batches := benchBatches(size*b.N, size)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, bt := range batches {
+		if err := w.Append(bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(batches)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/series")
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(b.N*size), "heap-B/series")
+	b.ReportMetric(float64(after.NumGC-before.NumGC), "gc-cycles")
 }

@@ -34,10 +34,12 @@
 // for it with Metadata.
 //
 // In memory the log holds each series once, shared by the writer and every
-// reader: its labels as labels.Labels and in wire form
-// (model.AppendWireLabel, the Remote-Write 1.0 encoding), which readers
-// hand out with every entry (Entry.Wire) so that senders copy a series'
-// labels into requests without marshalling them.
+// reader: its labels in wire form (model.AppendWireLabel, the Remote-Write
+// 1.0 encoding), packed into large slabs with no per-series object, which
+// readers hand out with every entry (Entry.Wire) so that senders copy a
+// series' labels into requests without marshalling them. A new series'
+// labels are copied once, from the request into a slab, and its Series
+// record is encoded from them.
 //
 // A checkpoint directory checkpoint.NNNNNNNN holds, in the same segment
 // format, the Series records of every series still referenced by segments

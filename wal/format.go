@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/ferrymetrics/ferry/wal/model"
@@ -80,7 +81,9 @@ type rawHistogram struct {
 // slice of the record's kind holds its contents; the others are untouched.
 type decoder struct {
 	dec        record.Decoder
-	series     []record.RefSeries
+	series     []wireSeries
+	seriesBuf  []byte
+	seriesEnds []int
 	samples    []record.RefSample
 	histograms []rawHistogram
 	exemplars  []record.RefExemplar
@@ -97,7 +100,7 @@ func (d *decoder) decode(rec []byte) (kind, error) {
 	k := kindOf(rec)
 	switch k {
 	case kindSeries:
-		d.series, err = d.dec.Series(rec, d.series[:0])
+		err = d.decodeSeries(rec)
 	case kindSamples:
 		d.samples, err = d.dec.Samples(rec, d.samples[:0])
 	case kindHistograms:
@@ -154,9 +157,85 @@ type encoder struct {
 	enc record.Encoder
 }
 
-// series appends a Series record.
-func (e *encoder) series(series []record.RefSeries, b []byte) []byte {
-	return e.enc.Series(series, b)
+// wireSeries is one series of a Series record, its labels in wire form.
+type wireSeries struct {
+	Ref  Ref
+	Wire []byte
+}
+
+// startSeries begins a Series record (tsdb/record's encoding: the type
+// byte, then per series the ref as big-endian uint64, the label count and
+// each name and value as uvarint-length-prefixed bytes).
+func startSeries(b []byte) []byte { return append(b, byte(record.Series)) }
+
+// appendSeries appends one series, its labels in wire form, to a Series
+// record.
+func appendSeries(b []byte, ref Ref, wire []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(ref))
+	n := 0
+	for off := 0; off < len(wire); n++ {
+		_, _, off = model.NextWireLabel(wire, off)
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	for off := 0; off < len(wire); {
+		var name, value []byte
+		name, value, off = model.NextWireLabel(wire, off)
+		b = binary.AppendUvarint(b, uint64(len(name)))
+		b = append(b, name...)
+		b = binary.AppendUvarint(b, uint64(len(value)))
+		b = append(b, value...)
+	}
+	return b
+}
+
+// decodeSeries decodes a Series record into d.series, the labels in wire
+// form in d.seriesBuf (valid until the next decode).
+func (d *decoder) decodeSeries(rec []byte) error {
+	d.series, d.seriesBuf, d.seriesEnds = d.series[:0], d.seriesBuf[:0], d.seriesEnds[:0]
+	b := rec[1:]
+	for len(b) > 0 {
+		if len(b) < 8 {
+			return fmt.Errorf("series %d: %w", len(d.series), io.ErrUnexpectedEOF)
+		}
+		ref := Ref(binary.BigEndian.Uint64(b))
+		b = b[8:]
+		n, k := binary.Uvarint(b)
+		// Each label takes at least two bytes: a larger count is damage,
+		// and must not size an allocation.
+		if k <= 0 || n > uint64(len(b)-k)/2 {
+			return fmt.Errorf("series %d (ref %d): bad label count", len(d.series), ref)
+		}
+		b = b[k:]
+		for range n {
+			var name, value []byte
+			var err error
+			if name, b, err = uvarintBytes(b); err == nil {
+				value, b, err = uvarintBytes(b)
+			}
+			if err != nil {
+				return fmt.Errorf("series %d (ref %d): %w", len(d.series), ref, err)
+			}
+			d.seriesBuf = model.AppendWireLabel(d.seriesBuf, name, value)
+		}
+		d.series = append(d.series, wireSeries{Ref: ref})
+		d.seriesEnds = append(d.seriesEnds, len(d.seriesBuf))
+	}
+	start := 0
+	for i, end := range d.seriesEnds {
+		d.series[i].Wire = d.seriesBuf[start:end:end]
+		start = end
+	}
+	return nil
+}
+
+// uvarintBytes reads a uvarint length and that many bytes.
+func uvarintBytes(b []byte) (v, rest []byte, err error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return nil, nil, io.ErrUnexpectedEOF
+	}
+	b = b[k:]
+	return b[:n], b[n:], nil
 }
 
 // samples appends a Samples record, or a SamplesV2 record if a sample has a

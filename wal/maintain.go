@@ -1,7 +1,6 @@
 package wal
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ferrymetrics/ferry/wal/model"
-	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 	"go.uber.org/zap"
 )
@@ -185,22 +183,24 @@ func (w *WAL) truncate(upTo int) error {
 			delete(w.live, seg)
 		}
 	}
-	live := make([]*series, 0, w.series.count)
+	// In ref order; the labels stay valid after compact (slabs are never
+	// rewritten in place).
+	live := make([]wireSeries, 0, w.series.count)
 	removed := 0
 	names := map[string]struct{}{}
-	w.series.all(func(s *series) {
+	w.series.all(func(ref Ref, wire []byte) {
 		for _, set := range keep {
-			if set.has(s.ref) {
-				live = append(live, s)
+			if set.has(ref) {
+				live = append(live, wireSeries{Ref: ref, Wire: wire})
 				// A lookup by string(name) does not allocate; only a new
 				// name is copied.
-				if name := model.WireName(s.wire); !hasKey(names, name) {
+				if name := model.WireName(wire); !hasKey(names, name) {
 					names[string(name)] = struct{}{}
 				}
 				return
 			}
 		}
-		w.series.remove(s, w.series.fingerprintWire(s.wire))
+		w.series.remove(ref, w.series.fingerprintWire(wire))
 		removed++
 	})
 	w.series.compact()
@@ -208,7 +208,6 @@ func (w *WAL) truncate(upTo int) error {
 	w.gcMu.Unlock()
 	w.m.seriesRemoved.Add(float64(removed))
 	w.meta.prune(names)
-	slices.SortFunc(live, func(a, b *series) int { return cmp.Compare(a.ref, b.ref) })
 
 	cp := upTo - 1
 	size, err := w.writeCheckpoint(cp, live)
@@ -247,9 +246,8 @@ func hasKey(m map[string]struct{}, k []byte) bool {
 }
 
 // writeCheckpoint writes the series to checkpoint.cp durably and returns its
-// size. It decodes the series' labels a thousand at a time, so that its
-// memory does not grow with the series count.
-func (w *WAL) writeCheckpoint(cp int, live []*series) (int64, error) {
+// size, in records of a thousand series each.
+func (w *WAL) writeCheckpoint(cp int, live []wireSeries) (int64, error) {
 	final := checkpointName(w.dir, cp)
 	tmp := final + ".tmp"
 	if err := w.fs.RemoveAll(tmp); err != nil {
@@ -262,16 +260,13 @@ func (w *WAL) writeCheckpoint(cp int, live []*series) (int64, error) {
 	abort := func(err error) (int64, error) {
 		return 0, errors.Join(err, cw.abort(), w.fs.RemoveAll(tmp))
 	}
-	var enc encoder
 	var buf []byte
-	chunk := make([]record.RefSeries, 0, 1000)
 	for rest := live; len(rest) > 0; {
-		n := min(len(rest), cap(chunk))
-		chunk = chunk[:0]
+		n := min(len(rest), 1000)
+		buf = startSeries(buf[:0])
 		for _, s := range rest[:n] {
-			chunk = append(chunk, record.RefSeries{Ref: s.ref, Labels: LabelsOfWire(s.wire)})
+			buf = appendSeries(buf, s.Ref, s.Wire)
 		}
-		buf = enc.series(chunk, buf[:0])
 		if err := cw.log(buf); err != nil {
 			return abort(err)
 		}

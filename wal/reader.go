@@ -46,7 +46,6 @@ type Reader struct {
 	sealedEOF bool // EOF seen once after the segment was sealed
 	dec       *decoder
 	entry     Entry
-	unknown   series // what lookups of a ref the log does not hold return: no labels
 
 	readPos   atomic.Pointer[Position]
 	committed atomic.Pointer[Position]
@@ -301,12 +300,13 @@ func (r *Reader) decodeRecord(rec []byte, start Position) (bool, error) {
 	e.Start, e.End, e.Unknown = start, r.pos, 0
 	e.Samples, e.Wire, e.Histograms, e.Exemplars, e.Metadata = e.Samples[:0], e.Wire[:0], e.Histograms[:0], e.Exemplars[:0], e.Metadata[:0]
 	t := r.w.series
-	lookup := func(ref Ref) *series {
-		if ser := t.get(ref); ser != nil {
-			return ser
+	// A ref the log does not hold has no labels (nil).
+	lookup := func(ref Ref) []byte {
+		w := t.wire(ref)
+		if w == nil {
+			e.Unknown++
 		}
-		e.Unknown++
-		return &r.unknown
+		return w
 	}
 	switch k {
 	case kindSamples:
@@ -316,21 +316,19 @@ func (r *Reader) decodeRecord(rec []byte, start Position) (bool, error) {
 		}
 		t.mu.RLock()
 		for _, s := range e.Samples {
-			e.Wire = append(e.Wire, lookup(s.Ref).wire)
+			e.Wire = append(e.Wire, lookup(s.Ref))
 		}
 		t.mu.RUnlock()
 	case kindHistograms:
 		t.mu.RLock()
 		for _, h := range r.dec.histograms {
-			ser := lookup(h.ref)
-			e.Histograms = append(e.Histograms, RawHistogram{Ref: h.ref, Wire: ser.wire, Data: h.data})
+			e.Histograms = append(e.Histograms, RawHistogram{Ref: h.ref, Wire: lookup(h.ref), Data: h.data})
 		}
 		t.mu.RUnlock()
 	case kindExemplars:
 		t.mu.RLock()
 		for _, x := range r.dec.exemplars {
-			ser := lookup(x.Ref)
-			e.Exemplars = append(e.Exemplars, Exemplar{Ref: x.Ref, Wire: ser.wire, Exemplar: x.Labels, T: x.T, V: x.V})
+			e.Exemplars = append(e.Exemplars, Exemplar{Ref: x.Ref, Wire: lookup(x.Ref), Exemplar: x.Labels, T: x.T, V: x.V})
 		}
 		t.mu.RUnlock()
 	case kindMetadata:

@@ -47,7 +47,7 @@ func (w *WAL) Resolve(ls labels.Labels) (Ref, error) {
 		return 0, err
 	}
 	refs := [1]Ref{}
-	if err := w.createSeries(refs[:], []fingerprint{fp}, func(int) labels.Labels { return ls }); err != nil {
+	if err := w.createSeries(refs[:], []fingerprint{fp}, func(int) []byte { return buf.hashBuf }); err != nil {
 		return 0, fmt.Errorf("wal: create series %s: %w", ls, err)
 	}
 	return refs[0], nil
@@ -58,7 +58,7 @@ func (w *WAL) Holds(ref Ref) bool {
 	t := w.series
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.get(ref) != nil
+	return t.has(ref)
 }
 
 // checkRefs fails with an *UnknownRefError for the first of refs the log
@@ -69,7 +69,7 @@ func (w *WAL) checkRefs(refs []Ref) error {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for i, ref := range refs {
-		if t.get(ref) == nil {
+		if !t.has(ref) {
 			return &UnknownRefError{Ref: ref, Index: i}
 		}
 	}

@@ -98,7 +98,6 @@ func (w *WAL) replay() error {
 		w.logger.Info("Loaded WAL checkpoint", zap.Int("checkpoint", cp), zap.Int("series", n))
 	}
 	dec := newDecoder(w.slog)
-	var hashBuf []byte
 	orphans := 0
 	for i, seg := range segs {
 		if i == 0 {
@@ -111,7 +110,7 @@ func (w *WAL) replay() error {
 			}
 			live := w.liveSet(seg)
 			mark := func(ref Ref) bool {
-				if w.series.get(ref) == nil {
+				if !w.series.has(ref) {
 					orphans++
 					return false
 				}
@@ -125,13 +124,10 @@ func (w *WAL) replay() error {
 						return fmt.Errorf("series ref %d is out of sequence (known refs start at %d)", s.Ref, w.series.base)
 					}
 					live.add(s.Ref)
-					if w.series.get(s.Ref) != nil {
+					if w.series.has(s.Ref) {
 						continue
 					}
-					var ser *series
-					var fp fingerprint
-					ser, fp, hashBuf = w.series.newSeries(s.Ref, s.Labels, hashBuf)
-					w.series.insert(ser, fp)
+					w.series.insert(s.Ref, s.Wire, w.series.fingerprintWire(s.Wire))
 				}
 			case kindSamples:
 				for _, s := range dec.samples {
@@ -258,7 +254,6 @@ func (w *WAL) loadCheckpoint(cp int) (int, int64, error) {
 		return 0, 0, fmt.Errorf("wal: list checkpoint %d: %w", cp, err)
 	}
 	dec := newDecoder(w.slog)
-	var hashBuf []byte
 	var n int
 	var size int64
 	for _, seg := range segs {
@@ -293,9 +288,7 @@ func (w *WAL) loadCheckpoint(cp int) (int, int64, error) {
 					return 0, 0, fmt.Errorf("wal: checkpoint %d: series ref %d is out of sequence", cp, s.Ref)
 				}
 				// Live as of the checkpoint: kept until the segment after it goes.
-				ser, fp, buf := w.series.newSeries(s.Ref, s.Labels, hashBuf)
-				hashBuf = buf
-				w.series.insert(ser, fp)
+				w.series.insert(s.Ref, s.Wire, w.series.fingerprintWire(s.Wire))
 				w.liveSet(cp + 1).add(s.Ref)
 				n++
 			}

@@ -1,8 +1,8 @@
 package wal
 
 import (
-	"bytes"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -14,22 +14,6 @@ import (
 
 // Ref identifies a series in the log. Refs are never reused within a log.
 type Ref = chunks.HeadSeriesRef
-
-// series is the one in-memory copy of a series' labels, shared by the writer
-// and every reader. The labels are kept in wire form only
-// (model.AppendWireLabel): senders copy it into requests as it is, and the
-// few consumers that need labels.Labels decode it (LabelsOfWire).
-type series struct {
-	ref  Ref
-	wire []byte
-}
-
-// newSeries returns the series ref with labels ls and their fingerprint;
-// buf is scratch space.
-func (t *seriesTable) newSeries(ref Ref, ls labels.Labels, buf []byte) (*series, fingerprint, []byte) {
-	fp, buf := t.fingerprintLabels(ls, buf)
-	return &series{ref: ref, wire: bytes.Clone(buf)}, fp, buf
-}
 
 // fingerprint identifies a label set by two independent 64-bit hashes of
 // its wire form (model.AppendWireLabel): maphash with a per-process seed
@@ -44,15 +28,35 @@ type fingerprint struct{ h, check uint64 }
 // seriesTable maps label sets to refs for the writer and refs to labels for
 // readers. Refs are dense (assigned in sequence), so readers find a series by
 // indexing a slice.
+//
+// It holds each series once: its labels in wire form (model.AppendWireLabel)
+// packed into large byte slabs, and per ref a span naming its bytes. No
+// per-series object exists, so the garbage collector has nothing to scan
+// per series, and a series costs its label bytes plus 12 bytes here and 24
+// in the index. Slab bytes are never changed once written: readers hand
+// out slices of them (Entry.Wire) without copying. When removed series
+// leave more than half of the slabs unused, compact copies the live ones
+// into new slabs; the old ones are freed once no reader holds a slice.
 type seriesTable struct {
 	mu      sync.RWMutex
 	seed    maphash.Seed
 	index   fpIndex
-	byRef   []*series // byRef[ref-base]; nil for forgotten refs
+	byRef   []span // byRef[ref-base]; n == 0 for forgotten refs
 	base    Ref
 	count   int
 	nextRef Ref
+	slabs   [][]byte
+	used    int64 // bytes of live series in slabs
+	size    int64 // bytes written to slabs
 }
+
+// span locates a series' labels: slabs[slab][off:off+n-1]; n is the length
+// plus one, so that 0 means "no series".
+type span struct{ slab, off, n uint32 }
+
+// slabSize is the size of a slab; labels larger than a quarter of it get a
+// slab of their own.
+const slabSize = 1 << 20
 
 func newSeriesTable() *seriesTable {
 	return &seriesTable{seed: maphash.MakeSeed(), base: 1, nextRef: 1}
@@ -85,12 +89,23 @@ func (t *seriesTable) fingerprintLabels(ls labels.Labels, buf []byte) (fingerpri
 // caller holds t.mu for reading.
 func (t *seriesTable) lookup(fp fingerprint) Ref { return t.index.get(fp) }
 
-// get returns the series with ref, or nil; the caller holds t.mu.
-func (t *seriesTable) get(ref Ref) *series {
+// wire returns the labels of ref in wire form (capacity limited to them),
+// or nil if the table does not hold ref; the caller holds t.mu.
+func (t *seriesTable) wire(ref Ref) []byte {
 	if ref < t.base || ref-t.base >= Ref(len(t.byRef)) {
 		return nil
 	}
-	return t.byRef[ref-t.base]
+	sp := t.byRef[ref-t.base]
+	if sp.n == 0 {
+		return nil
+	}
+	end := sp.off + sp.n - 1
+	return t.slabs[sp.slab][sp.off:end:end]
+}
+
+// has reports whether the table holds ref; the caller holds t.mu.
+func (t *seriesTable) has(ref Ref) bool {
+	return ref >= t.base && ref-t.base < Ref(len(t.byRef)) && t.byRef[ref-t.base].n != 0
 }
 
 // maxRefGap bounds how far past the known refs a ref read from disk may
@@ -103,40 +118,64 @@ func (t *seriesTable) valid(ref Ref) bool {
 	return ref > 0 && (len(t.byRef) == 0 || (ref+maxRefGap > t.base && ref < t.base+Ref(len(t.byRef))+maxRefGap))
 }
 
-// insert adds s with fingerprint fp; the caller holds t.mu for writing and
-// checked valid.
-func (t *seriesTable) insert(s *series, fp fingerprint) {
-	t.index.put(fp, s.ref)
+// insert adds series ref with labels wire (copied) and fingerprint fp; the
+// caller holds t.mu for writing and checked valid.
+func (t *seriesTable) insert(ref Ref, wire []byte, fp fingerprint) {
+	t.index.put(fp, ref)
 	if len(t.byRef) == 0 {
-		t.base = s.ref
+		t.base = ref
 	}
-	if s.ref < t.base {
-		grow := int(t.base - s.ref)
-		t.byRef = append(make([]*series, grow, grow+len(t.byRef)), t.byRef...)
-		t.base = s.ref
+	if ref < t.base {
+		grow := int(t.base - ref)
+		t.byRef = append(make([]span, grow, grow+len(t.byRef)), t.byRef...)
+		t.base = ref
 	}
-	for Ref(len(t.byRef)) <= s.ref-t.base {
-		t.byRef = append(t.byRef, nil)
+	if k := int(ref - t.base); k >= len(t.byRef) {
+		t.byRef = slices.Grow(t.byRef, k+1-len(t.byRef))[:k+1]
 	}
-	t.byRef[s.ref-t.base] = s
+	t.byRef[ref-t.base] = t.store(wire)
 	t.count++
-	if s.ref >= t.nextRef {
-		t.nextRef = s.ref + 1
+	if ref >= t.nextRef {
+		t.nextRef = ref + 1
 	}
 }
 
-// remove forgets s; the caller holds t.mu for writing.
-func (t *seriesTable) remove(s *series, fp fingerprint) {
-	t.byRef[s.ref-t.base] = nil
-	t.count--
-	t.index.del(fp, s.ref)
+// store copies wire into the slabs.
+func (t *seriesTable) store(wire []byte) span {
+	n := len(wire)
+	last := len(t.slabs) - 1
+	if last < 0 || len(t.slabs[last])+n > cap(t.slabs[last]) {
+		if n > slabSize/4 {
+			t.slabs = append(t.slabs, make([]byte, 0, n))
+		} else {
+			t.slabs = append(t.slabs, make([]byte, 0, slabSize))
+		}
+		last++
+	}
+	off := len(t.slabs[last])
+	t.slabs[last] = append(t.slabs[last], wire...)
+	t.used += int64(n)
+	t.size += int64(n)
+	return span{slab: uint32(last), off: uint32(off), n: uint32(n + 1)}
 }
 
-// all calls fn for every series; the caller holds t.mu.
-func (t *seriesTable) all(fn func(*series)) {
-	for _, s := range t.byRef {
-		if s != nil {
-			fn(s)
+// remove forgets ref, whose fingerprint is fp; the caller holds t.mu for
+// writing.
+func (t *seriesTable) remove(ref Ref, fp fingerprint) {
+	sp := &t.byRef[ref-t.base]
+	t.used -= int64(sp.n - 1)
+	*sp = span{}
+	t.count--
+	t.index.del(fp, ref)
+}
+
+// all calls fn for every series, in ref order; the caller holds t.mu. wire
+// stays valid after the call.
+func (t *seriesTable) all(fn func(ref Ref, wire []byte)) {
+	for i, sp := range t.byRef {
+		if sp.n != 0 {
+			end := sp.off + sp.n - 1
+			fn(t.base+Ref(i), t.slabs[sp.slab][sp.off:end:end])
 		}
 	}
 }
@@ -147,22 +186,32 @@ func (t *seriesTable) len() int {
 	return t.count
 }
 
-// compact drops the forgotten refs at the start of byRef; the caller holds
-// t.mu.
+// compact drops the forgotten refs at the start of byRef, and rewrites the
+// slabs when less than half of what they hold is live; the caller holds
+// t.mu for writing.
 func (t *seriesTable) compact() {
 	i := 0
-	for i < len(t.byRef) && t.byRef[i] == nil {
+	for i < len(t.byRef) && t.byRef[i].n == 0 {
 		i++
 	}
-	if i == 0 {
+	if i > 0 {
+		n := copy(t.byRef, t.byRef[i:])
+		t.byRef = t.byRef[:n]
+		t.base += Ref(i)
+		if n < cap(t.byRef)/4 {
+			t.byRef = slices.Clone(t.byRef)
+		}
+	}
+	if t.size < 4*slabSize || t.used*2 > t.size {
 		return
 	}
-	n := copy(t.byRef, t.byRef[i:])
-	clear(t.byRef[n:])
-	t.byRef = t.byRef[:n]
-	t.base += Ref(i)
-	if n < cap(t.byRef)/4 {
-		t.byRef = append([]*series(nil), t.byRef...)
+	old := t.slabs
+	t.slabs, t.used, t.size = nil, 0, 0
+	for k, sp := range t.byRef {
+		if sp.n != 0 {
+			end := sp.off + sp.n - 1
+			t.byRef[k] = t.store(old[sp.slab][sp.off:end])
+		}
 	}
 }
 

@@ -447,25 +447,37 @@ func (w *WAL) resolvePairs(b *model.Batch, buf *appendBuf, check func(int) error
 			}
 		}
 	}
-	return w.createSeries(buf.refs, buf.fps, func(i int) labels.Labels {
-		return labelsFromPairs(&buf.builder, b.SeriesLabels(i))
+	return w.createSeries(buf.refs, buf.fps, func(i int) []byte {
+		if s := &b.Series[i]; s.WireEnd > s.WireStart {
+			return b.Wire[s.WireStart:s.WireEnd]
+		}
+		buf.hashBuf = buf.hashBuf[:0]
+		for _, l := range b.SeriesLabels(i) {
+			buf.hashBuf = model.AppendWireLabel(buf.hashBuf, l.Name, l.Value)
+		}
+		return buf.hashBuf
 	})
 }
 
 // createSeries assigns refs to the series whose refs[i] is 0 (fps[i] is
-// their fingerprint, labelsOf(i) their labels) and writes their Series
-// record before any sample that uses them.
-func (w *WAL) createSeries(refs []Ref, fps []fingerprint, labelsOf func(int) labels.Labels) error {
+// their fingerprint, wireOf(i) their labels in wire form, valid until the
+// next call) and writes their Series record before any sample that uses
+// them. The labels are copied once, from wireOf into the table; the record
+// is encoded from them. Refs are never reused, even those of a failed
+// write, so that a Series record that reached the disk despite the error
+// can never name another series.
+func (w *WAL) createSeries(refs []Ref, fps []fingerprint, wireOf func(int) []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	t := w.series
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
-	var created []record.RefSeries
-	var createdFPs []fingerprint
-	fresh := map[fingerprint]Ref{}
-	nextRef := t.nextRef
+	var fresh map[fingerprint]Ref
+	var created []int // indexes into refs, in ref order
+	rec := startSeries(nil)
+	firstRef := t.nextRef
+	nextRef := firstRef
 	for i := range refs {
 		if refs[i] != 0 {
 			continue
@@ -479,32 +491,35 @@ func (w *WAL) createSeries(refs []Ref, fps []fingerprint, labelsOf func(int) lab
 			refs[i] = ref
 			continue
 		}
+		if fresh == nil {
+			fresh = map[fingerprint]Ref{}
+		}
 		ref := nextRef
 		nextRef++
 		fresh[fp] = ref
-		created = append(created, record.RefSeries{Ref: ref, Labels: labelsOf(i)})
-		createdFPs = append(createdFPs, fp)
+		wire := wireOf(i)
+		rec = appendSeries(rec, ref, wire)
+		t.insert(ref, wire, fp)
+		created = append(created, i)
 		refs[i] = ref
 	}
 	if len(created) == 0 {
 		return nil
 	}
-	var enc encoder
-	if _, err := w.logLocked(enc.series(created, nil)); err != nil {
+	if _, err := w.logLocked(rec); err != nil {
+		for _, i := range created {
+			t.remove(refs[i], fps[i])
+		}
 		for i := range refs {
-			if refs[i] >= t.nextRef {
+			if refs[i] >= firstRef {
 				refs[i] = 0
 			}
 		}
 		return err
 	}
 	live := w.liveSet(w.head.Segment)
-	var buf []byte
-	for i, c := range created {
-		var ser *series
-		ser, _, buf = t.newSeries(c.Ref, c.Labels, buf)
-		t.insert(ser, createdFPs[i])
-		live.add(c.Ref)
+	for _, i := range created {
+		live.add(refs[i])
 	}
 	w.m.seriesCreated.Add(float64(len(created)))
 	return nil
