@@ -441,6 +441,9 @@ func TestAgentRestartResumes(t *testing.T) {
 		return ra.metric(t, `ferry_sender_samples_sent_total{endpoint="a"}`) == 2 &&
 			ra.metric(t, `ferry_sender_samples_sent_total{endpoint="b"}`) == 2
 	})
+	waitFor(t, "a's checkpoint to be stored", func() bool {
+		return ra.metric(t, `ferry_sender_checkpoint_offset_bytes{endpoint="a"}`) > 0
+	})
 	if err := ra.stop(t); err != nil {
 		t.Fatalf("first Run: %v", err)
 	}
@@ -448,6 +451,16 @@ func TestAgentRestartResumes(t *testing.T) {
 	ra = startAgent(t, testConfig(t, dataDir, endpointYAML("a", a, "oldest")), nil)
 	if got := ra.checkpoints(t); !slices.Equal(got, []string{"a"}) {
 		t.Errorf("checkpoints after restart without b: %q, want [a]", got)
+	}
+	stored, _, err := sender.PebbleCheckpoints{DB: ra.db}.Load("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The checkpoint metrics show the stored checkpoint from the start, not
+	// 0 until the next save.
+	want := sender.WALPosition(stored)
+	if seg, off := ra.metric(t, `ferry_sender_checkpoint_segment{endpoint="a"}`), ra.metric(t, `ferry_sender_checkpoint_offset_bytes{endpoint="a"}`); seg != float64(want.Segment) || off != float64(want.Offset) || off == 0 {
+		t.Errorf("checkpoint metrics after restart: %v:%v, want the stored %s", seg, off, want)
 	}
 	a.mu.Lock()
 	before := a.steps["before-restart"]

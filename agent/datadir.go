@@ -80,10 +80,14 @@ func writeAt0(f *os.File, s string) error {
 	return err
 }
 
-// Release removes the lock file (marking a clean exit) and releases the
-// lock.
+// Release removes the lock file (marking a clean exit), makes the removal
+// durable, so that a power loss after a clean exit is not reported as an
+// unclean one, and releases the lock.
 func (l *DataDirLock) Release() error {
 	err := os.Remove(l.path)
+	if err == nil {
+		err = wal.SyncDir(vfs.Default, filepath.Dir(l.path))
+	}
 	return errors.Join(err, l.f.Close())
 }
 

@@ -137,6 +137,8 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 			from, start = "now", log.Head()
 		}
 		logger.Info("New endpoint: no checkpoint yet", zap.String("start_from", from), zap.String("position", log.Describe(start)))
+	} else {
+		logger.Info("Resuming from the stored checkpoint", zap.String("position", log.Describe(start)))
 	}
 	m := o.Metrics
 	name := cfg.Name
@@ -180,6 +182,11 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 	}
 	s.reader = r
 	s.track = newTracker(r.Cursor())
+	if s.seg != nil {
+		p := s.seg.position(r.Cursor())
+		m.cpSegment.WithLabelValues(name).Set(float64(p.Segment))
+		m.cpOffset.WithLabelValues(name).Set(float64(p.Offset))
+	}
 	s.readCtx, s.stopRead = context.WithCancel(context.Background())
 	s.sendCtx, s.stopSend = context.WithCancel(context.Background())
 	return s, nil
