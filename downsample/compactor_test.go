@@ -648,10 +648,9 @@ func TestRollupMetadata(t *testing.T) {
 	}
 }
 
-// A rollup log is a sender.Log: cursors name entries, lag counts them, a
-// checkpoint stores zero and the next entry's sequence number, and a closed
-// log tells its readers so.
-func TestRollupLogAsSenderLog(t *testing.T) {
+// rolledUpGauge compacts 40 samples of a gauge, 5 s apart, into the 10s
+// rollup log, committing every 8 records.
+func rolledUpGauge(t *testing.T) (*env, *Compactor, *RollupLog) {
 	e := newEnv(t)
 	var pts []point
 	for i := range 40 {
@@ -665,6 +664,14 @@ func TestRollupLogAsSenderLog(t *testing.T) {
 		}
 	}
 	l := c.Log(10 * time.Second)
+	return e, c, l
+}
+
+// A rollup log is a sender.Log: cursors name entries, lag counts them, a
+// checkpoint stores zero and the next entry's sequence number, and a closed
+// log tells its readers so.
+func TestRollupLogAsSenderLog(t *testing.T) {
+	e, c, l := rolledUpGauge(t)
 	first, next := cursorSeq(l.Oldest()), cursorSeq(l.Head())
 	if n := l.Lag(l.Oldest()); n != int64(next-first) || n < 4 || l.Lag(l.Head()) != 0 || l.LagUnit() != sender.LagEntries {
 		t.Fatalf("lag %d from the oldest of entries %d..%d, %d from the head", n, first, next, l.Lag(l.Head()))
@@ -770,19 +777,7 @@ func TestCommitSplitsLogEntries(t *testing.T) {
 // counted as lost, with reason "retention", once per reader, and the
 // reader goes on from the oldest retained entry.
 func TestExpiredRollupsAreCountedAsLost(t *testing.T) {
-	e := newEnv(t)
-	var pts []point
-	for i := range 40 {
-		pts = append(pts, point{"g", 0, int64(i) * 5000, float64(i)})
-	}
-	e.append(pts)
-	c := e.compactor(Config{CommitInterval: model.Duration(time.Hour), MaxDelay: model.Duration(time.Hour)}, policy(10*time.Second, time.Hour, true))
-	for drain(t, c, 8) > 0 {
-		if err := c.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l := c.Log(10 * time.Second)
+	_, _, l := rolledUpGauge(t)
 	total := 0
 	all, err := l.Open("all", l.Oldest(), nil)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"slices"
@@ -433,33 +432,25 @@ func (r *Reader) tryNext() (*wal.Entry, error) {
 	l := r.l
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	var v []byte
-	var closer io.Closer
-	for {
-		seq := r.pos.Load()
-		if seq < l.first {
-			// Past their retention: counted as lost when they went.
-			seq = l.first
-			r.pos.Store(seq)
-		}
-		if seq >= l.next {
-			return nil, nil
-		}
-		var err error
-		v, closer, err = l.db.Get(logKey(l.res, seq))
-		if errors.Is(err, pebble.ErrNotFound) {
-			r.pos.Store(seq + 1)
-			return nil, fmt.Errorf("downsample: rollup entry %d of %dms is missing; skipped", seq, l.res)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("downsample: read rollup entry %d: %w", seq, err)
-		}
-		break
+	seq := r.pos.Load()
+	if seq < l.first {
+		// Past their retention: counted as lost when they went.
+		seq = l.first
+		r.pos.Store(seq)
+	}
+	if seq >= l.next {
+		return nil, nil
+	}
+	v, closer, err := l.db.Get(logKey(l.res, seq))
+	if errors.Is(err, pebble.ErrNotFound) {
+		r.pos.Store(seq + 1)
+		return nil, fmt.Errorf("downsample: rollup entry %d of %dms is missing; skipped", seq, l.res)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("downsample: read rollup entry %d: %w", seq, err)
 	}
 	defer closer.Close()
-	seq := r.pos.Load()
 	e := &r.entry
-	var err error
 	e.Samples, err = recordDecoder.Samples(v[8:], e.Samples[:0])
 	if err != nil {
 		return nil, fmt.Errorf("downsample: decode rollup entry %d: %w", seq, err)
