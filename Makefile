@@ -10,7 +10,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/ferry
 TOOLS     := $(GO) tool -modfile=tools.mod
 
-.PHONY: all build run test test-integration bench bench-e2e lint fmt tidy-check fuzz clean print-version
+.PHONY: all build run test test-integration test-faults test-powerloss bench bench-e2e lint fmt tidy-check fuzz clean print-version
 
 all: build
 
@@ -39,6 +39,20 @@ test-integration:
 	FERRY_INTEGRATION=1 $(GO) test -count=1 -timeout 40m -v -skip '^TestSoak$$' ./integration/ || rc=$$?; \
 	wait $$soak || rc=$$?; \
 	echo "=== TestSoak (run beside the suite above)"; cat $$soaklog; rm -f $$soaklog; exit $$rc
+
+# The long kill -9 loop: 100 SIGKILL cycles under load with two raw
+# endpoints and a 5m rollup endpoint, every acknowledged sample and every
+# closed rollup window checked (about 3 minutes; make test-integration runs
+# 15 cycles).
+test-faults:
+	FERRY_FAULTS=1 FERRY_E2E_NORACE=1 $(GO) test -count=1 -timeout 30m -v -run '^TestKill9Loop$$' ./integration/
+
+# Power cuts under load (root, /dev/fuse): the ferry binary on
+# integration/lazyfs, a FUSE filesystem that keeps only what was fsynced;
+# 50 cuts with wal.sync: always and 20 with interval
+# (FERRY_POWERLOSS_CUTS, FERRY_POWERLOSS_INTERVAL_CUTS). About 5 minutes.
+test-powerloss:
+	FERRY_POWERLOSS=1 $(GO) test -count=1 -timeout 20m -v -run '^TestPowerLoss' ./integration/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./wal/ ./sender/ ./agent/...
