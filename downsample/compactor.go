@@ -110,6 +110,7 @@ type metrics struct {
 	commits   prometheus.Counter
 	commitDur prometheus.Histogram
 	expired   *prometheus.CounterVec
+	freed     *prometheus.CounterVec
 	series    prometheus.GaugeFunc
 }
 
@@ -205,11 +206,13 @@ func (c *Compactor) newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Duration of compactor commits.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_downsample_expired_entries_total",
 			Help: "Rollup log entries deleted by retention."}, []string{"resolution"}),
+		freed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_downsample_rollup_series_freed_total",
+			Help: "Rollup series freed (labels in memory and in the state database) once retention deleted every entry that used them."}, []string{"resolution"}),
 		series: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_downsample_series", Help: "Series with window state."},
 			func() float64 { c.mu.Lock(); defer c.mu.Unlock(); return float64(c.series.len()) }),
 	}
 	if reg != nil {
-		reg.MustRegister(m.samples, m.late, m.skipped, m.emitted, m.commits, m.commitDur, m.expired, m.series)
+		reg.MustRegister(m.samples, m.late, m.skipped, m.emitted, m.commits, m.commitDur, m.expired, m.freed, m.series)
 	}
 	return m
 }
@@ -710,7 +713,7 @@ func (c *Compactor) Commit() error {
 		out := make([]record.RefSample, len(samples))
 		maxT := int64(math.MinInt64)
 		for i, s := range samples {
-			if s.out.id == 0 {
+			if s.out.id == 0 || !l.has(s.out.id) { // new, or freed since
 				id, err := l.intern(s.out.wire, &ahead, &fresh[ri])
 				if err != nil {
 					return err
@@ -771,12 +774,16 @@ func (c *Compactor) Commit() error {
 		c.reader.Commit(c.pos)
 	}
 	for _, l := range c.logs {
-		n, err := l.applyRetention(nowMs)
+		n, freed, err := l.applyRetention(nowMs)
 		if err != nil {
 			c.logger.Error("Rollup retention failed", zap.Error(err))
 		}
+		res := time.Duration(l.res * int64(time.Millisecond)).String()
 		if n > 0 {
-			c.m.expired.WithLabelValues(time.Duration(l.res * int64(time.Millisecond)).String()).Add(float64(n))
+			c.m.expired.WithLabelValues(res).Add(float64(n))
+		}
+		if freed > 0 {
+			c.m.freed.WithLabelValues(res).Add(float64(freed))
 		}
 	}
 	c.m.commits.Inc()

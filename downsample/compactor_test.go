@@ -811,7 +811,7 @@ func TestExpiredRollupsAreCountedAsLost(t *testing.T) {
 		}
 		read += len(en.Data.Samples)
 	}
-	n, err := l.applyRetention(math.MaxInt64 / 2)
+	n, _, err := l.applyRetention(math.MaxInt64 / 2)
 	if err != nil || n == 0 {
 		t.Fatalf("retention deleted %d entries: %v", n, err)
 	}
@@ -821,12 +821,74 @@ func TestExpiredRollupsAreCountedAsLost(t *testing.T) {
 		t.Fatalf("drops %+v, want %d samples lost by the idle reader and %d by the busy one, reason retention, up to %d",
 			drops, total, total-read, cursorSeq(l.Oldest()))
 	}
-	if _, err := l.applyRetention(math.MaxInt64 / 2); err != nil || len(drops) != 2 {
+	if _, _, err := l.applyRetention(math.MaxInt64 / 2); err != nil || len(drops) != 2 {
 		t.Fatalf("a second retention pass told readers again: %+v (%v)", drops, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if en, err := idle.Next(ctx); err == nil {
 		t.Fatalf("an expired entry was read after the drop: %+v", en)
+	}
+}
+
+// Rollup series that no retained entry uses any more are freed, in memory
+// and in the state database; a series that comes back is interned again
+// under a new id, and readers resolve its labels.
+func TestRollupSeriesFreedAfterRetention(t *testing.T) {
+	e, c, l := rolledUpGauge(t)
+	l.mu.RLock()
+	interned := len(l.wire)
+	oldMax := l.nextID - 1
+	l.mu.RUnlock()
+	if interned == 0 {
+		t.Fatal("no rollup series interned")
+	}
+	n, freed, err := l.applyRetention(math.MaxInt64 / 2)
+	if err != nil || n == 0 || freed != interned {
+		t.Fatalf("retention deleted %d entries and freed %d of %d series: %v", n, freed, interned, err)
+	}
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: seriesKey(l.res, 0), UpperBound: seriesKey(l.res, math.MaxUint64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.First() {
+		t.Errorf("rollup series %x still in the state database after being freed", it.Key())
+	}
+	it.Close()
+
+	// The gauge goes on: its rollup series come back under new ids.
+	var pts []point
+	for i := 40; i < 80; i++ {
+		pts = append(pts, point{"g", 0, int64(i) * 5000, float64(i)})
+	}
+	e.append(pts)
+	for drain(t, c, 8) > 0 {
+		if err := c.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, err := l.Open("r", l.Oldest(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	read := 0
+	for src.Cursor() != l.Head() {
+		en, err := src.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if en.Data.Unknown > 0 {
+			t.Fatalf("%d rollup samples with unknown series after the series were freed", en.Data.Unknown)
+		}
+		for i, s := range en.Data.Samples {
+			if uint64(s.Ref) <= oldMax || wal.LabelsOfWire(en.Data.Wire[i]).Get("__name__") == "" {
+				t.Fatalf("rollup sample of series %d (freed ids end at %d), labels %q", s.Ref, oldMax, en.Data.Wire[i])
+			}
+		}
+		read += len(en.Data.Samples)
+	}
+	if read == 0 {
+		t.Fatal("no rollups after the series came back")
 	}
 }

@@ -62,5 +62,9 @@
 // reader that had not read them is told how many samples it lost (counted
 // as ferry_sender_samples_dropped_total{reason="retention"}) and skips to
 // the oldest retained entry. An endpoint that starts from the oldest entry
-// backfills everything retained.
+// backfills everything retained. A rollup series (its labels in memory and
+// under ds/series/) is freed once retention deleted every entry that used
+// it (ferry_downsample_rollup_series_freed_total), so that series churn
+// does not grow the compactor's memory; if the series comes back it is
+// interned again under a new id.
 package downsample

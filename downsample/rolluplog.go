@@ -67,9 +67,14 @@ type rollupLog struct {
 	res       int64
 	retention int64
 
-	mu      sync.RWMutex
-	wire    map[uint64][]byte   // rollup series id → labels in wire form
-	ids     map[uint64][]uint64 // xxhash of the wire form → ids
+	mu   sync.RWMutex
+	wire map[uint64][]byte   // rollup series id → labels in wire form
+	ids  map[uint64][]uint64 // xxhash of the wire form → ids
+	// last is, per id, the seq of the newest entry that uses it (at start,
+	// the newest entry of the log): once retention deleted that entry, no
+	// entry refers to the series and it is freed.
+	last    map[uint64]uint64
+	swept   uint64 // entries below this seq were swept for unused series
 	nextID  uint64
 	first   uint64 // oldest retained seq
 	next    uint64 // next seq to write
@@ -82,7 +87,7 @@ type rollupLog struct {
 
 func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
 	l := &rollupLog{db: db, res: res, retention: retention, wire: map[uint64][]byte{}, ids: map[uint64][]uint64{}, nextID: 1,
-		readers: map[*Reader]struct{}{}}
+		last: map[uint64]uint64{}, readers: map[*Reader]struct{}{}}
 	l.highest.Store(math.MinInt64)
 	ch := make(chan struct{})
 	l.notify.Store(&ch)
@@ -124,7 +129,21 @@ func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
 	} else {
 		l.first, l.next = 0, 0
 	}
+	// Which entries use a series is not stored: take the newest one, so a
+	// series is freed at the latest once everything now in the log expired.
+	for id := range l.wire {
+		l.last[id] = max(l.next, 1) - 1
+	}
+	l.swept = l.first
 	return l, it.Close()
+}
+
+// has reports whether the series id is interned (not freed).
+func (l *rollupLog) has(id uint64) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	_, ok := l.wire[id]
+	return ok
 }
 
 // lookup returns the id of the series with labels w (wire form), or 0;
@@ -178,6 +197,7 @@ func (l *rollupLog) forget(ids []uint64) {
 			delete(l.ids, h)
 		}
 		delete(l.wire, id)
+		delete(l.last, id)
 	}
 }
 
@@ -190,9 +210,12 @@ const maxEntrySamples = 10000
 func (l *rollupLog) stage(b *pebble.Batch, samples []record.RefSample) (uint64, error) {
 	var enc record.Encoder
 	var v []byte
-	l.mu.RLock()
+	l.mu.Lock()
 	seq := l.next
-	l.mu.RUnlock()
+	for i, s := range samples {
+		l.last[uint64(s.Ref)] = seq + uint64(i/maxEntrySamples)
+	}
+	l.mu.Unlock()
 	for {
 		n := min(len(samples), maxEntrySamples)
 		maxT := int64(math.MinInt64)
@@ -226,12 +249,14 @@ func (l *rollupLog) published(seq uint64, maxT int64) {
 // applyRetention deletes entries whose newest sample is older than now
 // minus the retention. Every open reader that had not read them is told
 // how many samples it lost (onDrop, reason "retention"): they are counted,
-// not skipped in silence.
-func (l *rollupLog) applyRetention(nowMs int64) (int, error) {
+// not skipped in silence. Rollup series that no remaining entry uses are
+// freed (see sweep); it returns how many entries it deleted and how many
+// series it freed.
+func (l *rollupLog) applyRetention(nowMs int64) (int, int, error) {
 	cutoff := nowMs - l.retention
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: logKey(l.res, 0), UpperBound: logKey(l.res, math.MaxUint64)})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	type expired struct {
 		seq     uint64
@@ -249,10 +274,10 @@ func (l *rollupLog) applyRetention(nowMs int64) (int, error) {
 		gone = append(gone, expired{seq: binary.BigEndian.Uint64(k[len(k)-8:]), samples: len(buf)})
 	}
 	if err := it.Close(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if len(gone) == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	last := gone[len(gone)-1].seq
 	// Readers see the new first entry before the entries go: one that read
@@ -283,9 +308,57 @@ func (l *rollupLog) applyRetention(nowMs int64) (int, error) {
 		d.r.onDrop(wal.Lost{Samples: d.lost, Reason: "retention"}, seqCursor(d.from), seqCursor(last+1))
 	}
 	if err := l.db.DeleteRange(logKey(l.res, 0), logKey(l.res, last+1), pebble.Sync); err != nil {
-		return 0, fmt.Errorf("downsample: delete expired rollups of %dms: %w", l.res, err)
+		return 0, 0, fmt.Errorf("downsample: delete expired rollups of %dms: %w", l.res, err)
 	}
-	return len(gone), nil
+	freed, err := l.sweep()
+	return len(gone), freed, err
+}
+
+// sweep frees the rollup series whose newest entry is gone: their labels
+// in memory and their key in the state database. A writer that kept a
+// freed id interns the series again (it checks has). To keep the cost per
+// entry flat, it runs once a quarter of the log's entries expired since the
+// last sweep.
+func (l *rollupLog) sweep() (int, error) {
+	l.mu.Lock()
+	first := l.first
+	if (first-l.swept)*4 < l.next-first {
+		l.mu.Unlock()
+		return 0, nil
+	}
+	l.swept = first
+	var freed []uint64
+	for id, seq := range l.last {
+		if seq < first {
+			freed = append(freed, id)
+		}
+	}
+	for _, id := range freed {
+		h := xxhash.Sum64(l.wire[id])
+		l.ids[h] = slices.DeleteFunc(l.ids[h], func(x uint64) bool { return x == id })
+		if len(l.ids[h]) == 0 {
+			delete(l.ids, h)
+		}
+		delete(l.wire, id)
+		delete(l.last, id)
+	}
+	l.mu.Unlock()
+	if len(freed) == 0 {
+		return 0, nil
+	}
+	// Not synced: a key that comes back after a crash is loaded and freed
+	// again.
+	b := l.db.NewBatch()
+	defer b.Close()
+	for _, id := range freed {
+		if err := b.Delete(seriesKey(l.res, id), nil); err != nil {
+			return len(freed), err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return len(freed), fmt.Errorf("downsample: delete freed rollup series of %dms: %w", l.res, err)
+	}
+	return len(freed), nil
 }
 
 func (l *rollupLog) close() {
