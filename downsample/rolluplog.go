@@ -191,14 +191,19 @@ func (l *rollupLog) forget(ids []uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, id := range ids {
-		h := xxhash.Sum64(l.wire[id])
-		l.ids[h] = slices.DeleteFunc(l.ids[h], func(x uint64) bool { return x == id })
-		if len(l.ids[h]) == 0 {
-			delete(l.ids, h)
-		}
-		delete(l.wire, id)
-		delete(l.last, id)
+		l.dropLocked(id)
 	}
+}
+
+// dropLocked removes the series id from memory; l.mu is held.
+func (l *rollupLog) dropLocked(id uint64) {
+	h := xxhash.Sum64(l.wire[id])
+	l.ids[h] = slices.DeleteFunc(l.ids[h], func(x uint64) bool { return x == id })
+	if len(l.ids[h]) == 0 {
+		delete(l.ids, h)
+	}
+	delete(l.wire, id)
+	delete(l.last, id)
 }
 
 // maxEntrySamples bounds a log entry, so that a reader holds a bounded
@@ -334,13 +339,7 @@ func (l *rollupLog) sweep() (int, error) {
 		}
 	}
 	for _, id := range freed {
-		h := xxhash.Sum64(l.wire[id])
-		l.ids[h] = slices.DeleteFunc(l.ids[h], func(x uint64) bool { return x == id })
-		if len(l.ids[h]) == 0 {
-			delete(l.ids, h)
-		}
-		delete(l.wire, id)
-		delete(l.last, id)
+		l.dropLocked(id)
 	}
 	l.mu.Unlock()
 	if len(freed) == 0 {

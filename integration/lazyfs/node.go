@@ -219,26 +219,16 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 // before the model has forgotten it.
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	if !n.lfs.enter() {
-		return nil, syscall.EIO
-	}
-	defer n.lfs.leave()
-	n.lfs.mu.Lock()
-	defer n.lfs.mu.Unlock()
-	p := n.child(name)
-	if err := syscall.Mkdir(p, mode); err != nil {
-		return nil, fs.ToErrno(err)
-	}
-	var st syscall.Stat_t
-	if err := syscall.Lstat(p, &st); err != nil {
-		return nil, fs.ToErrno(err)
-	}
-	m := n.lfs.newInode(kindDir, st.Mode)
-	n.lfs.live[st.Ino] = m
-	return n.newChild(ctx, m, &st, out), 0
+	return n.makeEntry(ctx, name, kindDir, "", func(p string) error { return syscall.Mkdir(p, mode) }, out)
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return n.makeEntry(ctx, name, kindSymlink, target, func(p string) error { return syscall.Symlink(target, p) }, out)
+}
+
+// makeEntry creates the entry name with create (mkdir or symlink) and adds
+// its inode, of kind k (a symlink's target given), to the live model.
+func (n *node) makeEntry(ctx context.Context, name string, k kind, target string, create func(string) error, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	if !n.lfs.enter() {
 		return nil, syscall.EIO
 	}
@@ -246,14 +236,14 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	n.lfs.mu.Lock()
 	defer n.lfs.mu.Unlock()
 	p := n.child(name)
-	if err := syscall.Symlink(target, p); err != nil {
+	if err := create(p); err != nil {
 		return nil, fs.ToErrno(err)
 	}
 	var st syscall.Stat_t
 	if err := syscall.Lstat(p, &st); err != nil {
 		return nil, fs.ToErrno(err)
 	}
-	m := n.lfs.newInode(kindSymlink, st.Mode)
+	m := n.lfs.newInode(k, st.Mode)
 	m.target = target
 	n.lfs.live[st.Ino] = m
 	return n.newChild(ctx, m, &st, out), 0
