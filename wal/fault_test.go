@@ -42,6 +42,18 @@ func (f *faults) MaybeError(op errorfs.Op) error {
 
 func (f *faults) set(rule func(errorfs.Op) error) { f.rule.Store(&rule) }
 
+// fail makes every operation match accepts fail with err; with once, only
+// the first.
+func (f *faults) fail(match func(errorfs.Op) bool, err error, once bool) {
+	var done atomic.Bool
+	f.set(func(op errorfs.Op) error {
+		if match(op) && !(once && done.Swap(true)) {
+			return err
+		}
+		return nil
+	})
+}
+
 // faultyWAL opens a log on an in-memory filesystem wrapped in f.
 func faultyWAL(t *testing.T, mem vfs.FS, f *faults, opts Options) *WAL {
 	t.Helper()
@@ -199,13 +211,7 @@ func TestWALFault_FsyncErrorIsReturned(t *testing.T) {
 	if err := w.Append(batchOf(0, 10, 1)); err != nil {
 		t.Fatal(err)
 	}
-	var once atomic.Bool
-	f.set(func(op errorfs.Op) error {
-		if isSync(op) && isSegment(op.Path) && !once.Swap(true) {
-			return syscall.EIO
-		}
-		return nil
-	})
+	f.fail(func(op errorfs.Op) bool { return isSync(op) && isSegment(op.Path) }, syscall.EIO, true)
 	err := w.Append(batchOf(0, 10, 2))
 	if !errors.Is(err, syscall.EIO) {
 		t.Fatalf("append with a failing fsync: %v, want EIO", err)
@@ -294,12 +300,7 @@ func TestWALFault_CreateSegmentENOSPC(t *testing.T) {
 	opts.SegmentSize = pageSize
 	w := faultyWAL(t, mem, f, opts)
 	next := fillSegment(t, w, 1, true)
-	f.set(func(op errorfs.Op) error {
-		if op.Kind == errorfs.OpCreate && isSegment(op.Path) {
-			return syscall.ENOSPC
-		}
-		return nil
-	})
+	f.fail(func(op errorfs.Op) bool { return op.Kind == errorfs.OpCreate && isSegment(op.Path) }, syscall.ENOSPC, false)
 	if err := w.Append(batchOf(0, 100, next)); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("append needing a new segment on a full disk: %v, want ENOSPC", err)
 	}
@@ -322,13 +323,7 @@ func TestWALFault_DirectoryFsyncFails(t *testing.T) {
 	opts.SegmentSize = pageSize
 	w := faultyWAL(t, mem, f, opts)
 	next := fillSegment(t, w, 1, true)
-	var once atomic.Bool
-	f.set(func(op errorfs.Op) error {
-		if isSync(op) && op.Path == "/data/wal" && !once.Swap(true) {
-			return syscall.EIO
-		}
-		return nil
-	})
+	f.fail(func(op errorfs.Op) bool { return isSync(op) && op.Path == "/data/wal" }, syscall.EIO, true)
 	if err := w.Append(batchOf(0, 100, next)); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("append whose rotation could not fsync the directory: %v, want EIO", err)
 	}
@@ -351,12 +346,7 @@ func TestWALFault_CloseReportsFsyncError(t *testing.T) {
 	if err := w.Append(batchOf(0, 10, 1)); err != nil {
 		t.Fatal(err)
 	}
-	f.set(func(op errorfs.Op) error {
-		if isSync(op) && isSegment(op.Path) {
-			return syscall.EIO
-		}
-		return nil
-	})
+	f.fail(func(op errorfs.Op) bool { return isSync(op) && isSegment(op.Path) }, syscall.EIO, false)
 	if err := w.Close(); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("close with a failing fsync: %v, want EIO", err)
 	}
@@ -381,12 +371,7 @@ func TestWALFault_CheckpointFsyncFails(t *testing.T) {
 	}
 	_, end := readN(t, r, 100*200)
 	r.Commit(end)
-	f.set(func(op errorfs.Op) error {
-		if isSync(op) && strings.Contains(op.Path, "checkpoint.") {
-			return syscall.EIO
-		}
-		return nil
-	})
+	f.fail(func(op errorfs.Op) bool { return isSync(op) && strings.Contains(op.Path, "checkpoint.") }, syscall.EIO, false)
 	first, _ := w.segmentRange()
 	if err := w.truncateConsumed(); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("truncation whose checkpoint cannot be fsynced: %v, want EIO", err)
@@ -562,4 +547,66 @@ func TestWALFault_ReaderReportsDamage(t *testing.T) {
 		t.Fatalf("after the damage: %v, %v; want the round of %d at the start of segment 1", e, err, next)
 	}
 	t.Logf("read rounds up to %d, then %v", last, damage)
+}
+
+// A segment whose sealing fsync fails (at rotation) held writes not yet
+// fsynced (sync: interval): a later fsync of the next segment must not
+// report them durable, also after another rotation succeeded.
+func TestWALFault_SealFsyncFails(t *testing.T) {
+	f := &faults{}
+	opts := DefaultOptions()
+	opts.Sync = SyncInterval
+	opts.SyncInterval = time.Hour
+	opts.SegmentSize = 4 * pageSize
+	w := faultyWAL(t, vfs.NewMem(), f, opts)
+	defer w.Close()
+	next := fillSegment(t, w, 1, true)
+	unsynced := w.seq.Load() // written to segment 0, never fsynced
+	f.fail(func(op errorfs.Op) bool { return isSync(op) && op.Path == "/data/wal/00000000" }, syscall.EIO, true)
+	if err := w.Append(batchOf(0, 100, next)); err != nil { // rotates; the sealing fsync fails
+		t.Fatalf("append that rotated: %v (writing goes on in the next segment)", err)
+	}
+	if w.Head().Segment != 1 {
+		t.Fatalf("head %s, want segment 1", w.Head())
+	}
+	f.set(nil)
+	next = fillSegment(t, w, next+1, true)
+	if err := w.Append(batchOf(0, 100, next)); err != nil { // a rotation that succeeds
+		t.Fatal(err)
+	}
+	if err := w.syncTo(unsynced); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("fsync of writes in the segment whose sealing failed: %v, want EIO", err)
+	}
+	if err := w.syncTo(w.seq.Load()); err != nil {
+		t.Fatalf("fsync of writes after the failure: %v", err)
+	}
+}
+
+// The refs of series whose Series record could not be written are not
+// given to other series: the record may have reached the disk after all.
+func TestWALFault_FailedSeriesRefsNotReused(t *testing.T) {
+	f := &faults{}
+	w := faultyWAL(t, vfs.NewMem(), f, DefaultOptions())
+	defer w.Close()
+	f.fail(func(op errorfs.Op) bool { return op.Kind == errorfs.OpFileWrite && isSegment(op.Path) }, syscall.ENOSPC, true)
+	if err := w.Append(batchOf(0, 10, 1)); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("append whose Series record cannot be written: %v, want ENOSPC", err)
+	}
+	if err := w.Append(batchOf(10, 20, 1)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := w.NewReader("a", w.Oldest(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	e, err := r.TryNext()
+	if err != nil || e == nil {
+		t.Fatalf("read: %v, %v", e, err)
+	}
+	for i, s := range e.Samples {
+		if s.Ref <= 10 {
+			t.Fatalf("series id=%s got ref %d, one of the 10 refs of the failed write", e.SeriesLabels(i).Get("id"), s.Ref)
+		}
+	}
 }

@@ -52,7 +52,7 @@ type Options struct {
 	// WhenFull says what happens when MaxSize or MinFree is reached.
 	WhenFull FullPolicy
 	// FreeSpace reports the bytes available on the filesystem holding a
-	// directory; nil means statfs(2) (FreeSpace).
+	// directory; nil means FS's disk usage (statfs(2) on vfs.Default).
 	FreeSpace func(dir string) (int64, error)
 	// Compression of record payloads (compression.None or compression.Snappy).
 	Compression compression.Type
@@ -95,8 +95,18 @@ func (o *Options) validate() error {
 	if o.MinFree < 0 {
 		return fmt.Errorf("wal: min free space must not be negative, got %d", o.MinFree)
 	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
 	if o.FreeSpace == nil {
-		o.FreeSpace = FreeSpace
+		fs := o.FS
+		o.FreeSpace = func(dir string) (int64, error) {
+			u, err := fs.GetDiskUsage(dir)
+			if err != nil {
+				return 0, fmt.Errorf("disk usage of %s: %w", dir, err)
+			}
+			return int64(u.AvailBytes), nil
+		}
 	}
 	if o.MaintenanceInterval <= 0 {
 		o.MaintenanceInterval = 10 * time.Second

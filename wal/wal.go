@@ -113,9 +113,6 @@ func Open(dir string, opts Options, logger *zap.Logger, reg prometheus.Registere
 	if now == nil {
 		now = time.Now
 	}
-	if opts.FS == nil {
-		opts.FS = vfs.Default
-	}
 	w := &WAL{
 		fs:          opts.FS,
 		dir:         dir,
@@ -594,6 +591,10 @@ func (w *WAL) rotateLocked() error {
 	w.head = Position{Segment: oldIdx + 1}
 	w.broken = nil
 	w.publishHead()
+	// The failure is recorded twice on purpose: here, so that a later
+	// successful rotation cannot advance synced over it before an fsync
+	// sees it, and under segMu above, so that an fsync of the new segment
+	// running meanwhile does not report these writes durable.
 	w.syncMu.Lock()
 	if sealErr != nil {
 		w.markFailedLocked(upTo, sealErr)
