@@ -60,14 +60,7 @@ func TestDiskFilledByAnotherProcess(t *testing.T) {
 	t.Logf("on the full disk: %d acknowledged samples delivered, 20 more compactor commits; reserve released %v times",
 		n, f.metric("ferry_disk_reserve_released_total"))
 
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, time.Minute, func() bool {
-		code, _ := p.push(ts, 0, p.series)
-		ts++
-		return code/100 == 2
-	})
+	ts = freeSpaceAgain(t, filler, p, ts)
 	p.pushRounds(t, ts, ts+9, 500)
 	ts += 10
 	waitUntil(t, time.Minute, func() bool { return f.metric("ferry_disk_reserve_bytes") > 0 })

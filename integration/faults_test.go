@@ -381,6 +381,21 @@ func mountSmallFS(t *testing.T, dir string, size int64, before func()) string {
 	return kind
 }
 
+// freeSpaceAgain removes the filler that made the disk full and pushes
+// rounds from ts on until ferry accepts one; it returns the next ts.
+func freeSpaceAgain(t *testing.T, filler string, p *pusher, ts int64) int64 {
+	t.Helper()
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, time.Minute, func() bool {
+		code, _ := p.push(ts, 0, p.series)
+		ts++
+		return code/100 == 2
+	})
+	return ts
+}
+
 // fillDisk writes a file in dir until the filesystem is full and returns
 // its path and size.
 func fillDisk(t *testing.T, dir string) (string, int64) {
@@ -451,14 +466,7 @@ func TestDiskFull(t *testing.T) {
 		p.status, f.metric("ferry_wal_write_errors_total"), f.metric("ferry_wal_fsync_errors_total"))
 
 	// Space returns: ferry accepts again.
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, time.Minute, func() bool {
-		code, _ := p.push(ts, 0, p.series)
-		ts++
-		return code/100 == 2
-	})
+	ts = freeSpaceAgain(t, filler, p, ts)
 	p.pushRounds(t, ts, ts+19, 500)
 	ts += 20
 	// A crash now replays the segment sealed after the write error (its
