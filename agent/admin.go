@@ -267,7 +267,7 @@ func VerifyWAL(dir string) ([]string, error) {
 	}
 	var damage []string
 	if st.CheckpointDamage != "" {
-		damage = append(damage, fmt.Sprintf("checkpoint.%08d: %s", st.Checkpoint, st.CheckpointDamage))
+		damage = append(damage, st.CheckpointDamage)
 	}
 	for _, s := range st.Segments {
 		if s.Damage != "" {

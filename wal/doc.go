@@ -42,10 +42,20 @@
 // record is encoded from them.
 //
 // A checkpoint directory checkpoint.NNNNNNNN holds, in the same segment
-// format, the Series records of every series still referenced by segments
-// after NNNNNNNN, and the Metadata of every family. Segments up to and including NNNNNNNN are deleted once the
-// checkpoint is durable (written to checkpoint.NNNNNNNN.tmp, fsynced,
-// renamed, directory fsynced).
+// format, Series records and the Metadata of every family. Checkpoints form
+// a chain (checkpoint.go): a full one holds every series still referenced by
+// segments after NNNNNNNN whose Series record was in a deleted segment; a
+// delta holds only the series created since the chain's previous member and
+// lists the members it extends in its file "chain". Replay reads the
+// members oldest first. Truncation writes a delta, so its cost follows the
+// series that came and went, not the active ones, and writes a full
+// checkpoint instead when more than half the chain's records are of
+// forgotten series (or the chain has 64 members). Segments up to and
+// including NNNNNNNN, and checkpoints that left the chain, are deleted once
+// the checkpoint is durable (written to checkpoint.NNNNNNNN.tmp, fsynced
+// with its chain file, renamed, directory fsynced). A release before
+// checkpoint chains reads only the newest member: downgrading over a delta
+// checkpoint loses the labels of the series in the older members.
 //
 // A Position is (segment, byte offset just past a record). Consumers persist
 // positions themselves; the log only needs to be told, through
@@ -77,8 +87,9 @@
 //
 // # Crash recovery
 //
-// Open reads the newest checkpoint and every segment to rebuild the series
-// table. A record that fails its checksum or ends early (a torn write) ends
+// Open reads the newest checkpoint's chain and every segment to rebuild the
+// series table; a chain member that is missing or damaged stops Open, as
+// the series it holds are needed. A record that fails its checksum or ends early (a torn write) ends
 // its segment: the file is truncated just after the last intact record, and
 // the cut bytes are logged and counted. Later segments are kept. Open always
 // starts a new segment for writing, so a repaired segment is never appended
@@ -120,8 +131,8 @@
 //     (SyncInterval);
 //   - a segment being sealed, then the directory holding the next one;
 //   - the log directory's parent when Open creates it;
-//   - each checkpoint segment, the checkpoint directory, and the log
-//     directory after the rename that publishes it;
+//   - each checkpoint segment, its chain file, the checkpoint directory,
+//     and the log directory after the rename that publishes it;
 //   - a repaired segment (written whole to NNNNNNNN.repair, fsynced, renamed
 //     over the damaged one) and its directory.
 //

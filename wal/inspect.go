@@ -27,30 +27,31 @@ type SegmentStats struct {
 // Stats describes a WAL directory.
 type Stats struct {
 	Segments         []SegmentStats
-	Checkpoint       int // -1 if none
-	CheckpointSeries int
-	CheckpointDamage string // where and why reading the checkpoint stopped early, if it did
+	Checkpoint       int    // the newest checkpoint; -1 if none
+	CheckpointChain  []int  // the checkpoints replay reads, oldest first; Checkpoint is the last
+	CheckpointSeries int    // Series records in the chain
+	CheckpointDamage string // in which checkpoint, where and why reading the checkpoint stopped early, if it did
 }
 
 // Inspect reads a WAL directory without changing it: it neither repairs nor
 // truncates, so it is safe on the directory of a running Ferry.
 func Inspect(dir string) (Stats, error) {
 	st := Stats{Checkpoint: -1}
-	entries, err := os.ReadDir(dir)
+	cps, _, err := listCheckpoints(vfs.Default, dir)
 	if err != nil {
-		return st, fmt.Errorf("wal: read directory %s: %w", dir, err)
+		return st, err
 	}
-	for _, e := range entries {
-		var k int
-		if _, err := fmt.Sscanf(e.Name(), "checkpoint.%d", &k); err == nil && e.IsDir() && len(e.Name()) == len("checkpoint.00000000") {
-			st.Checkpoint = max(st.Checkpoint, k)
+	if len(cps) > 0 {
+		st.Checkpoint = cps[len(cps)-1]
+		if st.CheckpointChain, err = readChain(vfs.Default, dir, st.Checkpoint); err != nil {
+			return st, err
 		}
 	}
-	if st.Checkpoint >= 0 {
-		cp := checkpointName(dir, st.Checkpoint)
+	for _, k := range st.CheckpointChain {
+		cp := checkpointName(dir, k)
 		segs, err := listSegments(vfs.Default, cp)
 		if err != nil {
-			return st, fmt.Errorf("wal: list checkpoint %d: %w", st.Checkpoint, err)
+			return st, fmt.Errorf("wal: list checkpoint %d: %w", k, err)
 		}
 		for _, s := range segs {
 			ss, err := inspectSegment(cp, s)
@@ -59,7 +60,7 @@ func Inspect(dir string) (Stats, error) {
 			}
 			st.CheckpointSeries += ss.Series
 			if ss.Damage != "" && st.CheckpointDamage == "" {
-				st.CheckpointDamage = fmt.Sprintf("segment %08d at byte %d: %s", s, ss.IntactBytes, ss.Damage)
+				st.CheckpointDamage = fmt.Sprintf("checkpoint.%08d segment %08d at byte %d: %s", k, s, ss.IntactBytes, ss.Damage)
 			}
 		}
 	}

@@ -13,9 +13,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// checkpointSegmentSize bounds the segment files of a checkpoint.
-const checkpointSegmentSize = 64 << 20
-
 // maintain deletes the segments every consumer has committed past and
 // enforces the disk cap.
 func (w *WAL) maintain() {
@@ -165,16 +162,23 @@ func (w *WAL) replaySegmentReadOnly(seg int, fn func(rec []byte, end int64)) (in
 	return r.Offset(), nil
 }
 
-// truncate forgets series no segment from upTo on references, writes a
-// checkpoint with the others, and deletes the segments before upTo. w.truncMu
-// is held.
+// truncate forgets series no segment from upTo on references, carries the
+// others whose Series record is in a segment before upTo into the checkpoint
+// chain, and deletes the segments before upTo. w.truncMu is held.
 func (w *WAL) truncate(upTo int) error {
 	start := time.Now()
+	w.mu.Lock()
+	// Every series with a Series record before segment upTo has a smaller ref.
+	bound, ok := w.refStart[upTo]
+	w.mu.Unlock()
 	// Forget series atomically with respect to appends: an append either
 	// finished before (and marked its refs in its segment's set) or looks
 	// the series up after and creates it anew.
 	w.gcMu.Lock()
 	w.series.mu.Lock()
+	if !ok {
+		bound = w.series.nextRef
+	}
 	var keep []*refSet
 	for seg, set := range w.live {
 		if seg >= upTo {
@@ -183,19 +187,16 @@ func (w *WAL) truncate(upTo int) error {
 			delete(w.live, seg)
 		}
 	}
-	// In ref order; the labels stay valid after compact (slabs are never
-	// rewritten in place).
-	live := make([]wireSeries, 0, w.series.count)
-	removed := 0
-	names := map[string]struct{}{}
+	removed, kept, covered, fresh := 0, 0, 0, 0
 	w.series.all(func(ref Ref, wire []byte) {
 		for _, set := range keep {
 			if set.has(ref) {
-				live = append(live, wireSeries{Ref: ref, Wire: wire})
-				// A lookup by string(name) does not allocate; only a new
-				// name is copied.
-				if name := model.WireName(wire); !hasKey(names, name) {
-					names[string(name)] = struct{}{}
+				kept++
+				switch {
+				case ref < w.chain.end:
+					covered++
+				case ref < bound:
+					fresh++
 				}
 				return
 			}
@@ -207,20 +208,43 @@ func (w *WAL) truncate(upTo int) error {
 	w.series.mu.Unlock()
 	w.gcMu.Unlock()
 	w.m.seriesRemoved.Add(float64(removed))
-	w.meta.prune(names)
+	// Families can only lose their last series when a series was removed,
+	// or have none when they are new.
+	if removed > 0 || w.meta.len() != w.prunedFamilies {
+		w.pruneMetadata()
+		w.prunedFamilies = w.meta.len()
+	}
 
 	cp := upTo - 1
-	size, err := w.writeCheckpoint(cp, live)
+	chain := w.chain
+	full := chain.needsFullCheckpoint(covered, fresh)
+	from, extends := max(chain.end, 1), chain.members
+	if full {
+		from, extends = 1, nil
+	}
+	bound = max(bound, chain.end)
+	n, size, err := w.writeCheckpoint(cp, from, bound, extends)
 	if err != nil {
 		return fmt.Errorf("wal: write checkpoint %d: %w", cp, err)
 	}
+	if full {
+		chain = checkpointChain{}
+	}
+	w.chain = checkpointChain{
+		members: append(slices.Clip(chain.members), cp),
+		records: chain.records + n,
+		size:    chain.size + size,
+		end:     bound,
+	}
+	w.m.checkpointSeries.Add(float64(n))
 	w.mu.Lock()
 	first := w.first
 	w.first = upTo
 	for s := first; s < upTo; s++ {
 		delete(w.sizes, s)
+		delete(w.refStart, s)
 	}
-	w.cpSize = size
+	w.cpSize = w.chain.size
 	w.publishHead()
 	w.mu.Unlock()
 
@@ -230,140 +254,38 @@ func (w *WAL) truncate(upTo int) error {
 			errs = append(errs, fmt.Errorf("remove segment %d: %w", s, err))
 		}
 	}
-	if _, err := w.lastCheckpoint(); err != nil {
+	if err := w.removeCheckpointsOutside(w.chain.members); err != nil {
 		errs = append(errs, err)
 	}
 	w.m.truncations.Inc()
 	w.m.checkpointSeconds.Observe(time.Since(start).Seconds())
-	w.logger.Debug("WAL truncated", zap.Int("first_segment", upTo), zap.Int("live_series", len(live)),
-		zap.Int("removed_series", removed), zap.Duration("took", time.Since(start)))
+	w.logger.Debug("WAL truncated", zap.Int("first_segment", upTo), zap.Int("live_series", kept),
+		zap.Int("removed_series", removed), zap.Int("checkpointed_series", n), zap.Bool("full_checkpoint", full),
+		zap.Int("checkpoint_chain", len(w.chain.members)), zap.Duration("took", time.Since(start)))
 	return errors.Join(errs...)
+}
+
+// pruneMetadata forgets the metadata of families no series is left of.
+// Appends go on meanwhile: a family whose series comes back has its
+// metadata written again when it is next sent.
+func (w *WAL) pruneMetadata() {
+	if w.meta.len() == 0 {
+		return
+	}
+	names := map[string]struct{}{}
+	w.series.mu.RLock()
+	w.series.all(func(_ Ref, wire []byte) {
+		// A lookup by string(name) does not allocate; only a new name is
+		// copied.
+		if name := model.WireName(wire); !hasKey(names, name) {
+			names[string(name)] = struct{}{}
+		}
+	})
+	w.series.mu.RUnlock()
+	w.meta.prune(names)
 }
 
 func hasKey(m map[string]struct{}, k []byte) bool {
 	_, ok := m[string(k)]
 	return ok
-}
-
-// writeCheckpoint writes the series to checkpoint.cp durably and returns its
-// size, in records of a thousand series each.
-func (w *WAL) writeCheckpoint(cp int, live []wireSeries) (int64, error) {
-	final := checkpointName(w.dir, cp)
-	tmp := final + ".tmp"
-	if err := w.fs.RemoveAll(tmp); err != nil {
-		return 0, err
-	}
-	if err := w.fs.MkdirAll(tmp, 0o750); err != nil {
-		return 0, err
-	}
-	cw := &checkpointWriter{w: w, dir: tmp}
-	abort := func(err error) (int64, error) {
-		return 0, errors.Join(err, cw.abort(), w.fs.RemoveAll(tmp))
-	}
-	var buf []byte
-	for rest := live; len(rest) > 0; {
-		n := min(len(rest), 1000)
-		buf = startSeries(buf[:0])
-		for _, s := range rest[:n] {
-			buf = appendSeries(buf, s.Ref, s.Wire)
-		}
-		if err := cw.log(buf); err != nil {
-			return abort(err)
-		}
-		rest = rest[n:]
-	}
-	// The metadata of every family, so that replay starting from this
-	// checkpoint knows it.
-	buf = buf[:0]
-	for _, m := range w.meta.all() {
-		if len(buf) > 1 && len(buf)+len(m.Family)+len(m.Help)+len(m.Unit)+16 > maxRawRecord {
-			if err := cw.log(buf); err != nil {
-				return abort(err)
-			}
-			buf = buf[:0]
-		}
-		if len(buf) == 0 {
-			buf = startMetadata(buf)
-		}
-		buf = appendMetadata(buf, m.Type, []byte(m.Family), []byte(m.Help), []byte(m.Unit))
-	}
-	if len(buf) > 1 {
-		if err := cw.log(buf); err != nil {
-			return abort(err)
-		}
-	}
-	if err := cw.finish(); err != nil {
-		return abort(err)
-	}
-	if err := syncDir(w.fs, tmp); err != nil {
-		return 0, errors.Join(err, w.fs.RemoveAll(tmp))
-	}
-	if err := w.fs.Rename(tmp, final); err != nil {
-		return 0, errors.Join(err, w.fs.RemoveAll(tmp))
-	}
-	if err := syncDir(w.fs, w.dir); err != nil {
-		return 0, err
-	}
-	return cw.size, nil
-}
-
-// checkpointWriter writes a checkpoint's records into segments of at most
-// checkpointSegmentSize bytes, each fsynced when sealed.
-type checkpointWriter struct {
-	w    *WAL
-	dir  string
-	seg  *segmentWriter
-	next int
-	size int64 // bytes of the sealed segments
-}
-
-func (c *checkpointWriter) log(rec []byte) error {
-	if c.seg != nil && c.seg.size >= checkpointSegmentSize {
-		if err := c.seal(); err != nil {
-			return err
-		}
-	}
-	if c.seg == nil {
-		seg, err := createSegment(c.w.fs, c.dir, c.next, c.w.opts.Compression)
-		if err != nil {
-			return err
-		}
-		c.seg, c.next = seg, c.next+1
-	}
-	return c.seg.log(rec)
-}
-
-func (c *checkpointWriter) seal() error {
-	seg := c.seg
-	c.seg = nil
-	if err := seg.seal(false); err != nil {
-		return err
-	}
-	c.size += seg.size
-	return nil
-}
-
-// finish seals the last segment; a checkpoint with no records gets one
-// empty segment, as the reader expects at least one.
-func (c *checkpointWriter) finish() error {
-	if c.seg == nil && c.next == 0 {
-		seg, err := createSegment(c.w.fs, c.dir, 0, c.w.opts.Compression)
-		if err != nil {
-			return err
-		}
-		c.seg, c.next = seg, 1
-	}
-	if c.seg == nil {
-		return nil
-	}
-	return c.seal()
-}
-
-func (c *checkpointWriter) abort() error {
-	if c.seg == nil {
-		return nil
-	}
-	err := c.seg.f.Close()
-	c.seg = nil
-	return err
 }

@@ -58,6 +58,12 @@ func (t *metadataTable) put(m Metadata) {
 	t.mu.Unlock()
 }
 
+func (t *metadataTable) len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.m)
+}
+
 func (t *metadataTable) get(family string) (Metadata, bool) {
 	t.mu.RLock()
 	m, ok := t.m[family]

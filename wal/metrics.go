@@ -31,6 +31,7 @@ type metrics struct {
 	replayedSamples   prometheus.Counter
 	highestTimestamp  prometheus.GaugeFunc
 	checkpointSeconds prometheus.Histogram
+	checkpointSeries  prometheus.Counter
 	limits            *prometheus.GaugeVec
 }
 
@@ -121,6 +122,10 @@ func newMetrics(w *WAL, reg prometheus.Registerer) *metrics {
 			}
 			return float64(ts) / 1000
 		}),
+		checkpointSeries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ferry_wal_checkpoint_series_written_total",
+			Help: "Series records written to checkpoints; a checkpoint holds only the series created since the previous one, except when the chain is rewritten whole.",
+		}),
 		limits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ferry_wal_limit_bytes",
 			Help: "The WAL's disk limits: limit=\"max_size\" (0: no cap) and limit=\"min_free_disk\" (free space it leaves on its filesystem); with ferry_wal_size_bytes and ferry_wal_filesystem_free_bytes they tell how near the cap is.",
@@ -135,7 +140,7 @@ func newMetrics(w *WAL, reg prometheus.Registerer) *metrics {
 			m.activeSeries, m.fsyncs, m.fsyncDuration, m.fsyncErrors, m.writeErrors, m.fullRejections, m.freeBytes,
 			m.sizeBytes, m.segments, m.segmentCurrent, m.truncations, m.truncationErrors,
 			m.droppedSegments, m.droppedBytes, m.repairedBytes, m.corruptions, m.replayDuration,
-			m.replayedSamples, m.highestTimestamp, m.checkpointSeconds, m.limits)
+			m.replayedSamples, m.highestTimestamp, m.checkpointSeconds, m.checkpointSeries, m.limits)
 	}
 	m.limits.WithLabelValues(reasonMaxSize).Set(float64(w.opts.MaxSize))
 	m.limits.WithLabelValues(reasonMinFree).Set(float64(w.opts.MinFree))

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strconv"
-	"strings"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/prometheus/tsdb/wlog"
@@ -28,55 +26,16 @@ func (e *CorruptionError) Error() string {
 
 func (e *CorruptionError) Unwrap() error { return e.Err }
 
-// lastCheckpoint finds the newest complete checkpoint and removes leftovers
-// of interrupted ones. It returns -1 if there is none.
-func (w *WAL) lastCheckpoint() (int, error) {
-	names, err := w.fs.List(w.dir)
-	if err != nil {
-		return -1, fmt.Errorf("wal: read directory %s: %w", w.dir, err)
-	}
-	last := -1
-	var all []int
-	for _, name := range names {
-		if strings.HasSuffix(name, repairSuffix) {
-			// A repair interrupted before its rename: the segment is intact.
-			if err := w.fs.Remove(w.fs.PathJoin(w.dir, name)); err != nil {
-				return -1, fmt.Errorf("wal: remove incomplete repair %s: %w", name, err)
-			}
-			continue
-		}
-		if !strings.HasPrefix(name, "checkpoint.") {
-			continue
-		}
-		if strings.HasSuffix(name, ".tmp") {
-			if err := w.fs.RemoveAll(w.fs.PathJoin(w.dir, name)); err != nil {
-				return -1, fmt.Errorf("wal: remove incomplete checkpoint %s: %w", name, err)
-			}
-			continue
-		}
-		k, err := strconv.Atoi(strings.TrimPrefix(name, "checkpoint."))
-		if err != nil {
-			continue
-		}
-		all = append(all, k)
-		last = max(last, k)
-	}
-	for _, k := range all {
-		if k < last {
-			if err := w.fs.RemoveAll(checkpointName(w.dir, k)); err != nil {
-				return -1, fmt.Errorf("wal: remove old checkpoint %d: %w", k, err)
-			}
-		}
-	}
-	return last, nil
-}
-
 // replay rebuilds the series table from the checkpoint and the segments,
 // finishing an interrupted truncation and repairing damaged tails.
 func (w *WAL) replay() error {
-	cp, err := w.lastCheckpoint()
+	chain, err := w.openChain()
 	if err != nil {
 		return err
+	}
+	cp := -1
+	if len(chain) > 0 {
+		cp = chain[len(chain)-1]
 	}
 	segs, err := listSegments(w.fs, w.dir)
 	if err != nil {
@@ -90,12 +49,11 @@ func (w *WAL) replay() error {
 		segs = segs[1:]
 	}
 	if cp >= 0 {
-		n, size, err := w.loadCheckpoint(cp)
-		if err != nil {
+		if err := w.loadChain(chain); err != nil {
 			return err
 		}
-		w.cpSize = size
-		w.logger.Info("Loaded WAL checkpoint", zap.Int("checkpoint", cp), zap.Int("series", n))
+		w.logger.Info("Loaded WAL checkpoint", zap.Int("checkpoint", cp), zap.Int("chain", len(chain)),
+			zap.Int("series_records", w.chain.records), zap.Int("series", w.series.count))
 	}
 	dec := newDecoder(w.slog)
 	orphans := 0
@@ -103,6 +61,7 @@ func (w *WAL) replay() error {
 		if i == 0 {
 			w.first = seg
 		}
+		w.refStart[seg] = w.series.nextRef
 		size, err := w.replaySegment(seg, func(rec []byte) error {
 			k, err := dec.decode(rec)
 			if err != nil {
@@ -244,63 +203,4 @@ func (w *WAL) cutSegment(name string, size int64) error {
 		return errors.Join(err, w.fs.Remove(tmp))
 	}
 	return syncDir(w.fs, w.fs.PathDir(name))
-}
-
-// loadCheckpoint reads the series of checkpoint cp into the table.
-func (w *WAL) loadCheckpoint(cp int) (int, int64, error) {
-	dir := checkpointName(w.dir, cp)
-	segs, err := listSegments(w.fs, dir)
-	if err != nil {
-		return 0, 0, fmt.Errorf("wal: list checkpoint %d: %w", cp, err)
-	}
-	dec := newDecoder(w.slog)
-	var n int
-	var size int64
-	for _, seg := range segs {
-		f, err := w.fs.Open(wlog.SegmentName(dir, seg))
-		if err != nil {
-			return 0, 0, fmt.Errorf("wal: open checkpoint %d segment %d: %w", cp, seg, err)
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return 0, 0, fmt.Errorf("wal: stat checkpoint %d: %w", cp, err)
-		}
-		size += fi.Size()
-		r := wlog.NewReader(bufio.NewReaderSize(f, 1<<20))
-		for r.Next() {
-			k, err := dec.decode(r.Record())
-			if err != nil {
-				f.Close()
-				return 0, 0, fmt.Errorf("wal: decode checkpoint %d: %w", cp, err)
-			}
-			if k == kindMetadata {
-				for _, m := range dec.metadata {
-					w.meta.put(m)
-				}
-			}
-			if k != kindSeries {
-				continue
-			}
-			for _, s := range dec.series {
-				if !w.series.valid(s.Ref) {
-					f.Close()
-					return 0, 0, fmt.Errorf("wal: checkpoint %d: series ref %d is out of sequence", cp, s.Ref)
-				}
-				// Live as of the checkpoint: kept until the segment after it goes.
-				w.series.insert(s.Ref, s.Wire, w.series.fingerprintWire(s.Wire))
-				w.liveSet(cp + 1).add(s.Ref)
-				n++
-			}
-		}
-		err = r.Err()
-		f.Close()
-		if err != nil {
-			// A checkpoint is written whole and fsynced before it is renamed
-			// into place: damage here is not a torn write, and the series it
-			// held are needed. Refuse to guess.
-			return 0, 0, fmt.Errorf("wal: checkpoint %d is damaged (move it away to start without it, losing the series it holds): %w", cp, err)
-		}
-	}
-	return n, size, nil
 }

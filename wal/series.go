@@ -2,6 +2,7 @@ package wal
 
 import (
 	"hash/maphash"
+	"math"
 	"slices"
 	"sync"
 	"unsafe"
@@ -178,6 +179,26 @@ func (t *seriesTable) all(fn func(ref Ref, wire []byte)) {
 			fn(t.base+Ref(i), t.slabs[sp.slab][sp.off:end:end])
 		}
 	}
+}
+
+// collect appends to dst the series with refs in [from, to), in ref order,
+// at most n of them, and returns the ref to continue from. It takes t.mu for
+// reading; the labels stay valid after (slabs are never rewritten in place).
+func (t *seriesTable) collect(dst []wireSeries, from, to Ref, n int) ([]wireSeries, Ref) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	from = max(from, t.base)
+	to = min(to, t.base+Ref(len(t.byRef)))
+	for ; from < to && len(dst) < n; from++ {
+		if sp := t.byRef[from-t.base]; sp.n != 0 {
+			end := sp.off + sp.n - 1
+			dst = append(dst, wireSeries{Ref: from, Wire: t.slabs[sp.slab][sp.off:end:end]})
+		}
+	}
+	if from >= to {
+		return dst, Ref(math.MaxUint64)
+	}
+	return dst, from
 }
 
 func (t *seriesTable) len() int {

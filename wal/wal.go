@@ -56,14 +56,21 @@ type WAL struct {
 	first  int             // oldest segment on disk
 	sizes  map[int]int64   // sizes of sealed segments
 	live   map[int]*refSet // refs with samples (or their series record), per segment
-	cpSize int64           // bytes of the current checkpoint
-	broken error           // last write error; the segment must be sealed before the next write
-	closed bool
-	seq    atomic.Uint64 // count of successful writes
-	headSz atomic.Int64  // head.Offset, readable without mu
-	headSg atomic.Int64  // head.Segment, readable without mu
-	total  atomic.Int64  // Size(), readable without mu
-	notify atomic.Pointer[chan struct{}]
+	cpSize int64           // bytes of the checkpoint chain
+	// refStart maps each segment on disk to the next ref when it began:
+	// every Series record in earlier segments has a smaller ref.
+	refStart map[int]Ref
+	chain    checkpointChain // guarded by truncMu
+	// prunedFamilies is the number of families with metadata after the
+	// last pruning; guarded by truncMu.
+	prunedFamilies int
+	broken         error // last write error; the segment must be sealed before the next write
+	closed         bool
+	seq            atomic.Uint64 // count of successful writes
+	headSz         atomic.Int64  // head.Offset, readable without mu
+	headSg         atomic.Int64  // head.Segment, readable without mu
+	total          atomic.Int64  // Size(), readable without mu
+	notify         atomic.Pointer[chan struct{}]
 
 	// segMu is held for writing while the head segment is sealed and
 	// replaced, and for reading around its fsync, which runs without mu.
@@ -124,6 +131,7 @@ func Open(dir string, opts Options, logger *zap.Logger, reg prometheus.Registere
 		meta:        newMetadataTable(),
 		sizes:       map[int]int64{},
 		live:        map[int]*refSet{},
+		refStart:    map[int]Ref{},
 		readers:     map[string]*Reader{},
 		maintainc:   make(chan struct{}, 1),
 		stopc:       make(chan struct{}),
@@ -158,6 +166,7 @@ func Open(dir string, opts Options, logger *zap.Logger, reg prometheus.Registere
 		return nil, errors.Join(err, seg.f.Close())
 	}
 	w.head = Position{Segment: next}
+	w.refStart[next] = w.series.nextRef
 	if len(w.sizes) == 0 {
 		w.first = next
 	}
@@ -589,6 +598,9 @@ func (w *WAL) rotateLocked() error {
 
 	w.sizes[oldIdx] = old.size
 	w.head = Position{Segment: oldIdx + 1}
+	// Refs change under mu (createSeries), so this bounds the refs of every
+	// Series record written so far.
+	w.refStart[oldIdx+1] = w.series.nextRef
 	w.broken = nil
 	w.publishHead()
 	// The failure is recorded twice on purpose: here, so that a later

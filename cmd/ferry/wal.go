@@ -45,7 +45,7 @@ func (c *walInspectCmd) Run() error {
 		return err
 	}
 	if st.Checkpoint >= 0 {
-		fmt.Printf("checkpoint.%08d: %d series\n", st.Checkpoint, st.CheckpointSeries)
+		fmt.Printf("checkpoint.%08d: %d series in a chain of %d checkpoints\n", st.Checkpoint, st.CheckpointSeries, len(st.CheckpointChain))
 	}
 	return nil
 }
