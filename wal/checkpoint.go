@@ -281,8 +281,8 @@ func (w *WAL) loadChain(members []int) error {
 	return nil
 }
 
-// loadCheckpoint reads the series of checkpoint cp into the table, marking
-// them live in segment liveIn. It returns the number of Series records and
+// loadCheckpoint reads the series of checkpoint cp into the table, as if
+// segment liveIn had a record of each. It returns the number of Series records and
 // the checkpoint's size.
 func (w *WAL) loadCheckpoint(cp, liveIn int) (int, int64, error) {
 	dir := checkpointName(w.dir, cp)
@@ -291,7 +291,6 @@ func (w *WAL) loadCheckpoint(cp, liveIn int) (int, int64, error) {
 		return 0, 0, fmt.Errorf("wal: list checkpoint %d: %w", cp, err)
 	}
 	dec := newDecoder(w.slog)
-	live := w.liveSet(liveIn)
 	var n int
 	var size int64
 	for _, seg := range segs {
@@ -326,10 +325,10 @@ func (w *WAL) loadCheckpoint(cp, liveIn int) (int, int64, error) {
 					return 0, 0, fmt.Errorf("wal: checkpoint %d: series ref %d is out of sequence", cp, s.Ref)
 				}
 				n++
-				live.add(s.Ref)
 				if !w.series.has(s.Ref) {
 					w.series.insert(s.Ref, s.Wire, w.series.fingerprintWire(s.Wire))
 				}
+				w.series.touch(s.Ref, liveIn)
 			}
 		}
 		err = r.Err()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // checkpointSeries counts the Series records in checkpoint cp alone.
@@ -135,6 +136,7 @@ func TestCheckpointChainRewrittenWhenMostlyForgotten(t *testing.T) {
 	dir := t.TempDir()
 	opts := DefaultOptions()
 	opts.SegmentSize = pageSize
+	opts.SeriesGrace = 0 // forget at once
 	w := openTest(t, dir, opts)
 	defer w.Close()
 	r, err := w.NewReader("a", w.Oldest(), nil)
@@ -201,5 +203,56 @@ func TestOpenRejectsChainWithMissingMember(t *testing.T) {
 	}
 	if _, err := Open(dir, opts, nil, nil, time.Now); err == nil {
 		t.Fatal("opened a WAL whose checkpoint chain lacks a member")
+	}
+}
+
+// A series sampled less often than its segments are consumed keeps its ref
+// through truncation within SeriesGrace, and is forgotten after.
+func TestSeriesKeptWithinGrace(t *testing.T) {
+	dir := t.TempDir()
+	opts := DefaultOptions()
+	opts.SegmentSize = pageSize
+	opts.SeriesGrace = time.Minute
+	clock := time.Unix(1_700_000_000, 0)
+	w, err := Open(dir, opts, nil, nil, func() time.Time { return clock })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := w.NewReader("a", w.Oldest(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	created := func() float64 { return testutil.ToFloat64(w.m.seriesCreated) }
+
+	// Series 0..99 once, then only 100..149 for many segments, all consumed.
+	truncateRounds(t, w, r, 0, 100, 1, 1)
+	truncateRounds(t, w, r, 100, 150, 2, 100)
+	if n := w.series.len(); n != 150 {
+		t.Fatalf("within the grace period %d series are held, want 150", n)
+	}
+	// Series 0..99 come back: no new series records.
+	truncateRounds(t, w, r, 0, 150, 200, 1)
+	if c := created(); c != 150 {
+		t.Fatalf("%v series created, want 150: the returning ones were written anew", c)
+	}
+	// A minute after the segment with their last samples is sealed,
+	// series 0..99 go once truncation runs.
+	truncateRounds(t, w, r, 100, 150, 300, 100)
+	if n := w.series.len(); n != 150 {
+		t.Fatalf("within the grace period %d series are held, want 150", n)
+	}
+	clock = clock.Add(2 * time.Minute)
+	truncateRounds(t, w, r, 100, 150, 400, 100)
+	if n := w.series.len(); n != 50 {
+		t.Fatalf("after the grace period %d series are held, want 50", n)
+	}
+	// Series 0..99 coming back now are written anew.
+	if err := w.Append(batchOf(0, 150, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if c := created(); c != 250 {
+		t.Fatalf("%v series created, want 250 (series 0..99 anew)", c)
 	}
 }

@@ -98,7 +98,11 @@
 // # Truncation and the disk cap
 //
 // Segments every registered consumer has committed past are deleted, after a
-// checkpoint carries the live series forward. The log has two limits: its
+// checkpoint carries the live series forward. A series is forgotten when no
+// segment on disk has a record of it and the segment with its last one was
+// sealed over Options.SeriesGrace (5 minutes) ago, so that series sampled
+// less often than segments are consumed (high cardinality, slow scrapes)
+// keep their refs instead of being written anew each time. The log has two limits: its
 // own size (MaxSize) and the free space it leaves on its filesystem
 // (MinFree), which keeps room for the series checkpoint that truncation
 // writes and for the state database beside the log, so that delivering and

@@ -162,47 +162,39 @@ func (w *WAL) replaySegmentReadOnly(seg int, fn func(rec []byte, end int64)) (in
 	return r.Offset(), nil
 }
 
-// truncate forgets series no segment from upTo on references, carries the
-// others whose Series record is in a segment before upTo into the checkpoint
-// chain, and deletes the segments before upTo. w.truncMu is held.
+// truncate forgets the series with no record in a segment from upTo on
+// whose last segment was sealed over Options.SeriesGrace ago, carries the
+// others whose Series record is in a segment before upTo into the
+// checkpoint chain, and deletes the segments before upTo. w.truncMu is held.
 func (w *WAL) truncate(upTo int) error {
 	start := time.Now()
 	w.mu.Lock()
 	// Every series with a Series record before segment upTo has a smaller ref.
 	bound, ok := w.refStart[upTo]
+	forget := w.forgetBelow(upTo)
 	w.mu.Unlock()
 	// Forget series atomically with respect to appends: an append either
-	// finished before (and marked its refs in its segment's set) or looks
-	// the series up after and creates it anew.
+	// finished before (and recorded its segment in the table) or looks the
+	// series up after and creates it anew.
 	w.gcMu.Lock()
 	w.series.mu.Lock()
 	if !ok {
 		bound = w.series.nextRef
 	}
-	var keep []*refSet
-	for seg, set := range w.live {
-		if seg >= upTo {
-			keep = append(keep, set)
-		} else {
-			delete(w.live, seg)
-		}
-	}
 	removed, kept, covered, fresh := 0, 0, 0, 0
 	w.series.all(func(ref Ref, wire []byte) {
-		for _, set := range keep {
-			if set.has(ref) {
-				kept++
-				switch {
-				case ref < w.chain.end:
-					covered++
-				case ref < bound:
-					fresh++
-				}
-				return
-			}
+		if w.series.lastSeen(ref) < forget {
+			w.series.remove(ref, w.series.fingerprintWire(wire))
+			removed++
+			return
 		}
-		w.series.remove(ref, w.series.fingerprintWire(wire))
-		removed++
+		kept++
+		switch {
+		case ref < w.chain.end:
+			covered++
+		case ref < bound:
+			fresh++
+		}
 	})
 	w.series.compact()
 	w.series.mu.Unlock()
@@ -283,6 +275,26 @@ func (w *WAL) pruneMetadata() {
 	})
 	w.series.mu.RUnlock()
 	w.meta.prune(names)
+}
+
+// forgetBelow returns the segment below which the series whose newest
+// record is there may be forgotten when the segments before upTo go: the
+// lowest segment sealed within the grace period, at most upTo. It forgets
+// the seal times of the segments below it; w.mu is held.
+func (w *WAL) forgetBelow(upTo int) int {
+	below := upTo
+	cutoff := w.now().Add(-w.opts.SeriesGrace)
+	for seg, at := range w.sealedAt {
+		if seg < below && at.After(cutoff) {
+			below = seg
+		}
+	}
+	for seg := range w.sealedAt {
+		if seg < below {
+			delete(w.sealedAt, seg)
+		}
+	}
+	return below
 }
 
 func hasKey(m map[string]struct{}, k []byte) bool {

@@ -62,6 +62,12 @@ type Options struct {
 	// MaintenanceInterval is how often truncation and the cap are checked,
 	// besides after every segment rotation.
 	MaintenanceInterval time.Duration
+	// SeriesGrace is how long a series is kept in memory after its last
+	// sample's segment was sealed, even once that segment is deleted, so
+	// that a series sampled less often than segments are consumed keeps
+	// its ref instead of being written anew each time. 0 forgets a series
+	// as soon as no segment on disk has a record of it.
+	SeriesGrace time.Duration
 }
 
 // DefaultOptions returns the options Ferry uses when the config is silent.
@@ -73,6 +79,7 @@ func DefaultOptions() Options {
 		WhenFull:            DropOldest,
 		Compression:         compression.None,
 		MaintenanceInterval: 10 * time.Second,
+		SeriesGrace:         5 * time.Minute,
 	}
 }
 

@@ -24,6 +24,7 @@ func TestResolveAndAppendRefs(t *testing.T) {
 	dir := t.TempDir()
 	opts := DefaultOptions()
 	opts.SegmentSize = pageSize
+	opts.SeriesGrace = 0 // forget at once
 	w := openTest(t, dir, opts)
 	r, err := w.NewReader("a", w.Oldest(), nil)
 	if err != nil {

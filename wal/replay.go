@@ -62,18 +62,18 @@ func (w *WAL) replay() error {
 			w.first = seg
 		}
 		w.refStart[seg] = w.series.nextRef
+		w.sealedAt[seg] = w.now()
 		size, err := w.replaySegment(seg, func(rec []byte) error {
 			k, err := dec.decode(rec)
 			if err != nil {
 				return err
 			}
-			live := w.liveSet(seg)
 			mark := func(ref Ref) bool {
 				if !w.series.has(ref) {
 					orphans++
 					return false
 				}
-				live.add(ref)
+				w.series.touch(ref, seg)
 				return true
 			}
 			switch k {
@@ -82,11 +82,10 @@ func (w *WAL) replay() error {
 					if !w.series.valid(s.Ref) {
 						return fmt.Errorf("series ref %d is out of sequence (known refs start at %d)", s.Ref, w.series.base)
 					}
-					live.add(s.Ref)
-					if w.series.has(s.Ref) {
-						continue
+					if !w.series.has(s.Ref) {
+						w.series.insert(s.Ref, s.Wire, w.series.fingerprintWire(s.Wire))
 					}
-					w.series.insert(s.Ref, s.Wire, w.series.fingerprintWire(s.Wire))
+					w.series.touch(s.Ref, seg)
 				}
 			case kindSamples:
 				for _, s := range dec.samples {

@@ -43,6 +43,10 @@ type seriesTable struct {
 	seed    maphash.Seed
 	index   fpIndex
 	byRef   []span // byRef[ref-base]; n == 0 for forgotten refs
+	// seen[ref-base] is the newest segment with a record of the series
+	// (its samples or its Series record). It is written under the WAL's
+	// mu without t.mu, and read by truncation, which excludes writers.
+	seen    []uint32
 	base    Ref
 	count   int
 	nextRef Ref
@@ -129,15 +133,25 @@ func (t *seriesTable) insert(ref Ref, wire []byte, fp fingerprint) {
 	if ref < t.base {
 		grow := int(t.base - ref)
 		t.byRef = append(make([]span, grow, grow+len(t.byRef)), t.byRef...)
+		t.seen = append(make([]uint32, grow, grow+len(t.seen)), t.seen...)
 		t.base = ref
 	}
 	if k := int(ref - t.base); k >= len(t.byRef) {
 		t.byRef = slices.Grow(t.byRef, k+1-len(t.byRef))[:k+1]
+		t.seen = slices.Grow(t.seen, k+1-len(t.seen))[:k+1]
 	}
 	t.byRef[ref-t.base] = t.store(wire)
 	t.count++
 	if ref >= t.nextRef {
 		t.nextRef = ref + 1
+	}
+}
+
+// touch records that segment seg has a record of ref; the caller holds the
+// WAL's mu (or replays), and ref is in the table.
+func (t *seriesTable) touch(ref Ref, seg int) {
+	if k := ref - t.base; k < Ref(len(t.seen)) {
+		t.seen[k] = uint32(seg)
 	}
 }
 
@@ -201,6 +215,9 @@ func (t *seriesTable) collect(dst []wireSeries, from, to Ref, n int) ([]wireSeri
 	return dst, from
 }
 
+// lastSeen returns the newest segment with a record of ref.
+func (t *seriesTable) lastSeen(ref Ref) int { return int(t.seen[ref-t.base]) }
+
 func (t *seriesTable) len() int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
@@ -218,9 +235,12 @@ func (t *seriesTable) compact() {
 	if i > 0 {
 		n := copy(t.byRef, t.byRef[i:])
 		t.byRef = t.byRef[:n]
+		copy(t.seen, t.seen[i:])
+		t.seen = t.seen[:n]
 		t.base += Ref(i)
 		if n < cap(t.byRef)/4 {
 			t.byRef = slices.Clone(t.byRef)
+			t.seen = slices.Clone(t.seen)
 		}
 	}
 	if t.size < 4*slabSize || t.used*2 > t.size {
@@ -234,37 +254,6 @@ func (t *seriesTable) compact() {
 			t.byRef[k] = t.store(old[sp.slab][sp.off:end])
 		}
 	}
-}
-
-// refSet is the set of refs that have samples in one segment: truncation
-// keeps exactly the series some retained segment references.
-type refSet struct {
-	base Ref
-	bits []uint64
-}
-
-func (s *refSet) add(ref Ref) {
-	if len(s.bits) == 0 && s.base == 0 {
-		s.base = ref &^ 63
-	}
-	if ref < s.base {
-		shift := int((s.base-(ref&^63))/64) + 0
-		s.bits = append(make([]uint64, shift, shift+len(s.bits)), s.bits...)
-		s.base = ref &^ 63
-	}
-	i := int(ref-s.base) / 64
-	for len(s.bits) <= i {
-		s.bits = append(s.bits, 0)
-	}
-	s.bits[i] |= 1 << ((ref - s.base) % 64)
-}
-
-func (s *refSet) has(ref Ref) bool {
-	if s == nil || ref < s.base {
-		return false
-	}
-	i := int(ref-s.base) / 64
-	return i < len(s.bits) && s.bits[i]&(1<<((ref-s.base)%64)) != 0
 }
 
 // yoloString views b as a string without copying; the string must not

@@ -50,29 +50,6 @@ func TestFingerprintOfPairsAndLabelsAgree(t *testing.T) {
 	}
 }
 
-func TestRefSet(t *testing.T) {
-	var s refSet
-	for _, r := range []Ref{1000, 5, 64, 63, 200000} {
-		s.add(r)
-	}
-	for _, r := range []Ref{1000, 5, 64, 63, 200000} {
-		if !s.has(r) {
-			t.Errorf("ref %d missing", r)
-		}
-	}
-	for _, r := range []Ref{0, 4, 6, 62, 65, 999, 1001, 199999, 300000} {
-		if s.has(r) {
-			t.Errorf("ref %d present", r)
-		}
-	}
-	var nilSet *refSet
-	if nilSet.has(1) {
-		t.Error("nil set has a ref")
-	}
-}
-
-// Labels survive their wire form, including empty values and lengths
-// that take two bytes.
 func TestLabelsOfWire(t *testing.T) {
 	ls := labels.FromStrings("A", "upper", "__name__", "up", "job", strings.Repeat("x", 300), "zone", "")
 	w := WireOf(ls)

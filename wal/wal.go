@@ -55,7 +55,10 @@ type WAL struct {
 	head   Position        // just past the last record written
 	first  int             // oldest segment on disk
 	sizes  map[int]int64   // sizes of sealed segments
-	live   map[int]*refSet // refs with samples (or their series record), per segment
+	// sealedAt holds when each segment on disk, and each deleted one
+	// within Options.SeriesGrace, was sealed (for those replayed: when
+	// the log was opened).
+	sealedAt map[int]time.Time
 	cpSize int64           // bytes of the checkpoint chain
 	// refStart maps each segment on disk to the next ref when it began:
 	// every Series record in earlier segments has a smaller ref.
@@ -130,7 +133,7 @@ func Open(dir string, opts Options, logger *zap.Logger, reg prometheus.Registere
 		series:      newSeriesTable(),
 		meta:        newMetadataTable(),
 		sizes:       map[int]int64{},
-		live:        map[int]*refSet{},
+		sealedAt:    map[int]time.Time{},
 		refStart:    map[int]Ref{},
 		readers:     map[string]*Reader{},
 		maintainc:   make(chan struct{}, 1),
@@ -382,9 +385,8 @@ func (w *WAL) appendLocked(b *model.Batch, buf *appendBuf, refs []Ref, check fun
 	for _, k := range metaChanged {
 		w.meta.set(&b.Metadata[k])
 	}
-	live := w.liveSet(w.head.Segment)
 	for _, ref := range buf.refs {
-		live.add(ref)
+		w.series.touch(ref, w.head.Segment)
 	}
 	for {
 		cur := w.highestTs.Load()
@@ -408,17 +410,6 @@ func appendChunked[T any](buf *appendBuf, enc *encoder, items []T, encode func(*
 		buf.recs = append(buf.recs, buf.enc[start:len(buf.enc):len(buf.enc)])
 		items = items[n:]
 	}
-}
-
-// liveSet returns the set of refs with samples in segment seg. w.mu is held
-// (or, at replay, nothing runs concurrently).
-func (w *WAL) liveSet(seg int) *refSet {
-	s := w.live[seg]
-	if s == nil {
-		s = &refSet{}
-		w.live[seg] = s
-	}
-	return s
 }
 
 // resolvePairs sets buf.refs to the refs of b's series, creating the
@@ -523,9 +514,8 @@ func (w *WAL) createSeries(refs []Ref, fps []fingerprint, wireOf func(int) []byt
 		}
 		return err
 	}
-	live := w.liveSet(w.head.Segment)
 	for _, i := range created {
-		live.add(refs[i])
+		t.touch(refs[i], w.head.Segment)
 	}
 	w.m.seriesCreated.Add(float64(len(created)))
 	return nil
@@ -597,6 +587,7 @@ func (w *WAL) rotateLocked() error {
 	w.segMu.Unlock()
 
 	w.sizes[oldIdx] = old.size
+	w.sealedAt[oldIdx] = w.now()
 	w.head = Position{Segment: oldIdx + 1}
 	// Refs change under mu (createSeries), so this bounds the refs of every
 	// Series record written so far.
