@@ -50,6 +50,7 @@ var (
 type seriesMemo struct {
 	cur, old refMap
 	lookups  int
+	promoted int    // entries of old copied into cur in this round
 	sink     uint64 // keeps prefetch's loads
 }
 
@@ -65,6 +66,7 @@ func (m *seriesMemo) get(ref uint64) *seriesInfo {
 	}
 	if si := m.old.get(ref); si != nil {
 		m.cur.put(ref, si)
+		m.promoted++
 		return si
 	}
 	return nil
@@ -90,14 +92,18 @@ func (m *seriesMemo) prefetch(samples []record.RefSample) {
 	m.sink = sink
 }
 
-// age starts a new generation once a round of lookups has passed.
-func (m *seriesMemo) age() {
+// age starts a new generation once a round of lookups has passed, and
+// returns how many series it forgot: those of the previous generation not
+// looked up in this round.
+func (m *seriesMemo) age() int {
 	if m.lookups < max(minMemoRound, 4*m.cur.n) {
-		return
+		return 0
 	}
+	forgotten := m.old.n - m.promoted
 	m.old.reset(m.cur.n)
 	m.old, m.cur = m.cur, m.old
-	m.lookups = 0
+	m.lookups, m.promoted = 0, 0
+	return forgotten
 }
 
 func (m *seriesMemo) len() int { return m.cur.n + m.old.n }

@@ -14,16 +14,20 @@ func TestSeriesMemoForgetsSeriesThatStopped(t *testing.T) {
 	active := &seriesInfo{wire: wal.WireOf(labels.FromStrings("__name__", "up"))}
 	m.put(1, active)
 	m.put(2, &seriesInfo{wire: wal.WireOf(labels.FromStrings("__name__", "gone"))})
+	forgotten := 0
 	for round := range 3 {
 		for range minMemoRound {
 			if m.get(1) != active {
 				t.Fatalf("round %d: the active series' entry changed", round)
 			}
-			m.age()
+			forgotten += m.age()
 		}
 	}
 	if m.get(2) != nil {
 		t.Fatal("a series not looked up for three rounds is still held")
+	}
+	if forgotten != 1 {
+		t.Fatalf("age reported %d series forgotten, want 1", forgotten)
 	}
 	if n := m.len(); n != 1 {
 		t.Fatalf("memo holds %d entries, want 1", n)

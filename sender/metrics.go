@@ -29,6 +29,7 @@ type Metrics struct {
 	exemplarsPartial *prometheus.CounterVec
 	fallbacks        *prometheus.CounterVec
 	protocol         *prometheus.GaugeVec
+	seriesForgotten  *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the sender metrics.
@@ -105,12 +106,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		protocol: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ferry_sender_protocol", Help: "1 for the Remote-Write version the endpoint is sent, 0 for the other.",
 		}, []string{"endpoint", "version"}),
+		seriesForgotten: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_series_forgotten_total", Help: "Series whose relabelled labels an endpoint that changes labels stopped holding, because they were not sent for a round of lookups (departed series).",
+		}, ep),
 	}
 	if reg != nil {
 		reg.MustRegister(m.sent, m.sentBytes, m.retried, m.failed, m.dropped, m.inFlight, m.shards,
 			m.lagSeconds, m.lagBytes, m.lagEntries, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors,
 			m.lastSendError, m.exemplarsSent, m.exemplarsDropped, m.metadataSent, m.samplesPartial,
-			m.exemplarsPartial, m.fallbacks, m.protocol)
+			m.exemplarsPartial, m.fallbacks, m.protocol, m.seriesForgotten)
 	}
 	return m
 }
@@ -121,7 +125,7 @@ func (m *Metrics) forget(name string) {
 		m.sent, m.sentBytes, m.retried, m.failed, m.dropped, m.inFlight, m.shards, m.lagSeconds,
 		m.lagBytes, m.lagEntries, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors, m.lastSendError,
 		m.exemplarsSent, m.exemplarsDropped, m.metadataSent, m.samplesPartial, m.exemplarsPartial,
-		m.fallbacks, m.protocol,
+		m.fallbacks, m.protocol, m.seriesForgotten,
 	} {
 		v.DeletePartialMatch(prometheus.Labels{"endpoint": name})
 	}

@@ -51,7 +51,7 @@ type Sender struct {
 	sent, retried, failed, sentBytes                 prometheusCounter
 	droppedCap, droppedRelabel, droppedRule, unknown prometheusCounter
 	droppedRetention                                 prometheusCounter
-	droppedConfig                                    prometheusCounter
+	droppedConfig, seriesForgotten                   prometheusCounter
 	exSent, exCap, exRelabel, exRule, exUnknown      prometheusCounter
 	exConfig, exNoSample, exRefused                  prometheusCounter
 	metaSent, samplesPartial, exPartial, fallbacks   prometheusCounter
@@ -152,6 +152,7 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 		droppedRule:      m.dropped.WithLabelValues(name, "rule"),
 		unknown:          m.dropped.WithLabelValues(name, "unknown_series"),
 		droppedConfig:    m.dropped.WithLabelValues(name, "config"),
+		seriesForgotten:  m.seriesForgotten.WithLabelValues(name),
 		exSent:           m.exemplarsSent.WithLabelValues(name),
 		exCap:            m.exemplarsDropped.WithLabelValues(name, "disk_cap"),
 		exRelabel:        m.exemplarsDropped.WithLabelValues(name, "relabel"),
@@ -358,7 +359,9 @@ func (s *Sender) dispatch(entry Entry) bool {
 			zap.Int("items", n), zap.Bool("exemplars", exemplars), zap.String("record_end", s.log.Describe(entry.End)))
 	}
 	if s.relabels {
-		s.memo.age()
+		if n := s.memo.age(); n > 0 {
+			s.seriesForgotten.Add(float64(n))
+		}
 	}
 	for k, items := range s.route {
 		if len(items) > 0 && !s.shards[k].enqueue(s.readCtx, items) {
