@@ -100,7 +100,15 @@ type Compactor struct {
 	done      chan struct{}
 	cancel    context.CancelFunc
 	mu        sync.Mutex // serialises commits with Stop
+	// idleMs is how long a series without samples keeps its state once
+	// its windows closed: two of the longest windows plus max_delay, and
+	// at least minIdle.
+	idleMs int64
 }
+
+// minIdle is the least time a silent series keeps its window state, so
+// that a series scraped slowly keeps its counter total between samples.
+const minIdle = 15 * time.Minute
 
 type metrics struct {
 	samples   prometheus.Counter
@@ -111,6 +119,7 @@ type metrics struct {
 	commitDur prometheus.Histogram
 	expired   *prometheus.CounterVec
 	freed     *prometheus.CounterVec
+	released  *prometheus.CounterVec
 	series    prometheus.GaugeFunc
 }
 
@@ -157,6 +166,10 @@ func New(cfg Config, policies []StoragePolicy, db *pebble.DB, w *wal.WAL, o Opti
 		}
 		c.logs = append(c.logs, l)
 		c.policies = append(c.policies, byRes[r])
+	}
+	c.idleMs = int64(minIdle / time.Millisecond)
+	if len(resolutions) > 0 {
+		c.idleMs = max(c.idleMs, 2*resolutions[len(resolutions)-1]+int64(time.Duration(cfg.MaxDelay)/time.Millisecond))
 	}
 	c.pending = make([][]pendingSample, len(c.logs))
 	c.types, c.newTypes = map[string]uint8{}, map[string]uint8{}
@@ -207,12 +220,14 @@ func (c *Compactor) newMetrics(reg prometheus.Registerer) *metrics {
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_downsample_expired_entries_total",
 			Help: "Rollup log entries deleted by retention."}, []string{"resolution"}),
 		freed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_downsample_rollup_series_freed_total",
-			Help: "Rollup series freed (labels in memory and in the state database) once retention deleted every entry that used them."}, []string{"resolution"}),
+			Help: "Rollup series whose labels were deleted from the state database (and memory) once retention deleted every entry that used them."}, []string{"resolution"}),
+		released: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_downsample_rollup_series_released_total",
+			Help: "Rollup series dropped from memory once every endpoint read their entries and two windows passed without a rollup of them (departed series); their labels stay in the state database until retention."}, []string{"resolution"}),
 		series: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_downsample_series", Help: "Series with window state."},
 			func() float64 { c.mu.Lock(); defer c.mu.Unlock(); return float64(c.series.len()) }),
 	}
 	if reg != nil {
-		reg.MustRegister(m.samples, m.late, m.skipped, m.emitted, m.commits, m.commitDur, m.expired, m.freed, m.series)
+		reg.MustRegister(m.samples, m.late, m.skipped, m.emitted, m.commits, m.commitDur, m.expired, m.freed, m.released, m.series)
 	}
 	return m
 }
@@ -663,8 +678,9 @@ func (c *Compactor) Commit() error {
 				st.dirty = true
 			}
 		}
-		// A series silent for a day has no open window worth keeping.
-		if st.seen > 0 && nowMs-st.seen > 24*3600*1000 && !st.open() {
+		// A series silent for two of the longest windows (a departed one)
+		// has no open window worth keeping.
+		if st.seen > 0 && nowMs-st.seen > c.idleMs && !st.open() {
 			firstErr = errors.Join(b.Delete(stateKey(ref), nil), b.Delete(labelsKey(ref), nil))
 			c.series.delete(ref)
 			return
@@ -784,6 +800,13 @@ func (c *Compactor) Commit() error {
 		}
 		if freed > 0 {
 			c.m.freed.WithLabelValues(res).Add(float64(freed))
+		}
+		released, err := l.release()
+		if err != nil {
+			c.logger.Error("Releasing departed rollup series from memory failed", zap.Error(err))
+		}
+		if released > 0 {
+			c.m.released.WithLabelValues(res).Add(float64(released))
 		}
 	}
 	c.m.commits.Inc()

@@ -892,3 +892,105 @@ func TestRollupSeriesFreedAfterRetention(t *testing.T) {
 		t.Fatal("no rollups after the series came back")
 	}
 }
+
+// A rollup series that stopped is dropped from memory once every reader
+// read its entries and two windows passed; its labels stay on disk for
+// readers that read the entries again, and go with retention.
+func TestDepartedRollupSeriesReleasedAfterDelivery(t *testing.T) {
+	e, c, l := rolledUpGauge(t)
+	l.mu.RLock()
+	var gone []uint64
+	for id := range l.wire {
+		gone = append(gone, id)
+	}
+	l.mu.RUnlock()
+	if len(gone) == 0 {
+		t.Fatal("no rollup series interned")
+	}
+	// An endpoint reads everything so far.
+	r1, err := l.Open("r1", l.Oldest(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	for r1.Cursor() != l.Head() {
+		if _, err := r1.Next(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another series goes on long after g stopped.
+	var pts []point
+	for i := 100; i < 140; i++ {
+		pts = append(pts, point{"h", 1, int64(i) * 5000, float64(i)})
+	}
+	e.append(pts)
+	for drain(t, c, 8) > 0 {
+		if err := c.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range gone {
+		if l.has(id) {
+			t.Fatalf("rollup series %d of the departed gauge still in memory", id)
+		}
+	}
+	if n := testutil.ToFloat64(c.m.released.WithLabelValues((10 * time.Second).String())); n != float64(len(gone)) {
+		t.Fatalf("released counter %v, want %d", n, len(gone))
+	}
+
+	// A new endpoint backfilling from the oldest entry gets every label.
+	r2, err := l.Open("r2", l.Oldest(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	names := map[string]int{}
+	for r2.Cursor() != l.Head() {
+		en, err := r2.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if en.Data.Unknown > 0 {
+			t.Fatalf("%d rollup samples with unknown series after release", en.Data.Unknown)
+		}
+		for i := range en.Data.Samples {
+			names[wal.LabelsOfWire(en.Data.Wire[i]).Get("__name__")]++
+		}
+	}
+	if names["g"] == 0 || names["h"] == 0 {
+		t.Fatalf("backfill read rollups by name %v, want g and h", names)
+	}
+
+	// A restart does not load the released series.
+	l2, err := openRollupLog(e.db, l.res, l.retention)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range gone {
+		if _, ok := l2.wire[id]; ok {
+			t.Fatalf("released rollup series %d loaded at start", id)
+		}
+	}
+	if l2.nextID < l.nextID {
+		t.Fatalf("after restart ids start at %d, below the %d in use", l2.nextID, l.nextID)
+	}
+
+	// Retention frees them on disk.
+	if _, freed, err := l.applyRetention(math.MaxInt64 / 2); err != nil || freed < len(gone) {
+		t.Fatalf("retention freed %d series, want at least %d: %v", freed, len(gone), err)
+	}
+	for _, id := range gone {
+		if _, closer, err := e.db.Get(seriesKey(l.res, id)); err == nil {
+			closer.Close()
+			t.Fatalf("released rollup series %d still in the state database after retention", id)
+		}
+	}
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: releasedKey(l.res, 0, 0), UpperBound: releasedKey(l.res, math.MaxUint64, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.First() {
+		t.Errorf("release marker %x left after retention", it.Key())
+	}
+	it.Close()
+}

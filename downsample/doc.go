@@ -62,9 +62,24 @@
 // reader that had not read them is told how many samples it lost (counted
 // as ferry_sender_samples_dropped_total{reason="retention"}) and skips to
 // the oldest retained entry. An endpoint that starts from the oldest entry
-// backfills everything retained. A rollup series (its labels in memory and
-// under ds/series/) is freed once retention deleted every entry that used
-// it (ferry_downsample_rollup_series_freed_total), so that series churn
-// does not grow the compactor's memory; if the series comes back it is
-// interned again under a new id.
+// backfills everything retained.
+//
+// # Series churn
+//
+// What departed series hold is freed, so that churn does not grow memory:
+//
+//   - A WAL series' window state goes once its windows closed and it had no
+//     sample for two of the longest windows plus max_delay (at least 15
+//     minutes); if it comes back, its counter total starts again.
+//   - A rollup series' labels leave memory once every open reader read its
+//     newest entry and two windows passed without a rollup of it
+//     (ferry_downsample_rollup_series_released_total). They stay under
+//     ds/series/, marked under ds/released/, for a reader that reads the
+//     entries again (an endpoint backfilling, or resuming from an older
+//     checkpoint).
+//   - Retention deletes a rollup series' labels from the state database
+//     once it deleted every entry that used it
+//     (ferry_downsample_rollup_series_freed_total).
+//
+// A series that comes back after either is interned again under a new id.
 package downsample

@@ -32,6 +32,9 @@ import (
 //	ds/series/<res ms u64>/<id u64>        labels of a rollup series (a tsdb/record Series record)
 //	ds/log/<res ms u64>/<seq u64>          rollup samples: maxT i64, then a tsdb/record Samples record
 //	ds/group/<res ms u64>/<output labels>  state of a rollup rule's group
+//	ds/released/<res ms u64>/<seq u64>/<id u64>
+//	                                       a rollup series released from memory whose
+//	                                       newest entry is seq (empty value)
 //
 // A commit writes state, new rollup series, the closed windows of each
 // resolution as log entries of at most maxEntrySamples samples, and the WAL
@@ -44,6 +47,7 @@ var (
 	prefixGroup   = []byte("ds/group/")
 	prefixLabels  = []byte("ds/labels/")
 	prefixType    = []byte("ds/type/")
+	prefixRelease = []byte("ds/released/")
 	errLogClosed  = fmt.Errorf("downsample: rollup log closed: %w", sender.ErrSourceClosed)
 	discardLogger = slog.New(slog.DiscardHandler)
 	recordDecoder = record.NewDecoder(nil, discardLogger)
@@ -53,6 +57,10 @@ func u64(b []byte, v uint64) []byte { return binary.BigEndian.AppendUint64(b, v)
 
 func logKey(res int64, seq uint64) []byte {
 	return u64(u64(append([]byte(nil), prefixLog...), uint64(res)), seq)
+}
+
+func releasedKey(res int64, seq, id uint64) []byte {
+	return u64(u64(u64(append([]byte(nil), prefixRelease...), uint64(res)), seq), id)
 }
 
 func seriesKey(res int64, id uint64) []byte {
@@ -70,35 +78,63 @@ type rollupLog struct {
 	mu   sync.RWMutex
 	wire map[uint64][]byte   // rollup series id → labels in wire form
 	ids  map[uint64][]uint64 // xxhash of the wire form → ids
-	// last is, per id, the seq of the newest entry that uses it (at start,
-	// the newest entry of the log): once retention deleted that entry, no
+	// last is, per id in memory, the newest entry that uses it (at start,
+	// the newest entry of the log, at its newest timestamp): once every
+	// reader read past it and two windows passed without a rollup of the
+	// series, it is released from memory; once retention deleted it, no
 	// entry refers to the series and it is freed.
-	last    map[uint64]uint64
-	swept   uint64 // entries below this seq were swept for unused series
-	nextID  uint64
-	first   uint64 // oldest retained seq
-	next    uint64 // next seq to write
-	highest atomic.Int64
-	notify  atomic.Pointer[chan struct{}]
-	closed  atomic.Bool
-	meta    wal.MetadataSource   // the raw series' metadata
-	readers map[*Reader]struct{} // guarded by mu
+	last       map[uint64]use
+	swept      uint64 // entries below this seq were swept for unused series
+	releasedAt int64  // highest timestamp at the last release
+	nextID     uint64
+	first      uint64 // oldest retained seq
+	next       uint64 // next seq to write
+	highest    atomic.Int64
+	notify     atomic.Pointer[chan struct{}]
+	closed     atomic.Bool
+	meta       wal.MetadataSource   // the raw series' metadata
+	readers    map[*Reader]struct{} // guarded by mu
+}
+
+// use is the newest entry that uses a rollup series: its seq, and the
+// series' rollup timestamp in it.
+type use struct {
+	seq uint64
+	t   int64
 }
 
 func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
 	l := &rollupLog{db: db, res: res, retention: retention, wire: map[uint64][]byte{}, ids: map[uint64][]uint64{}, nextID: 1,
-		last: map[uint64]uint64{}, readers: map[*Reader]struct{}{}}
+		last: map[uint64]use{}, readers: map[*Reader]struct{}{}}
 	l.highest.Store(math.MinInt64)
 	ch := make(chan struct{})
 	l.notify.Store(&ch)
+	// Series released from memory stay on disk only, for readers that
+	// read their entries again.
+	released := map[uint64]bool{}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: releasedKey(res, 0, 0), UpperBound: releasedKey(res, math.MaxUint64, math.MaxUint64)})
+	if err != nil {
+		return nil, err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		released[binary.BigEndian.Uint64(k[len(k)-8:])] = true
+	}
+	if err := it.Close(); err != nil {
+		return nil, err
+	}
 	// Interned series.
 	lo := seriesKey(res, 0)
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: seriesKey(res, math.MaxUint64)})
+	it, err = db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: seriesKey(res, math.MaxUint64)})
 	if err != nil {
 		return nil, err
 	}
 	var buf []record.RefSeries
 	for it.First(); it.Valid(); it.Next() {
+		if k := it.Key(); released[binary.BigEndian.Uint64(k[len(k)-8:])] {
+			l.nextID = max(l.nextID, binary.BigEndian.Uint64(k[len(k)-8:])+1)
+			continue
+		}
 		if buf, err = recordDecoder.Series(it.Value(), buf[:0]); err != nil || len(buf) != 1 {
 			_ = it.Close()
 			return nil, fmt.Errorf("downsample: decode rollup series %x: %v", it.Key(), err)
@@ -132,7 +168,7 @@ func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
 	// Which entries use a series is not stored: take the newest one, so a
 	// series is freed at the latest once everything now in the log expired.
 	for id := range l.wire {
-		l.last[id] = max(l.next, 1) - 1
+		l.last[id] = use{seq: max(l.next, 1) - 1, t: l.highest.Load()}
 	}
 	l.swept = l.first
 	return l, it.Close()
@@ -218,7 +254,7 @@ func (l *rollupLog) stage(b *pebble.Batch, samples []record.RefSample) (uint64, 
 	l.mu.Lock()
 	seq := l.next
 	for i, s := range samples {
-		l.last[uint64(s.Ref)] = seq + uint64(i/maxEntrySamples)
+		l.last[uint64(s.Ref)] = use{seq: seq + uint64(i/maxEntrySamples), t: s.T}
 	}
 	l.mu.Unlock()
 	for {
@@ -320,10 +356,10 @@ func (l *rollupLog) applyRetention(nowMs int64) (int, int, error) {
 }
 
 // sweep frees the rollup series whose newest entry is gone: their labels
-// in memory and their key in the state database. A writer that kept a
-// freed id interns the series again (it checks has). To keep the cost per
-// entry flat, it runs once a quarter of the log's entries expired since the
-// last sweep.
+// in memory, and their key in the state database, also for series released
+// from memory before. A writer that kept a freed id interns the series
+// again (it checks has). To keep the cost per entry flat, it runs once a
+// quarter of the log's entries expired since the last sweep.
 func (l *rollupLog) sweep() (int, error) {
 	l.mu.Lock()
 	first := l.first
@@ -333,8 +369,8 @@ func (l *rollupLog) sweep() (int, error) {
 	}
 	l.swept = first
 	var freed []uint64
-	for id, seq := range l.last {
-		if seq < first {
+	for id, u := range l.last {
+		if u.seq < first {
 			freed = append(freed, id)
 		}
 	}
@@ -342,6 +378,19 @@ func (l *rollupLog) sweep() (int, error) {
 		l.dropLocked(id)
 	}
 	l.mu.Unlock()
+	// The released series whose newest entry is gone.
+	lo, hi := releasedKey(l.res, 0, 0), releasedKey(l.res, first, 0)
+	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		freed = append(freed, binary.BigEndian.Uint64(k[len(k)-8:]))
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
 	if len(freed) == 0 {
 		return 0, nil
 	}
@@ -354,10 +403,75 @@ func (l *rollupLog) sweep() (int, error) {
 			return len(freed), err
 		}
 	}
+	if err := b.DeleteRange(lo, hi, nil); err != nil {
+		return len(freed), err
+	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return len(freed), fmt.Errorf("downsample: delete freed rollup series of %dms: %w", l.res, err)
 	}
 	return len(freed), nil
+}
+
+// release drops from memory the rollup series every open reader has read
+// past and that had no rollup for two windows (departed series), so that
+// series churn does not grow memory for the whole retention. Their labels
+// stay in the state database, marked released, until retention frees
+// them: a reader that reads their entries again takes them from there. It
+// runs at most once a window, and returns how many series it released.
+func (l *rollupLog) release() (int, error) {
+	highest := l.highest.Load()
+	if highest == math.MinInt64 || highest-l.releasedAt < l.res {
+		return 0, nil
+	}
+	l.releasedAt = highest
+	horizon := highest - 2*l.res
+	l.mu.Lock()
+	read := l.next
+	for r := range l.readers {
+		read = min(read, r.pos.Load())
+	}
+	var gone []uint64
+	var seqs []uint64
+	for id, u := range l.last {
+		if u.seq < read && u.t < horizon {
+			gone = append(gone, id)
+			seqs = append(seqs, u.seq)
+		}
+	}
+	for _, id := range gone {
+		l.dropLocked(id)
+	}
+	l.mu.Unlock()
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	// Not synced: a marker lost to a crash leaves the series to be loaded
+	// at start and released again.
+	b := l.db.NewBatch()
+	defer b.Close()
+	for i, id := range gone {
+		if err := b.Set(releasedKey(l.res, seqs[i], id), nil, nil); err != nil {
+			return len(gone), err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return len(gone), fmt.Errorf("downsample: mark released rollup series of %dms: %w", l.res, err)
+	}
+	return len(gone), nil
+}
+
+// stored reads the labels of rollup series id from the state database.
+func (l *rollupLog) stored(id uint64) ([]byte, bool) {
+	v, closer, err := l.db.Get(seriesKey(l.res, id))
+	if err != nil {
+		return nil, false
+	}
+	defer closer.Close()
+	ss, err := recordDecoder.Series(v, nil)
+	if err != nil || len(ss) != 1 {
+		return nil, false
+	}
+	return wal.WireOf(ss[0].Labels), true
 }
 
 func (l *rollupLog) close() {
@@ -458,6 +572,7 @@ type Reader struct {
 	pos    atomic.Uint64 // next seq
 	entry  wal.Entry
 	onDrop sender.DropFunc
+	cold   map[uint64][]byte // released series read back, by id
 }
 
 // Open returns a reader of the log starting at at. Entries that pass their
@@ -532,6 +647,9 @@ func (r *Reader) tryNext() (*wal.Entry, error) {
 	for _, s := range e.Samples {
 		w, ok := l.wire[uint64(s.Ref)]
 		if !ok {
+			w, ok = r.released(uint64(s.Ref))
+		}
+		if !ok {
 			e.Unknown++
 		}
 		e.Wire = append(e.Wire, w)
@@ -539,6 +657,27 @@ func (r *Reader) tryNext() (*wal.Entry, error) {
 	r.pos.Store(seq + 1)
 	return e, nil
 }
+
+// released returns the labels of a series released from memory, which a
+// reader reading entries again (from an older checkpoint, or a new
+// endpoint backfilling) needs. It keeps the ones it read, up to a bound.
+func (r *Reader) released(id uint64) ([]byte, bool) {
+	if w, ok := r.cold[id]; ok {
+		return w, true
+	}
+	w, ok := r.l.stored(id)
+	if !ok {
+		return nil, false
+	}
+	if r.cold == nil || len(r.cold) >= maxColdSeries {
+		r.cold = map[uint64][]byte{}
+	}
+	r.cold[id] = w
+	return w, true
+}
+
+// maxColdSeries bounds the released series a reader keeps.
+const maxColdSeries = 1 << 16
 
 // Cursor returns the cursor of the next entry to read.
 func (r *Reader) Cursor() sender.Cursor { return seqCursor(r.pos.Load()) }
