@@ -17,7 +17,18 @@
 // --shape picks the load: B (the default) pushes 100,000 series of 7 labels,
 // 1,000 per request, from 4 clients; A pushes 50,000 series of 9-10
 // Kubernetes-style labels, 500 per request, from 8 clients, as Prometheus
-// sends them. --series, --batch and --concurrency override a shape's values.
+// sends them; A1M is A with 1,000,000 series. --series, --batch and
+// --concurrency override a shape's values.
+//
+// --churn F replaces the next F of the series by new ones every time the
+// synthetic clock (--ts-step per round) passes a multiple of --churn-every,
+// as pods being replaced do; --verify then also checks that each round of a
+// series slot came in the series that was active in that round.
+//
+// --rss-log and --rss-svg record the RSS of --pid over time, and the result
+// compares the peak RSS of the first and the last third of the run after
+// --warmup (rss_flat_ratio), which stays near 1 when memory does not grow
+// with the series churned through.
 //
 // Use --target self to push straight at the tool's own receiver (to measure
 // the tool itself), --receiver-only to run just the receiver and
@@ -73,6 +84,12 @@ type config struct {
 	progress       time.Duration
 	json           bool
 	proto          string
+	churn          float64
+	churnEvery     time.Duration
+	warmup         time.Duration
+	rssLog         string
+	rssSVG         string
+	rssTitle       string
 
 	durationSet bool          // --duration was given explicitly
 	minBackoff  time.Duration // first retry backoff; tests shorten it
@@ -87,11 +104,11 @@ var errHelp = flag.ErrHelp
 func newFlagSet(cfg *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("ferry-load", flag.ContinueOnError)
 	fs.StringVar(&cfg.target, "target", "", `remote-write URL to push to, e.g. http://127.0.0.1:9201/api/v1/write; "self" pushes to the tool's own receiver`)
-	fs.StringVar(&cfg.shapeName, "shape", "B", `load shape: "B" (100k series of 7 labels, 1,000 per request, 4 pushers) or "A" (50k series of 9-10 Kubernetes labels, 500 per request, 8 pushers); sets the series' labels and the defaults of --series, --batch and --concurrency`)
+	fs.StringVar(&cfg.shapeName, "shape", "B", `load shape: "B" (100k series of 7 labels, 1,000 per request, 4 pushers), "A" (50k series of 9-10 Kubernetes labels, 500 per request, 8 pushers) or "A1M" (A with 1M series); sets the series' labels and the defaults of --series, --batch and --concurrency`)
 	// The shape sets these three unless they are given (parseFlags).
-	fs.IntVar(&cfg.series, "series", 0, "number of active series (default: the shape's, A 50000, B 100000)")
-	fs.IntVar(&cfg.batch, "batch", 0, "samples (= series) per request (default: the shape's, A 500, B 1000)")
-	fs.IntVar(&cfg.concurrency, "concurrency", 0, "parallel pushers, each with one request in flight; each series is always pushed by the same pusher, in order (default: the shape's, A 8, B 4)")
+	fs.IntVar(&cfg.series, "series", 0, "number of active series (default: the shape's, A 50000, A1M 1000000, B 100000)")
+	fs.IntVar(&cfg.batch, "batch", 0, "samples (= series) per request (default: the shape's, A and A1M 500, B 1000)")
+	fs.IntVar(&cfg.concurrency, "concurrency", 0, "parallel pushers, each with one request in flight; each series is always pushed by the same pusher, in order (default: the shape's, A and A1M 8, B 4)")
 	fs.DurationVar(&cfg.duration, "duration", 30*time.Second, "how long to push (0 = unlimited; then --samples or --rounds must be set)")
 	fs.Int64Var(&cfg.samples, "samples", 0, "stop after pushing this many samples, in whole requests (0 = unlimited)")
 	fs.IntVar(&cfg.rounds, "rounds", 0, "stop after this many rounds, each giving every series one sample (0 = unlimited)")
@@ -107,6 +124,12 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.DurationVar(&cfg.progress, "progress", 5*time.Second, "interval of progress lines on stderr (0 = none)")
 	fs.BoolVar(&cfg.json, "json", false, "print the result as one JSON object on stdout (the summary goes to stderr)")
 	fs.StringVar(&cfg.proto, "proto", "1.0", `Remote-Write version to push: "1.0" (prometheus.WriteRequest) or "2.0" (io.prometheus.write.v2.Request, one symbols table per request)`)
+	fs.Float64Var(&cfg.churn, "churn", 0, "fraction of the series replaced by new series at each churn event (0 = no churn, 1 = all)")
+	fs.DurationVar(&cfg.churnEvery, "churn-every", time.Minute, "synthetic time between churn events (a multiple of --ts-step)")
+	fs.DurationVar(&cfg.warmup, "warmup", 0, "start of the RSS comparison: rss_first_third_bytes and rss_last_third_bytes are the peaks of the first and last third of the push after it")
+	fs.StringVar(&cfg.rssLog, "rss-log", "", `with --pid: write "seconds_since_start rss_bytes" to this file every sample`)
+	fs.StringVar(&cfg.rssSVG, "rss-svg", "", "with --pid: write a chart of RSS over time to this SVG file at the end")
+	fs.StringVar(&cfg.rssTitle, "rss-title", "", "title of the --rss-svg chart (default: RSS of the process)")
 	return fs
 }
 
@@ -132,7 +155,7 @@ func parseFlags(args []string, usage io.Writer) (config, error) {
 	cfg.durationSet = set["duration"]
 	sh, ok := shapeByName(cfg.shapeName)
 	if !ok {
-		return cfg, fmt.Errorf("--shape %q: must be A or B", cfg.shapeName)
+		return cfg, fmt.Errorf("--shape %q: must be A, A1M or B", cfg.shapeName)
 	}
 	cfg.shape = sh
 	if !set["series"] {
@@ -177,6 +200,16 @@ func (c *config) validate() error {
 		return errors.New("--verify needs the receiver (drop --no-receiver)")
 	case c.proto != "1.0" && c.proto != "2.0":
 		return fmt.Errorf("--proto %q: must be 1.0 or 2.0", c.proto)
+	case !(c.churn >= 0 && c.churn <= 1):
+		return fmt.Errorf("--churn %v: must be between 0 and 1", c.churn)
+	case c.churn > 0 && (c.churnEvery <= 0 || c.churnEvery%c.tsStep != 0):
+		return fmt.Errorf("--churn-every %v must be a positive multiple of --ts-step %v", c.churnEvery, c.tsStep)
+	case c.churn > 0 && math.Round(c.churn*float64(c.series)) == 0:
+		return fmt.Errorf("--churn %v of %d series replaces no series", c.churn, c.series)
+	case c.warmup < 0:
+		return errors.New("--warmup must not be negative")
+	case (c.rssLog != "" || c.rssSVG != "") && c.pid == "":
+		return errors.New("--rss-log and --rss-svg need --pid")
 	}
 	if c.target != selfTarget {
 		u, err := url.Parse(c.target)
@@ -206,7 +239,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runReceiverOnly(ctx, cfg, stdout, stderr)
 	}
 	res, err := runLoad(ctx, cfg, stderr)
-	if err != nil {
+	if res == nil {
 		fmt.Fprintf(stderr, "ferry-load: %v\n", err)
 		return 1
 	}
@@ -220,6 +253,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		writeSummary(stdout, res)
 	}
+	if err != nil { // the result stands; a file it was to be written to failed
+		fmt.Fprintf(stderr, "ferry-load: %v\n", err)
+		return 1
+	}
 	return 0
 }
 
@@ -232,6 +269,10 @@ type result struct {
 	Concurrency int     `json:"concurrency"`
 	Rate        float64 `json:"rate"`
 	TSStepMS    int64   `json:"ts_step_ms"`
+
+	Churn             float64 `json:"churn"`
+	ChurnEverySeconds float64 `json:"churn_every_seconds"`
+	SeriesCreated     int64   `json:"series_created"` // distinct series pushed: active and replacements
 
 	DurationSeconds   float64          `json:"duration_seconds"`
 	Rounds            int64            `json:"rounds"`
@@ -260,11 +301,16 @@ type result struct {
 	CPUSecondsPerMillion *float64 `json:"cpu_seconds_per_million"`
 	PeakRSSBytes         *int64   `json:"peak_rss_bytes"`
 	VmHWMBytes           *int64   `json:"vmhwm_bytes"`
+	WarmupSeconds        float64  `json:"warmup_seconds"`
+	RSSFirstThirdBytes   *int64   `json:"rss_first_third_bytes"` // peak over [W, W+(D-W)/3]
+	RSSLastThirdBytes    *int64   `json:"rss_last_third_bytes"`  // peak over [D-(D-W)/3, D]
+	RSSFlatRatio         *float64 `json:"rss_flat_ratio"`        // last third / first third
 
 	VerifyMissing     *int64 `json:"verify_missing"`
 	VerifyOutOfOrder  *int64 `json:"verify_out_of_order"`
 	VerifyDuplicates  *int64 `json:"verify_duplicates"`
 	VerifyForeign     *int64 `json:"verify_foreign"`
+	VerifyWrongGen    *int64 `json:"verify_wrong_generation"` // of verify_foreign: a slot's series of another generation
 	VerifyBadValue    *int64 `json:"verify_bad_value"`
 	VerifyUniqueDeliv *int64 `json:"verify_unique_delivered"`
 }
@@ -272,22 +318,23 @@ type result struct {
 func ptr[T any](v T) *T { return &v }
 
 // runLoad runs one measurement: start the receiver, push, drain, report.
+// When only writing --rss-log or --rss-svg fails it returns the result
+// with the error.
 func runLoad(ctx context.Context, cfg config, stderr io.Writer) (*result, error) {
 	base := time.Now().UnixMilli()
 	step := cfg.tsStep.Milliseconds()
 	set := newSeriesSet(cfg.series, cfg.shape.labels)
 	layout := newBatchLayout(cfg.series, cfg.batch)
+	churn := newChurnSchedule(cfg.series, cfg.churn, cfg.churnEvery, cfg.tsStep)
 
 	var rcv *receiver
 	if !cfg.noReceiver {
 		var ver *verifier
 		if cfg.verify {
-			ver = newVerifier(cfg.series, base, step)
-			if !cfg.shape.byID {
-				var err error
-				if ver.index, err = newSeriesIndex(cfg.series, cfg.shape.labels); err != nil {
-					return nil, err
-				}
+			ver = newVerifier(cfg.series, base, step, churn)
+			var err error
+			if ver.names, err = newSeriesNames(cfg.series, cfg.shape); err != nil {
+				return nil, err
 			}
 		}
 		if cfg.listener != nil {
@@ -307,19 +354,6 @@ func runLoad(ctx context.Context, cfg config, stderr io.Writer) (*result, error)
 	if err := preflight(target, 2*time.Second); err != nil {
 		return nil, fmt.Errorf("target %s unreachable: %v", target, err)
 	}
-
-	var proc *procWatch
-	if cfg.pid != "" {
-		pid := os.Getpid()
-		if cfg.pid != "self" {
-			pid, _ = strconv.Atoi(cfg.pid)
-		}
-		var err error
-		if proc, err = startProcWatch(pid, 200*time.Millisecond); err != nil {
-			return nil, err
-		}
-		defer proc.Stop()
-	}
 	if layout.numBatches() < cfg.concurrency {
 		fmt.Fprintf(stderr, "ferry-load: warning: only %d batches for %d pushers; %d pushers idle\n",
 			layout.numBatches(), cfg.concurrency, cfg.concurrency-layout.numBatches())
@@ -331,7 +365,33 @@ func runLoad(ctx context.Context, cfg config, stderr io.Writer) (*result, error)
 	}
 	p := newPushRun(cfg, target, set, layout, base, step, verMarker)
 
+	// The RSS timeline starts with the push.
 	start := time.Now()
+	var (
+		proc   *procWatch
+		rssLog *os.File
+	)
+	if cfg.pid != "" {
+		pid := os.Getpid()
+		if cfg.pid != "self" {
+			pid, _ = strconv.Atoi(cfg.pid)
+		}
+		var logW io.Writer
+		if cfg.rssLog != "" {
+			var err error
+			if rssLog, err = os.Create(cfg.rssLog); err != nil {
+				return nil, fmt.Errorf("--rss-log: %w", err)
+			}
+			defer rssLog.Close()
+			logW = rssLog
+		}
+		var err error
+		if proc, err = startProcWatch(pid, 200*time.Millisecond, start, logW); err != nil {
+			return nil, err
+		}
+		defer proc.Stop()
+	}
+
 	stopProgress := startProgress(cfg.progress, stderr, start, p, rcv)
 	p.run(ctx)
 	pushEnd := time.Now()
@@ -341,13 +401,16 @@ func runLoad(ctx context.Context, cfg config, stderr io.Writer) (*result, error)
 	}
 
 	res := &result{
-		Target:      target,
-		Shape:       cfg.shape.name,
-		Series:      cfg.series,
-		Batch:       cfg.batch,
-		Concurrency: cfg.concurrency,
-		Rate:        cfg.rate,
-		TSStepMS:    step,
+		Target:            target,
+		Shape:             cfg.shape.name,
+		Series:            cfg.series,
+		Batch:             cfg.batch,
+		Concurrency:       cfg.concurrency,
+		Rate:              cfg.rate,
+		TSStepMS:          step,
+		Churn:             cfg.churn,
+		ChurnEverySeconds: cfg.churnEvery.Seconds(),
+		SeriesCreated:     p.seriesCreated(),
 	}
 	p.fill(res, pushEnd.Sub(start))
 
@@ -369,32 +432,67 @@ func runLoad(ctx context.Context, cfg config, stderr io.Writer) (*result, error)
 			res.VerifyOutOfOrder = ptr(st.outOfOrder)
 			res.VerifyDuplicates = ptr(st.duplicates)
 			res.VerifyForeign = ptr(st.foreign)
+			res.VerifyWrongGen = ptr(st.wrongGen)
 			res.VerifyBadValue = ptr(st.badValue)
 			res.VerifyUniqueDeliv = ptr(st.unique)
 		}
 	}
 	stopProgress()
 
-	if proc != nil {
-		cpu := proc.CPUSince()
-		proc.Stop()
-		res.PID = ptr(proc.pid)
-		res.CPUSeconds = ptr(round3(cpu))
-		res.CPUPushSeconds = ptr(round3(cpuPush))
-		// Per million delivered samples; without a receiver, per million acknowledged.
-		n := res.AckedSamples
-		if res.DeliveredSamples != nil {
-			n = *res.DeliveredSamples
+	if proc == nil {
+		return res, nil
+	}
+	cpu := proc.CPUSince()
+	proc.Stop()
+	res.PID = ptr(proc.pid)
+	res.CPUSeconds = ptr(round3(cpu))
+	res.CPUPushSeconds = ptr(round3(cpuPush))
+	// Per million delivered samples; without a receiver, per million acknowledged.
+	n := res.AckedSamples
+	if res.DeliveredSamples != nil {
+		n = *res.DeliveredSamples
+	}
+	if n > 0 {
+		res.CPUSecondsPerMillion = ptr(round3(cpu / (float64(n) / 1e6)))
+	}
+	res.PeakRSSBytes = ptr(proc.PeakRSS())
+	if hwm, err := proc.VmHWM(); err == nil {
+		res.VmHWMBytes = ptr(hwm)
+	}
+	samples := proc.Samples()
+	pushDur := pushEnd.Sub(start)
+	res.WarmupSeconds = cfg.warmup.Seconds()
+	first, last := rssThirds(samples, cfg.warmup, pushDur)
+	if first > 0 {
+		res.RSSFirstThirdBytes = ptr(first)
+	}
+	if last > 0 {
+		res.RSSLastThirdBytes = ptr(last)
+	}
+	if first > 0 && last > 0 {
+		res.RSSFlatRatio = ptr(round3(float64(last) / float64(first)))
+	}
+
+	var errs []error
+	if rssLog != nil {
+		if err := proc.LogErr(); err != nil {
+			errs = append(errs, fmt.Errorf("--rss-log: %w", err))
 		}
-		if n > 0 {
-			res.CPUSecondsPerMillion = ptr(round3(cpu / (float64(n) / 1e6)))
-		}
-		res.PeakRSSBytes = ptr(proc.PeakRSS())
-		if hwm, err := proc.VmHWM(); err == nil {
-			res.VmHWMBytes = ptr(hwm)
+		if err := rssLog.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("--rss-log: %w", err))
 		}
 	}
-	return res, nil
+	if cfg.rssSVG != "" {
+		title := cfg.rssTitle
+		if title == "" {
+			title = fmt.Sprintf("RSS of pid %d", proc.pid)
+		}
+		chart := rssChart{title: title, samples: samples, warmup: cfg.warmup, push: pushDur}
+		if err := chart.writeFile(cfg.rssSVG); err != nil {
+			errs = append(errs, fmt.Errorf("--rss-svg: %w", err))
+		}
+	}
+	return res, errors.Join(errs...)
 }
 
 // preflight checks that the target accepts TCP connections.
@@ -530,6 +628,10 @@ func writeSummary(w io.Writer, r *result) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "target       %s  shape=%s series=%d batch=%d concurrency=%d ts-step=%dms\n",
 		r.Target, r.Shape, r.Series, r.Batch, r.Concurrency, r.TSStepMS)
+	if r.Churn > 0 {
+		fmt.Fprintf(&b, "churn        %g of the series every %v of synthetic time  %d series created\n",
+			r.Churn, time.Duration(r.ChurnEverySeconds*float64(time.Second)), r.SeriesCreated)
+	}
 	fmt.Fprintf(&b, "push         %.2fs  acked %d samples (%.0f/s)  rejected %d  abandoned %d  rounds %d\n",
 		r.DurationSeconds, r.AckedSamples, r.AckedPerSecond, r.RejectedSamples, r.AbandonedSamples, r.Rounds)
 	fmt.Fprintf(&b, "requests     %d  retries %d  transport errors %d  status %s  %.1f MB acked (compressed)\n",
@@ -556,10 +658,26 @@ func writeSummary(w io.Writer, r *result) {
 		}
 		fmt.Fprintf(&b, "process      pid %d  cpu %.2fs (push phase %.2fs)  %s cpu-s per million samples  peak RSS %.1f MiB  VmHWM %s\n",
 			*r.PID, *r.CPUSeconds, *r.CPUPushSeconds, perM, float64(*r.PeakRSSBytes)/(1<<20), hwm)
+		mib := func(p *int64) string {
+			if p == nil {
+				return "n/a"
+			}
+			return fmt.Sprintf("%.1f MiB", float64(*p)/(1<<20))
+		}
+		ratio := "n/a"
+		if r.RSSFlatRatio != nil {
+			ratio = fmt.Sprintf("%.3f", *r.RSSFlatRatio)
+		}
+		fmt.Fprintf(&b, "rss          peak after warm-up %v: first third %s  last third %s  ratio %s\n",
+			time.Duration(r.WarmupSeconds*float64(time.Second)), mib(r.RSSFirstThirdBytes), mib(r.RSSLastThirdBytes), ratio)
 	}
 	if r.VerifyMissing != nil {
-		fmt.Fprintf(&b, "verify       missing %d  out-of-order %d  duplicates %d  foreign %d  bad-value %d\n",
-			*r.VerifyMissing, *r.VerifyOutOfOrder, *r.VerifyDuplicates, *r.VerifyForeign, *r.VerifyBadValue)
+		wrong := ""
+		if *r.VerifyWrongGen > 0 {
+			wrong = fmt.Sprintf(" (%d of a wrong generation)", *r.VerifyWrongGen)
+		}
+		fmt.Fprintf(&b, "verify       missing %d  out-of-order %d  duplicates %d  foreign %d%s  bad-value %d\n",
+			*r.VerifyMissing, *r.VerifyOutOfOrder, *r.VerifyDuplicates, *r.VerifyForeign, wrong, *r.VerifyBadValue)
 	}
 	io.WriteString(w, b.String())
 }

@@ -6,12 +6,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/xml"
+	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -211,6 +217,14 @@ func TestBadFlagsAndUnreachableTarget(t *testing.T) {
 		{[]string{"--target", "self", "--pid", "abc"}, 2, "--pid"},
 		{[]string{"--target", "self", "--duration", "0"}, 2, "--samples or --rounds"},
 		{[]string{"--target", "self", "--shape", "C"}, 2, "--shape"},
+		{[]string{"--target", "self", "--churn", "1.5"}, 2, "--churn"},
+		{[]string{"--target", "self", "--churn", "-0.1"}, 2, "--churn"},
+		{[]string{"--target", "self", "--churn", "NaN"}, 2, "--churn"},
+		{[]string{"--target", "self", "--churn", "0.1", "--ts-step", "7s"}, 2, "--churn-every"},
+		{[]string{"--target", "self", "--churn", "0.1", "--churn-every", "0s"}, 2, "--churn-every"},
+		{[]string{"--target", "self", "--churn", "0.1", "--series", "4"}, 2, "replaces no series"},
+		{[]string{"--target", "self", "--rss-svg", "x.svg"}, 2, "--pid"},
+		{[]string{"--target", "self", "--warmup", "-1s"}, 2, "--warmup"},
 		{[]string{"--target", closed, "--no-receiver", "--series", "10"}, 1, "unreachable"},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -259,8 +273,8 @@ func TestParseProc(t *testing.T) {
 
 func TestVerifierBookkeeping(t *testing.T) {
 	const base, step = 1000, 10
-	v := newVerifier(3, base, step)
-	at := func(i, r int64) observation { return observation{i, base + r*step, seriesValue(int(i), r)} }
+	v := newVerifier(3, base, step, churnSchedule{n: 3})
+	at := func(i, r int64) observation { return observation{i, 0, base + r*step, seriesValue(int(i), r)} }
 	v.observe([]observation{at(0, 0), at(1, 0), at(2, 0)})
 	v.observe([]observation{at(0, 1), at(1, 2), at(2, 0)}) // series 1 skips ahead, series 2 repeats
 	v.skip(2, 3, 1)                                        // round 1 of series 2 not acknowledged
@@ -268,11 +282,14 @@ func TestVerifierBookkeeping(t *testing.T) {
 	bad := at(0, 3)
 	bad.value++
 	v.observe([]observation{bad, at(2, 4)})
-	v.observe([]observation{{5, base, 0}, {0, base + 5, 0}, {0, base - step, 0}, {-1, base, 0}})
+	v.observe([]observation{{5, 0, base, 0}, {0, 0, base + 5, 0}, {0, 0, base - step, 0}, {-1, -1, base, 0}})
+	wrong := at(2, 3) // round 3 of series 2 in a series that never existed
+	wrong.gen = 1
+	v.observe([]observation{wrong})
 
-	rounds := []int64{4, 3, 5} // series 2's round 3 never arrives
+	rounds := []int64{4, 3, 5} // series 2's round 3 never arrives (in the right series)
 	st := v.stats(func(i int) int64 { return rounds[i] })
-	want := verifyStats{missing: 1, outOfOrder: 1, duplicates: 1, foreign: 4, badValue: 1, unique: 10}
+	want := verifyStats{missing: 1, outOfOrder: 1, duplicates: 1, foreign: 5, wrongGen: 1, badValue: 1, unique: 10}
 	if st != want {
 		t.Errorf("stats = %+v, want %+v", st, want)
 	}
@@ -374,7 +391,7 @@ func TestDecodePrompbGolden(t *testing.T) {
 	if err := d.decode(b); err != nil {
 		t.Fatal(err)
 	}
-	want := []observation{{42, 1000, 1.5}, {42, 0, 0}, {42, -5, d.obs[2].value}, {-1, 1, 2}}
+	want := []observation{{42, 0, 1000, 1.5}, {42, 0, 0, 0}, {42, 0, -5, d.obs[2].value}, {-1, -1, 1, 2}}
 	if d.series != 3 || d.samples != 4 || d.histograms != 2 || len(d.obs) != 4 {
 		t.Fatalf("series %d samples %d histograms %d obs %v", d.series, d.samples, d.histograms, d.obs)
 	}
@@ -491,11 +508,15 @@ func TestShapeBRequestsUnchanged(t *testing.T) {
 	sum := func(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:8]) }
 	sh, _ := shapeByName("B")
 	set := newSeriesSet(100000, sh.labels)
+	var all []byte
+	for i := range 100000 {
+		all = append(all, set.labels(i)...)
+	}
 	v1 := set.appendRequest(nil, 99000, 100000, 7, 1700000000123)
 	b := newV2Batch(99000, 100000, sh.labels)
 	v2 := b.appendRequestV2(nil, 99000, 7, 1700000000123)
 	for _, c := range []struct{ what, got, want string }{
-		{"labels of all series", sum(set.enc), "9d79d784536509b1"},
+		{"labels of all series", sum(all), "9d79d784536509b1"},
 		{"1.0 request", sum(v1), "c70d1a9518af8b58"},
 		{"2.0 request", sum(v2), "c2c4316c3aa405b8"},
 	} {
@@ -515,6 +536,7 @@ func TestShapeFlags(t *testing.T) {
 		{"default_is_B", nil, "B", 100000, 1000, 4},
 		{"A", []string{"--shape", "A"}, "A", 50000, 500, 8},
 		{"lower_case", []string{"--shape", "a"}, "A", 50000, 500, 8},
+		{"A1M", []string{"--shape", "A1M"}, "A1M", 1000000, 500, 8},
 		{"A_batch_overridden", []string{"--shape", "A", "--batch", "250"}, "A", 50000, 250, 8},
 		{"B_overridden", []string{"--shape", "B", "--series", "10", "--concurrency", "1"}, "B", 10, 1000, 1},
 	} {
@@ -684,5 +706,456 @@ func TestShapeAVerifies(t *testing.T) {
 		*res.VerifyForeign != 0 || *res.VerifyBadValue != 0 || *res.VerifyUniqueDeliv != 10000 {
 		t.Errorf("verify: missing %d ooo %d dup %d foreign %d bad %d unique %d", *res.VerifyMissing,
 			*res.VerifyOutOfOrder, *res.VerifyDuplicates, *res.VerifyForeign, *res.VerifyBadValue, *res.VerifyUniqueDeliv)
+	}
+}
+
+// gen's closed form agrees with replaying the churn events one by one.
+func TestChurnGenMatchesSimulation(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		n           int
+		fraction    float64
+		every, step time.Duration
+	}{
+		{"tenth_every_6_rounds", 100, 0.1, time.Minute, 10 * time.Second},
+		{"uneven_wrap", 97, 0.23, 3 * time.Millisecond, time.Millisecond},
+		{"all_every_round", 10, 1, time.Second, time.Second},
+		{"one_slot", 1, 1, 2 * time.Second, time.Second},
+		{"one_series_per_event", 7, 0.1, 5 * time.Second, time.Second},
+		{"most", 50, 0.9, 20 * time.Second, 10 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newChurnSchedule(tc.n, tc.fraction, tc.every, tc.step)
+			if !c.on() {
+				t.Fatal("no churn")
+			}
+			per := int(math.Round(tc.fraction * float64(tc.n)))
+			gens := make([]int64, tc.n)
+			events := 0
+			for r := int64(0); r < 200; r++ {
+				// Synthetic time reaches a multiple of every: one more event.
+				if now := time.Duration(r) * tc.step; r > 0 && now/tc.every > (now-tc.step)/tc.every {
+					events++
+					from := (events - 1) * per % tc.n
+					for k := range per {
+						gens[(from+k)%tc.n]++
+					}
+				}
+				for i := range tc.n {
+					if got := c.gen(i, r); got != gens[i] {
+						t.Fatalf("gen(%d, %d) = %d, simulation %d (after %d events)", i, r, got, gens[i], events)
+					}
+				}
+			}
+			var created int64
+			for i := range tc.n {
+				created += c.created(i, 200)
+			}
+			if want := int64(tc.n + events*per); created != want {
+				t.Errorf("created %d, want %d", created, want)
+			}
+		})
+	}
+	if off := newChurnSchedule(10, 0, time.Minute, time.Second); off.on() || off.gen(3, 1000) != 0 || off.created(3, 5) != 1 {
+		t.Error("churn 0 churns")
+	}
+}
+
+// Every generation of every slot is a distinct series, generation 0 is
+// the shape's labels, and the receiver's mapping finds slot and generation
+// again.
+func TestChurnLabels(t *testing.T) {
+	if podSuffixMul*podSuffixMulInv%podSuffixSpace != 1 {
+		t.Fatal("podSuffixMulInv is not the inverse")
+	}
+	for _, q := range []int{0, 1, 12345, podSuffixSpace - 1, podSuffixSpace, 27*podSuffixSpace + 5, 1 << 40} {
+		if got, ok := parsePodSuffix([]byte(podSuffix(q))); !ok || got != q {
+			t.Errorf("parsePodSuffix(podSuffix(%d) = %q) = %d, %v", q, podSuffix(q), got, ok)
+		}
+	}
+	for _, name := range []string{"A", "B"} {
+		t.Run(name, func(t *testing.T) {
+			const n, gens = 1200, 6 // shape A: 5 pods, the last partial
+			sh, _ := shapeByName(name)
+			names, err := newSeriesNames(n, sh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for i := range n {
+				if !slices.Equal(sh.seriesLabels(n, i, 0), sh.labels(i)) {
+					t.Fatalf("slot %d: generation 0 differs from the shape's labels", i)
+				}
+				for g := range int64(gens) {
+					ls := sh.seriesLabels(n, i, g)
+					key := fmt.Sprint(ls)
+					if seen[key] {
+						t.Fatalf("slot %d generation %d: %v seen before", i, g, ls)
+					}
+					seen[key] = true
+					var hash uint64
+					var genValue []byte
+					for _, l := range ls {
+						if l[0] == sh.genLabel {
+							genValue = []byte(l[1])
+						} else {
+							hash += labelHash(l[0], l[1])
+						}
+					}
+					if slot, gen := names.resolve(hash, genValue); slot != int64(i) || gen != g {
+						t.Fatalf("slot %d generation %d resolves to %d, %d", i, g, slot, gen)
+					}
+					if j := (i + 250) % n; sh.parseGen(n, j, genValue) != -1 { // another pod, another id
+						t.Fatalf("slot %d generation %d: %s %q parsed for slot %d", i, g, sh.genLabel, genValue, j)
+					}
+				}
+			}
+			if _, gen := names.resolve(0, []byte("nonsense")); gen != -1 {
+				t.Error("nonsense resolved")
+			}
+		})
+	}
+}
+
+// Requests under churn carry each slot's series of the round's
+// generation, in 1.0 and in 2.0, and only replaced slots get new encodings.
+func TestChurnRequests(t *testing.T) {
+	for _, tc := range []struct{ shape, proto string }{{"A", "1.0"}, {"A", "2.0"}, {"B", "1.0"}, {"B", "2.0"}} {
+		t.Run(tc.shape+"_"+tc.proto, func(t *testing.T) {
+			cfg, err := parseFlags([]string{"--target", "self", "--shape", tc.shape, "--series", "1000", "--batch", "300",
+				"--proto", tc.proto, "--churn", "0.15", "--churn-every", "20s", "--ts-step", "10s"}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			set := newSeriesSet(cfg.series, cfg.shape.labels)
+			layout := newBatchLayout(cfg.series, cfg.batch)
+			p := newPushRun(cfg, "http://127.0.0.1:1/", set, layout, 1700000000000, 10000, nil)
+			var sb labels.ScratchBuilder
+			for r := int64(0); r < 25; r++ { // 12 events: every slot replaced about twice
+				ts := int64(1700000000000 + r*10000)
+				for k := range layout.numBatches() {
+					lo, hi := layout.bounds(k)
+					raw := p.encode(nil, k, r, ts)
+					var got []labels.Labels
+					if tc.proto == "2.0" {
+						var req writev2.Request
+						if err := req.Unmarshal(raw); err != nil {
+							t.Fatal(err)
+						}
+						for _, s := range req.Timeseries {
+							ls, err := s.ToLabels(&sb, req.Symbols)
+							if err != nil {
+								t.Fatal(err)
+							}
+							got = append(got, ls)
+						}
+						if want := symbolsOf(cfg.shape, cfg.series, lo, hi, p.churn, r); len(req.Symbols) != want {
+							t.Fatalf("round %d batch %d: %d symbols, want %d (those of active series)", r, k, len(req.Symbols), want)
+						}
+					} else {
+						var req prompb.WriteRequest
+						if err := req.Unmarshal(raw); err != nil {
+							t.Fatal(err)
+						}
+						for _, s := range req.Timeseries {
+							got = append(got, labelsOf(s.Labels))
+						}
+					}
+					if len(got) != hi-lo {
+						t.Fatalf("round %d batch %d: %d series", r, k, len(got))
+					}
+					for i := lo; i < hi; i++ {
+						var want []string
+						for _, l := range cfg.shape.seriesLabels(cfg.series, i, p.churn.gen(i, r)) {
+							want = append(want, l[0], l[1])
+						}
+						if !labels.Equal(got[i-lo], labels.FromStrings(want...)) {
+							t.Fatalf("round %d slot %d: %v, want %v", r, i, got[i-lo], want)
+						}
+					}
+				}
+			}
+			for k, g := range p.gens {
+				for j, o := range g.over {
+					if (o.rec == nil) != (g.gen[j] == 0) {
+						t.Fatalf("batch %d slot %d: generation %d, record %q", k, j, g.gen[j], o.rec)
+					}
+				}
+			}
+			if got := p.seriesCreated(); got != 0 { // encode alone finishes no round
+				t.Errorf("series created %d before any round finished", got)
+			}
+		})
+	}
+}
+
+func labelsOf(ls []prompb.Label) labels.Labels {
+	var b labels.ScratchBuilder
+	for _, l := range ls {
+		b.Add(l.Name, l.Value)
+	}
+	return b.Labels()
+}
+
+// symbolsOf counts the distinct strings of the active series of slots
+// [lo, hi) in round r, and "".
+func symbolsOf(sh shape, n, lo, hi int, c churnSchedule, r int64) int {
+	syms := map[string]bool{"": true}
+	for i := lo; i < hi; i++ {
+		for _, l := range sh.seriesLabels(n, i, c.gen(i, r)) {
+			syms[l[0]], syms[l[1]] = true, true
+		}
+	}
+	return len(syms)
+}
+
+// A run against the tool's own receiver with churn verifies: every
+// acknowledged (slot, round) arrives in the series of its generation.
+func TestChurnVerifies(t *testing.T) {
+	for _, tc := range []struct{ name, shape string }{{"A", "A"}, {"B", "B"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const series, rounds = 2000, 13
+			// An event every 3 rounds (at rounds 3, 6, 9, 12), 300 slots each.
+			res, summary := runJSON(t, "--target", "self", "--receiver.listen", "127.0.0.1:0", "--shape", tc.shape,
+				"--series", "2000", "--batch", "250", "--concurrency", "3", "--rounds", "13", "--ts-step", "10s",
+				"--churn", "0.15", "--churn-every", "30s", "--verify")
+			want := int64(series * rounds)
+			if res.AckedSamples != want || *res.DeliveredSamples != want || !*res.DrainComplete {
+				t.Errorf("acked %d delivered %d complete %v", res.AckedSamples, *res.DeliveredSamples, *res.DrainComplete)
+			}
+			if *res.VerifyMissing != 0 || *res.VerifyOutOfOrder != 0 || *res.VerifyDuplicates != 0 ||
+				*res.VerifyForeign != 0 || *res.VerifyWrongGen != 0 || *res.VerifyBadValue != 0 || *res.VerifyUniqueDeliv != want {
+				t.Errorf("verify: missing %d ooo %d dup %d foreign %d wrong gen %d bad %d unique %d", *res.VerifyMissing,
+					*res.VerifyOutOfOrder, *res.VerifyDuplicates, *res.VerifyForeign, *res.VerifyWrongGen,
+					*res.VerifyBadValue, *res.VerifyUniqueDeliv)
+			}
+			if res.Churn != 0.15 || res.ChurnEverySeconds != 30 || res.SeriesCreated != series+4*300 {
+				t.Errorf("churn %v every %vs series created %d, want 0.15, 30s, %d", res.Churn, res.ChurnEverySeconds,
+					res.SeriesCreated, series+4*300)
+			}
+			if !strings.Contains(summary, "3200 series created") {
+				t.Errorf("summary:\n%s", summary)
+			}
+		})
+	}
+}
+
+// A proxy hands one sample of a replaced slot to the receiver in the
+// slot's previous series: the verifier counts it as of a wrong generation,
+// and the round it should have delivered as missing.
+func TestVerifyCatchesWrongGeneration(t *testing.T) {
+	for _, tc := range []struct{ name, shape string }{{"A_pod", "A"}, {"B_id", "B"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 1000
+			sh, _ := shapeByName(tc.shape)
+			names, err := newSeriesNames(n, sh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rcvURL := "http://" + ln.Addr().String() + "/api/v1/write"
+			var tampered atomic.Bool
+			proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				raw, err := snappy.Decode(nil, body)
+				var req prompb.WriteRequest
+				if err == nil {
+					err = req.Unmarshal(raw)
+				}
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadRequest)
+					return
+				}
+				for _, s := range req.Timeseries {
+					var hash uint64
+					gl := -1
+					for k, l := range s.Labels {
+						if l.Name == sh.genLabel {
+							gl = k
+						} else {
+							hash += labelHash(l.Name, l.Value)
+						}
+					}
+					slot, gen := names.resolve(hash, []byte(s.Labels[gl].Value))
+					if gen >= 1 && tampered.CompareAndSwap(false, true) {
+						s.Labels[gl].Value = sh.genValue(n, int(slot), gen-1)
+					}
+				}
+				raw, _ = req.Marshal()
+				resp, err := http.Post(rcvURL, "application/x-protobuf", bytes.NewReader(snappy.Encode(nil, raw)))
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadGateway)
+					return
+				}
+				resp.Body.Close()
+				w.WriteHeader(resp.StatusCode)
+			}))
+			defer proxy.Close()
+
+			cfg, err := parseFlags([]string{"--target", proxy.URL, "--shape", tc.shape, "--series", "1000", "--batch", "100",
+				"--concurrency", "2", "--rounds", "5", "--ts-step", "1s", "--churn", "0.5", "--churn-every", "2s",
+				"--verify", "--drain-timeout", "500ms"}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.listener = ln
+			res, err := runLoad(testContext(t), cfg, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tampered.Load() {
+				t.Fatal("no sample of a replaced slot passed the proxy")
+			}
+			if res.AckedSamples != 5000 || *res.DeliveredSamples != 5000 || *res.VerifyWrongGen != 1 || *res.VerifyForeign != 1 ||
+				*res.VerifyMissing != 1 || *res.VerifyUniqueDeliv != 4999 || *res.DrainComplete {
+				t.Errorf("acked %d delivered %d wrong gen %d foreign %d missing %d unique %d complete %v", res.AckedSamples,
+					*res.DeliveredSamples, *res.VerifyWrongGen, *res.VerifyForeign, *res.VerifyMissing, *res.VerifyUniqueDeliv,
+					*res.DrainComplete)
+			}
+		})
+	}
+}
+
+func TestRSSThirds(t *testing.T) {
+	var samples []rssSample
+	for s := range 61 { // one a second for a minute; RSS = 100 + the second
+		samples = append(samples, rssSample{time.Duration(s) * time.Second, int64(100 + s)})
+	}
+	for _, tc := range []struct {
+		name          string
+		warmup, push  time.Duration
+		first, second int64
+	}{
+		// Thirds of 20s: [0, 20] and [40, 60].
+		{"no_warmup", 0, time.Minute, 120, 160},
+		// Thirds of 10s: [30, 40] and [50, 60].
+		{"warmup_half", 30 * time.Second, time.Minute, 140, 160},
+		// The push ended at 30s; what follows (the drain) is not counted.
+		{"drain_excluded", 0, 30 * time.Second, 110, 130},
+		{"warmup_past_push", time.Minute, 30 * time.Second, 0, 0},
+		{"window_without_samples", 0, 2 * time.Second, 100, 102},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			first, last := rssThirds(samples, tc.warmup, tc.push)
+			if first != tc.first || last != tc.second {
+				t.Errorf("rssThirds = %d, %d, want %d, %d", first, last, tc.first, tc.second)
+			}
+		})
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// The RSS chart is a well-formed SVG document, byte for byte the golden one.
+func TestRSSChartGolden(t *testing.T) {
+	var samples []rssSample
+	for k := range 3000 { // 10 minutes at 200ms: growing for 2 minutes, then flat with a sawtooth
+		t := time.Duration(k) * 200 * time.Millisecond
+		rss := int64(200<<20) + int64(min(k, 600))*(100<<10) + int64(k%50)*(200<<10)
+		samples = append(samples, rssSample{t, rss})
+	}
+	c := rssChart{title: `ferry <RSS> & "churn"`, samples: samples, warmup: 2 * time.Minute, push: 9 * time.Minute}
+	got := c.svg()
+	dec := xml.NewDecoder(strings.NewReader(got))
+	for {
+		if _, err := dec.Token(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("not well-formed XML: %v", err)
+		}
+	}
+	for _, want := range []string{"warm-up", "first third", "last third", "ferry &lt;RSS&gt; &amp; &#34;churn&#34;", "<polyline"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("chart lacks %q", want)
+		}
+	}
+	if pts := strings.Count(got[strings.Index(got, "points="):], ","); pts > 4*plotWidth {
+		t.Errorf("%d points for %d pixel columns", pts, plotWidth)
+	}
+	golden := filepath.Join("testdata", "rss-chart.svg")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("chart differs from %s (go test -run TestRSSChartGolden -update rewrites it)", golden)
+	}
+	// No samples: still a chart, saying so.
+	if empty := (rssChart{title: "x", push: time.Second}).svg(); !strings.Contains(empty, "no samples") {
+		t.Errorf("empty chart:\n%s", empty)
+	}
+}
+
+func TestNiceTicks(t *testing.T) {
+	for _, tc := range []struct {
+		span float64
+		n    int
+		step float64
+	}{{60, 10, 10}, {9, 10, 1}, {3, 10, 0.5}, {1.0 / 60, 10, 0.002}, {837, 6, 200}, {1, 6, 0.2}} {
+		if got := niceStep(tc.span, tc.n); math.Abs(got-tc.step) > 1e-12 {
+			t.Errorf("niceStep(%v, %d) = %v, want %v", tc.span, tc.n, got, tc.step)
+		}
+	}
+	if got := tickLabel(0.6000000000000001, 0.2); got != "0.6" {
+		t.Errorf("tickLabel = %q", got)
+	}
+	if got := tickLabel(30, 10); got != "30" {
+		t.Errorf("tickLabel = %q", got)
+	}
+}
+
+// --rss-log gets a line per sample while the run measures --pid, and
+// --rss-svg the chart at the end; the result has the peaks of the thirds.
+func TestRSSLogAndChart(t *testing.T) {
+	dir := t.TempDir()
+	logPath, svgPath := filepath.Join(dir, "rss.log"), filepath.Join(dir, "rss.svg")
+	res, summary := runJSON(t, "--target", "self", "--receiver.listen", "127.0.0.1:0", "--series", "100",
+		"--batch", "50", "--rate", "1000", "--duration", "2s", "--pid", "self", "--warmup", "500ms",
+		"--rss-log", logPath, "--rss-svg", svgPath, "--rss-title", "ferry-load itself")
+	if res.WarmupSeconds != 0.5 || res.RSSFirstThirdBytes == nil || res.RSSLastThirdBytes == nil || res.RSSFlatRatio == nil {
+		t.Fatalf("warmup %v first %v last %v ratio %v", res.WarmupSeconds, res.RSSFirstThirdBytes, res.RSSLastThirdBytes, res.RSSFlatRatio)
+	}
+	if *res.RSSFirstThirdBytes <= 0 || *res.RSSLastThirdBytes > *res.PeakRSSBytes ||
+		math.Abs(*res.RSSFlatRatio-float64(*res.RSSLastThirdBytes)/float64(*res.RSSFirstThirdBytes)) > 0.001 {
+		t.Errorf("first %d last %d peak %d ratio %v", *res.RSSFirstThirdBytes, *res.RSSLastThirdBytes, *res.PeakRSSBytes, *res.RSSFlatRatio)
+	}
+	if !strings.Contains(summary, "rss          peak after warm-up 500ms: first third") {
+		t.Errorf("summary:\n%s", summary)
+	}
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) < 8 || lines[0] != "# seconds_since_start rss_bytes" {
+		t.Fatalf("log:\n%s", b)
+	}
+	last := -1.0
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			t.Fatalf("log line %q", l)
+		}
+		sec, err1 := strconv.ParseFloat(f[0], 64)
+		rss, err2 := strconv.ParseInt(f[1], 10, 64)
+		if err1 != nil || err2 != nil || sec < last || rss <= 0 {
+			t.Fatalf("log line %q after %v", l, last)
+		}
+		last = sec
+	}
+	if last < 1.9 {
+		t.Errorf("log ends at %vs of a 2s push", last)
+	}
+	svg, err := os.ReadFile(svgPath)
+	if err != nil || !strings.Contains(string(svg), "ferry-load itself") {
+		t.Errorf("svg: %v\n%.200s", err, svg)
 	}
 }

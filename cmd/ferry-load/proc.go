@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,24 +111,44 @@ func readStatus(pid int, key string) (int64, error) {
 	return parseStatusBytes(string(b), key)
 }
 
-// procWatch measures one process: CPU time since start and the peak VmRSS,
-// polled every interval.
+// rssSample is one reading of VmRSS, at t since the timeline's origin.
+type rssSample struct {
+	t   time.Duration
+	rss int64
+}
+
+// procWatch measures one process: CPU time since start, and VmRSS, polled
+// every interval, as its peak and as a timeline that may also be written,
+// a line per sample, to a log.
 type procWatch struct {
 	pid      int
+	origin   time.Time
 	startCPU float64
 	lastCPU  atomic.Uint64 // math.Float64bits of the last reading
 	peak     atomic.Int64
 	stop     chan struct{}
 	done     chan struct{}
 	once     sync.Once
+
+	mu      sync.Mutex
+	samples []rssSample
+	log     *bufio.Writer // nil without a log
+	logErr  error         // the first write error of log
 }
 
-func startProcWatch(pid int, every time.Duration) (*procWatch, error) {
+// startProcWatch starts polling pid. Sample times count from origin; with
+// a non-nil log every sample is written to it as "seconds rss_bytes", after
+// a header line.
+func startProcWatch(pid int, every time.Duration, origin time.Time, log io.Writer) (*procWatch, error) {
 	cpu, err := readCPUSeconds(pid)
 	if err != nil {
 		return nil, fmt.Errorf("--pid %d: %w", pid, err)
 	}
-	w := &procWatch{pid: pid, startCPU: cpu, stop: make(chan struct{}), done: make(chan struct{})}
+	w := &procWatch{pid: pid, origin: origin, startCPU: cpu, stop: make(chan struct{}), done: make(chan struct{})}
+	if log != nil {
+		w.log = bufio.NewWriter(log)
+		_, w.logErr = io.WriteString(w.log, "# seconds_since_start rss_bytes\n")
+	}
 	w.lastCPU.Store(math.Float64bits(cpu))
 	w.poll()
 	go func() {
@@ -149,14 +171,60 @@ func (w *procWatch) poll() {
 	if cpu, err := readCPUSeconds(w.pid); err == nil {
 		w.lastCPU.Store(math.Float64bits(cpu))
 	}
-	if rss, err := readStatus(w.pid, "VmRSS"); err == nil {
-		for {
-			old := w.peak.Load()
-			if rss <= old || w.peak.CompareAndSwap(old, rss) {
-				break
-			}
+	rss, err := readStatus(w.pid, "VmRSS")
+	if err != nil {
+		return
+	}
+	for {
+		old := w.peak.Load()
+		if rss <= old || w.peak.CompareAndSwap(old, rss) {
+			break
 		}
 	}
+	s := rssSample{t: time.Since(w.origin), rss: rss}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.samples = append(w.samples, s)
+	if w.log != nil && w.logErr == nil {
+		// Flushed every line, so that the log can be followed while it grows.
+		if _, err := fmt.Fprintf(w.log, "%.3f %d\n", s.t.Seconds(), s.rss); err != nil {
+			w.logErr = err
+		} else {
+			w.logErr = w.log.Flush()
+		}
+	}
+}
+
+// Samples returns the RSS timeline so far.
+func (w *procWatch) Samples() []rssSample {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.samples)
+}
+
+// LogErr is the first error writing the log, if any.
+func (w *procWatch) LogErr() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.logErr
+}
+
+// rssThirds returns the peak RSS over [warmup, warmup+(push-warmup)/3] and
+// over [push-(push-warmup)/3, push], or 0 for a window without samples.
+func rssThirds(samples []rssSample, warmup, push time.Duration) (first, last int64) {
+	if push <= warmup {
+		return 0, 0
+	}
+	third := (push - warmup) / 3
+	for _, s := range samples {
+		if s.t >= warmup && s.t <= warmup+third {
+			first = max(first, s.rss)
+		}
+		if s.t >= push-third && s.t <= push {
+			last = max(last, s.rss)
+		}
+	}
+	return first, last
 }
 
 // CPUSince is the CPU time the process used since startProcWatch, up to

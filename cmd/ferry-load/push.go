@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,24 +51,64 @@ import (
 //	3 or 4 more                 code, handler, le, method, queue, result, shard, type
 //
 // Shape A has no id label: the verifier finds a delivered series by the hash
-// of its labels (seriesIndex).
+// of its labels other than pod (seriesIndex). Shape A1M is shape A with
+// 1,000,000 series (4,000 pods).
+//
+// Series churn (--churn) replaces series by new ones over time. A series
+// lives in a slot, 0..n-1, which fixes its batch, its pusher and its values;
+// the slot's generation, gen(slot, round) (see churnSchedule), counts how
+// often the slot's series was replaced. Generation g of a slot is the slot's
+// labels with the generation folded into one label, genLabel, so that every
+// generation is a new series, and generation 0 is the labels above:
+//
+//	shape B   id is slot + g*n
+//	shape A   pod's 5-character suffix is that of pod + g*pods (pods =
+//	          ceil(n/250)), as when a pod is replaced; the other labels,
+//	          instance too, stay
 
 // shape is a load shape.
 type shape struct {
 	name                       string
 	series, batch, concurrency int                     // flag defaults
-	labels                     func(i int) [][2]string // series i's labels, sorted by name
-	byID                       bool                    // labels include idLabel, the series index
+	labels                     func(i int) [][2]string // slot i's labels in generation 0, sorted by name
+	byID                       bool                    // labels include idLabel, which names slot and generation
+
+	// genLabel is the label that tells a slot's generations apart;
+	// genValue(n, i, g) is its value for slot i of n in generation g, and
+	// parseGen(n, i, v) the generation whose value for slot i is v, or -1.
+	genLabel string
+	genValue func(n, i int, g int64) string
+	parseGen func(n, i int, v []byte) int64
 }
 
 func shapeByName(name string) (shape, bool) {
+	a := shape{name: "A", series: 50000, batch: 500, concurrency: 8, labels: labelsA,
+		genLabel: "pod", genValue: podValueA, parseGen: parsePodA}
 	switch strings.ToUpper(name) {
 	case "A":
-		return shape{name: "A", series: 50000, batch: 500, concurrency: 8, labels: labelsA}, true
+		return a, true
+	case "A1M":
+		a.name, a.series = "A1M", 1000000
+		return a, true
 	case "B":
-		return shape{name: "B", series: 100000, batch: 1000, concurrency: 4, labels: labelsB, byID: true}, true
+		return shape{name: "B", series: 100000, batch: 1000, concurrency: 4, labels: labelsB, byID: true,
+			genLabel: idLabel, genValue: idValueB, parseGen: parseIDB}, true
 	}
 	return shape{}, false
+}
+
+// seriesLabels returns the labels of slot i of n in generation g.
+func (s shape) seriesLabels(n, i int, g int64) [][2]string {
+	ls := s.labels(i)
+	if g == 0 {
+		return ls
+	}
+	for k := range ls {
+		if ls[k][0] == s.genLabel {
+			ls[k][1] = s.genValue(n, i, g)
+		}
+	}
+	return ls
 }
 
 const idLabel = "id"
@@ -107,6 +148,18 @@ func labelsB(i int) [][2]string {
 		{"job", jobs[host%len(jobs)]},
 		{"region", regions[host%len(regions)]},
 	}
+}
+
+// idValueB is the id of slot i of n in generation g of shape B.
+func idValueB(n, i int, g int64) string { return strconv.FormatInt(int64(i)+g*int64(n), 10) }
+
+// parseIDB is the generation of slot i of n whose id is v, or -1.
+func parseIDB(n, i int, v []byte) int64 {
+	q := parseID(v)
+	if q < 0 || q%int64(n) != int64(i) {
+		return -1
+	}
+	return q / int64(n)
 }
 
 // deploymentA is a Kubernetes deployment whose pods shape A scrapes.
@@ -174,10 +227,7 @@ const podAlphabet = "bcdfghjklmnpqrstvwxz2456789"
 // labelsA returns series i's labels in shape A as name, value pairs sorted
 // by name (__name__ first).
 func labelsA(i int) [][2]string {
-	perPod := 0
-	for _, f := range familiesA {
-		perPod += f.size()
-	}
+	perPod := seriesPerPodA()
 	pod, j := i/perPod, i%perPod
 	f := familiesA[0]
 	for _, f = range familiesA {
@@ -194,7 +244,7 @@ func labelsA(i int) [][2]string {
 		[2]string{"instance", podIP(pod) + ":" + d.port},
 		[2]string{"job", d.name},
 		[2]string{"namespace", d.namespace},
-		[2]string{"pod", d.name + "-" + d.templateHash + "-" + podSuffix(pod)},
+		[2]string{"pod", podName(d, pod)},
 	)
 	for k := len(f.dims) - 1; k >= 0; k-- { // the last dim varies fastest
 		dim := f.dims[k]
@@ -209,21 +259,99 @@ func labelsA(i int) [][2]string {
 // get distinct IPs.
 func podIP(pod int) string {
 	v := uint32(10<<24|244<<16) + 2 + uint32(pod)
-	return fmt.Sprintf("%d.%d.%d.%d", v>>24, v>>16&0xff, v>>8&0xff, v&0xff)
+	b := make([]byte, 0, 15)
+	for k := 24; k >= 0; k -= 8 {
+		b = strconv.AppendUint(b, uint64(v>>k&0xff), 10)
+		if k > 0 {
+			b = append(b, '.')
+		}
+	}
+	return string(b)
 }
 
-// podSuffix is the 5-character random-looking suffix of pod number pod. It
-// maps 0..27^5-1 one to one (the multiplier is prime to 27^5), so pod names
-// are unique for the at most 2^31/250 pods there can be.
-func podSuffix(pod int) string {
-	const space = 27 * 27 * 27 * 27 * 27
-	x := (int64(pod)*2654435 + 1234567) % space
-	var b [5]byte
-	for k := range b {
+// seriesPerPodA is the number of series each pod of shape A exposes (250).
+func seriesPerPodA() int {
+	n := 0
+	for _, f := range familiesA {
+		n += f.size()
+	}
+	return n
+}
+
+// podName is the name of the pod numbered q (pod + g*pods for generation
+// g) of deployment d.
+func podName(d deploymentA, q int) string { return d.name + "-" + d.templateHash + "-" + podSuffix(q) }
+
+// podValueA is the pod label of slot i of n in generation g of shape A.
+func podValueA(n, i int, g int64) string {
+	perPod := seriesPerPodA()
+	pod, pods := i/perPod, (n+perPod-1)/perPod
+	return podName(deploymentsA[pod%len(deploymentsA)], pod+int(g)*pods)
+}
+
+// parsePodA is the generation of slot i of n whose pod label is v, or -1.
+func parsePodA(n, i int, v []byte) int64 {
+	perPod := seriesPerPodA()
+	pod, pods := i/perPod, (n+perPod-1)/perPod
+	d := deploymentsA[pod%len(deploymentsA)]
+	k := len(d.name) + 1 + len(d.templateHash) + 1
+	if len(v) < k || string(v[:len(d.name)]) != d.name || v[len(d.name)] != '-' ||
+		string(v[len(d.name)+1:k-1]) != d.templateHash || v[k-1] != '-' {
+		return -1
+	}
+	q, ok := parsePodSuffix(v[k:])
+	if !ok || q < pod || (q-pod)%pods != 0 {
+		return -1
+	}
+	return int64((q - pod) / pods)
+}
+
+const (
+	podSuffixSpace   = 27 * 27 * 27 * 27 * 27
+	podSuffixMul     = 2654435 // prime to 27
+	podSuffixMulInv  = 3257906 // podSuffixMul * podSuffixMulInv = 1 mod podSuffixSpace
+	podSuffixAddend  = 1234567
+	maxPodSuffixRest = 8 // characters after the first five: pod numbers up to 27^13
+)
+
+// podSuffix is the random-looking suffix of pod number q: 5 characters that
+// map 0..27^5-1 one to one (the multiplier is prime to 27^5), followed, for
+// pods from 27^5 on (only generations of churned pods get there), by
+// q/27^5 in base 27, least significant digit first. Distinct pods get
+// distinct suffixes.
+func podSuffix(q int) string {
+	x := (int64(q%podSuffixSpace)*podSuffixMul + podSuffixAddend) % podSuffixSpace
+	b := make([]byte, 5, 5+maxPodSuffixRest)
+	for k := range 5 {
 		b[k] = podAlphabet[x%27]
 		x /= 27
 	}
-	return string(b[:])
+	for rest := q / podSuffixSpace; rest > 0; rest /= 27 {
+		b = append(b, podAlphabet[rest%27])
+	}
+	return string(b)
+}
+
+// parsePodSuffix inverts podSuffix.
+func parsePodSuffix(b []byte) (int, bool) {
+	if len(b) < 5 || len(b) > 5+maxPodSuffixRest || (len(b) > 5 && b[len(b)-1] == podAlphabet[0]) {
+		return 0, false
+	}
+	digit := func(c byte) int64 { return int64(strings.IndexByte(podAlphabet, c)) }
+	var x, rest int64
+	for k := len(b) - 1; k >= 0; k-- {
+		d := digit(b[k])
+		if d < 0 {
+			return 0, false
+		}
+		if k >= 5 {
+			rest = rest*27 + d
+		} else {
+			x = x*27 + d
+		}
+	}
+	lo := (x - podSuffixAddend + podSuffixSpace) % podSuffixSpace * podSuffixMulInv % podSuffixSpace
+	return int(rest*podSuffixSpace + lo), true
 }
 
 // seriesValue is the value of series i in round r; the verifier recomputes it.
@@ -231,25 +359,60 @@ func seriesValue(i int, r int64) float64 {
 	return float64(r) + float64(i%1000)/8
 }
 
-// seriesSet holds every series' labels pre-encoded as the repeated
-// TimeSeries.labels field (field 1) of prompb.TimeSeries.
+// seriesSet holds every series' labels in generation 0 pre-encoded as the
+// repeated TimeSeries.labels field (field 1) of prompb.TimeSeries, in
+// chunks of setChunkSeries series. Chunks are encoded in parallel and each
+// is sized to fit, so that a million series take about their encoded size
+// (214 MiB for shape A1M) and no more at any time.
 type seriesSet struct {
-	enc []byte
-	off []int // series i is enc[off[i]:off[i+1]]
+	chunks []setChunk
 }
 
+type setChunk struct {
+	enc []byte
+	off []uint32 // series k of the chunk is enc[off[k]:off[k+1]]
+}
+
+const setChunkBits = 14
+const setChunkSeries = 1 << setChunkBits
+
 func newSeriesSet(n int, labels func(i int) [][2]string) *seriesSet {
-	s := &seriesSet{off: make([]int, 0, n+1)}
-	s.enc = make([]byte, 0, n*160)
-	s.off = append(s.off, 0)
-	for i := 0; i < n; i++ {
-		s.enc = appendLabels(s.enc, labels(i))
-		s.off = append(s.off, len(s.enc))
-	}
+	s := &seriesSet{chunks: make([]setChunk, (n+setChunkSeries-1)/setChunkSeries)}
+	inParallel(len(s.chunks), func(c int) {
+		lo, hi := c*setChunkSeries, min((c+1)*setChunkSeries, n)
+		ch := setChunk{off: make([]uint32, 1, hi-lo+1)}
+		for i := lo; i < hi; i++ {
+			ch.enc = appendLabels(ch.enc, labels(i))
+			ch.off = append(ch.off, uint32(len(ch.enc)))
+		}
+		ch.enc = bytes.Clone(ch.enc) // drop the slack of growing
+		s.chunks[c] = ch
+	})
 	return s
 }
 
-func (s *seriesSet) labels(i int) []byte { return s.enc[s.off[i]:s.off[i+1]] }
+func (s *seriesSet) labels(i int) []byte {
+	c := &s.chunks[i>>setChunkBits]
+	k := i & (setChunkSeries - 1)
+	return c.enc[c.off[k]:c.off[k+1]]
+}
+
+// inParallel calls f(0), ..., f(n-1) from GOMAXPROCS goroutines and returns
+// when all have returned.
+func inParallel(n int, f func(k int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := int(next.Add(1) - 1); k < n; k = int(next.Add(1) - 1) {
+				f(k)
+			}
+		}()
+	}
+	wg.Wait()
+}
 
 // appendLabels encodes labels as repeated prompb.Label (TimeSeries field 1).
 func appendLabels(dst []byte, labels [][2]string) []byte {
@@ -271,16 +434,58 @@ func appendLabels(dst []byte, labels [][2]string) []byte {
 // appendRequest appends an encoded prompb.WriteRequest holding one sample
 // (round r, timestamp ts) for each series in [lo, hi).
 func (s *seriesSet) appendRequest(dst []byte, lo, hi int, r, ts int64) []byte {
+	return s.appendRequestOver(dst, lo, hi, r, ts, nil)
+}
+
+// appendRequestOver is appendRequest with the generation label of slot i
+// replaced as over[i-lo] says where its rec is not nil.
+func (s *seriesSet) appendRequestOver(dst []byte, lo, hi int, r, ts int64, over []genRecord) []byte {
 	sampleLen := 1 + 8 + 1 + uvarintLen(uint64(ts))
 	for i := lo; i < hi; i++ {
 		lab := s.labels(i)
-		tsLen := len(lab) + 1 + uvarintLen(uint64(sampleLen)) + sampleLen
+		var o *genRecord
+		labLen := len(lab)
+		if over != nil && over[i-lo].rec != nil {
+			o = &over[i-lo]
+			labLen += len(o.rec) - int(o.end-o.start)
+		}
+		tsLen := labLen + 1 + uvarintLen(uint64(sampleLen)) + sampleLen
 		dst = append(dst, 0x0a) // WriteRequest.timeseries
 		dst = binary.AppendUvarint(dst, uint64(tsLen))
-		dst = append(dst, lab...)
+		if o != nil {
+			dst = append(dst, lab[:o.start]...)
+			dst = append(dst, o.rec...)
+			dst = append(dst, lab[o.end:]...)
+		} else {
+			dst = append(dst, lab...)
+		}
 		dst = appendSample(dst, sampleLen, seriesValue(i, r), ts)
 	}
 	return dst
+}
+
+// genRecord is how a slot's labels past generation 0 differ from those in
+// the seriesSet: the record of the generation label, lab[start:end] there,
+// is rec.
+type genRecord struct {
+	rec        []byte
+	start, end int32
+}
+
+// findLabel returns the bounds of the record of label name in encoded
+// labels lab, or len(lab), len(lab) if there is none.
+func findLabel(lab []byte, name string) (start, end int) {
+	for i := 0; i < len(lab); {
+		lo, hi, err := lenField(lab, i+1)
+		if err != nil || lab[i] != 1<<3|2 {
+			break
+		}
+		if n, _, err := decodeLabel(lab[lo:hi]); err == nil && string(n) == name {
+			return i, hi
+		}
+		i = hi
+	}
+	return len(lab), len(lab)
 }
 
 // appendSample appends TimeSeries.samples (field 2 in 1.0 and 2.0) holding
@@ -301,6 +506,63 @@ func uvarintLen(x uint64) int {
 		n++
 	}
 	return n
+}
+
+// churnSchedule says which series are active in which round. Synthetic time
+// runs at step per round from round 0; every time it reaches a multiple of
+// every (a multiple of step), a churn event replaces the series of the next
+// per slots, cyclically in slot order: the k-th event (k = 1, 2, ...) replaces
+// slots [(k-1)*per mod n, (k-1)*per+per) mod n. Slot i's generation in round
+// r is how often it was replaced up to r, gen(i, r). per 0 is no churn.
+type churnSchedule struct {
+	n, per int64
+	rounds int64 // rounds per event: every/step
+}
+
+func newChurnSchedule(n int, fraction float64, every, step time.Duration) churnSchedule {
+	c := churnSchedule{n: int64(n), per: int64(math.Round(fraction * float64(n)))}
+	if c.per == 0 || every <= 0 {
+		return churnSchedule{n: int64(n)}
+	}
+	c.rounds = int64(every / step)
+	return c
+}
+
+func (c churnSchedule) on() bool { return c.per > 0 }
+
+// events is the number of churn events up to and including round r.
+func (c churnSchedule) events(r int64) int64 {
+	if c.per == 0 || r < 0 {
+		return 0
+	}
+	return r / c.rounds
+}
+
+// gen is slot i's generation in round r. After k events slots were
+// replaced k*per times in all, slot i once for each of the k*per
+// replacements, counted from slot 0, that fell on it: those numbered i,
+// i+n, i+2n, ... below k*per.
+func (c churnSchedule) gen(i int, r int64) int64 {
+	return (c.events(r)*c.per + c.n - 1 - int64(i)) / c.n
+}
+
+// created is the number of distinct series slot i had in rounds 0..rounds-1.
+func (c churnSchedule) created(i int, rounds int64) int64 {
+	if rounds <= 0 {
+		return 0
+	}
+	return c.gen(i, rounds-1) + 1
+}
+
+// batchGens is a batch's series under churn: each slot's generation as of
+// the last churn event the batch has seen and, for slots past generation 0,
+// the record of the generation label that replaces that of generation 0.
+// Only slots whose generation changes get a new record, and memory stays
+// one record per active series besides the seriesSet.
+type batchGens struct {
+	events int64
+	gen    []int64
+	over   []genRecord
 }
 
 // batchLayout splits the series into fixed batches: batch k is series
@@ -342,8 +604,10 @@ type pushRun struct {
 	step   int64
 	marker skipMarker
 
-	next []int64   // per batch: rounds finished; written only by the owner
-	v2   []v2Batch // per batch with --proto 2.0: its symbols and label refs
+	next  []int64   // per batch: rounds finished; written only by the owner
+	v2    []v2Batch // per batch with --proto 2.0: its symbols and label refs
+	churn churnSchedule
+	gens  []batchGens // per batch with churn; written only by the owner
 
 	acked, rejected, abandoned       atomic.Int64
 	requests, retries, transportErrs atomic.Int64
@@ -373,6 +637,10 @@ func newPushRun(cfg config, target string, set *seriesSet, layout batchLayout, b
 		step:   step,
 		marker: marker,
 		next:   make([]int64, layout.numBatches()),
+		churn:  newChurnSchedule(cfg.series, cfg.churn, cfg.churnEvery, cfg.tsStep),
+	}
+	if p.churn.on() {
+		p.gens = make([]batchGens, layout.numBatches())
 	}
 	if cfg.proto == "2.0" {
 		for k := range layout.numBatches() {
@@ -433,6 +701,70 @@ func (b *v2Batch) appendRequestV2(dst []byte, lo int, r, ts int64) []byte {
 	return dst
 }
 
+// encode appends the request of batch k for round r (timestamp ts).
+func (p *pushRun) encode(dst []byte, k int, r, ts int64) []byte {
+	lo, hi := p.layout.bounds(k)
+	var over []genRecord
+	if p.churn.on() {
+		p.advance(k, r)
+		over = p.gens[k].over
+	}
+	if p.v2 != nil {
+		return p.v2[k].appendRequestV2(dst, lo, r, ts)
+	}
+	return p.set.appendRequestOver(dst, lo, hi, r, ts, over)
+}
+
+// advance brings batch k's series to round r: at a churn event, slots
+// whose generation changed get their new generation label, and with --proto
+// 2.0 the batch gets a new symbols table, which holds only active series'
+// symbols.
+func (p *pushRun) advance(k int, r int64) {
+	g := &p.gens[k]
+	ev := p.churn.events(r)
+	if ev == g.events {
+		return
+	}
+	g.events = ev
+	lo, hi := p.layout.bounds(k)
+	if g.gen == nil {
+		g.gen = make([]int64, hi-lo)
+		g.over = make([]genRecord, hi-lo)
+	}
+	sh, n := p.cfg.shape, p.cfg.series
+	changed := false
+	for i := lo; i < hi; i++ {
+		gen := p.churn.gen(i, r)
+		if gen == g.gen[i-lo] {
+			continue
+		}
+		changed = true
+		g.gen[i-lo] = gen
+		o := &g.over[i-lo]
+		if o.rec == nil {
+			start, end := findLabel(p.set.labels(i), sh.genLabel)
+			o.start, o.end = int32(start), int32(end)
+		}
+		o.rec = appendLabels(o.rec[:0], [][2]string{{sh.genLabel, sh.genValue(n, i, gen)}})
+	}
+	if changed && p.v2 != nil {
+		p.v2[k] = newV2Batch(lo, hi, func(i int) [][2]string { return sh.seriesLabels(n, i, g.gen[i-lo]) })
+	}
+}
+
+// seriesCreated is the number of distinct series pushed: every slot's
+// generations in the rounds pushed. Valid after run returns.
+func (p *pushRun) seriesCreated() int64 {
+	var n int64
+	for k := range p.layout.numBatches() {
+		lo, hi := p.layout.bounds(k)
+		for i := lo; i < hi; i++ {
+			n += p.churn.created(i, p.next[k])
+		}
+	}
+	return n
+}
+
 // expectedRounds is how many rounds of series i were pushed (acknowledged,
 // rejected or abandoned). Valid after run returns.
 func (p *pushRun) expectedRounds(i int) int64 { return p.next[p.layout.batchOf(i)] }
@@ -485,11 +817,7 @@ func (p *pushRun) worker(ctx context.Context, deadline time.Time, owned []int) {
 			if !p.pace(ctx, deadline, n) {
 				return
 			}
-			if p.v2 != nil {
-				raw = p.v2[k].appendRequestV2(raw[:0], lo, r, ts)
-			} else {
-				raw = p.set.appendRequest(raw[:0], lo, hi, r, ts)
-			}
+			raw = p.encode(raw[:0], k, r, ts)
 			comp = snappy.Encode(comp[:cap(comp)], raw)
 			switch p.send(ctx, deadline, comp) {
 			case outcomeAcked:

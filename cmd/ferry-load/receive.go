@@ -118,7 +118,7 @@ func (r *receiver) handle(req *http.Request) (int, string) {
 	}
 	st.dec.collect = r.ver != nil
 	if r.ver != nil {
-		st.dec.index = r.ver.index
+		st.dec.names = r.ver.names
 	}
 	if err := st.dec.decode(st.raw); err != nil {
 		return http.StatusBadRequest, "protobuf: " + err.Error()
@@ -172,11 +172,11 @@ func readBody(dst []byte, rd io.Reader, contentLength int64, limit int) ([]byte,
 	}
 }
 
-// observation is one delivered float sample: the series index (-1 when
-// unknown), timestamp and value. The index is taken from the series' "id"
-// label or, with a seriesIndex, looked up by the hash of its labels.
+// observation is one delivered float sample: the series' slot and
+// generation (both -1 when unknown, see seriesNames), timestamp and value.
 type observation struct {
 	series int64
+	gen    int64
 	ts     int64
 	value  float64
 }
@@ -188,7 +188,7 @@ type observation struct {
 // skipped as protobuf requires.
 type wrDecoder struct {
 	collect bool
-	index   seriesIndex              // with collect: find series by label hash, not by id label
+	names   *seriesNames             // with collect: how labels name slot and generation; nil: by id, generation 0
 	onLabel func(name, value []byte) // test hook
 
 	series, samples, histograms int
@@ -226,8 +226,12 @@ func (d *wrDecoder) decode(b []byte) error {
 
 func (d *wrDecoder) decodeSeries(b []byte) error {
 	d.series++
-	id := int64(-1)
 	var hash uint64
+	var genValue []byte
+	genLabel, hashed := idLabel, false
+	if d.names != nil {
+		genLabel, hashed = d.names.genLabel, d.names.index != nil
+	}
 	first := len(d.obs)
 	for i := 0; i < len(b); {
 		tag, j := uint64(b[i]), i+1
@@ -255,10 +259,10 @@ func (d *wrDecoder) decodeSeries(b []byte) error {
 				d.onLabel(name, value)
 			}
 			if d.collect {
-				if d.index != nil {
+				if string(name) == genLabel {
+					genValue = value
+				} else if hashed {
 					hash += labelHash(name, value)
-				} else if string(name) == idLabel {
-					id = parseID(value)
 				}
 			}
 			i = hi
@@ -291,11 +295,11 @@ func (d *wrDecoder) decodeSeries(b []byte) error {
 		}
 	}
 	// Labels may follow samples on the wire, so set the series at the end.
-	if d.index != nil && len(d.obs) > first {
-		id = d.index.lookup(hash)
-	}
-	for k := first; k < len(d.obs); k++ {
-		d.obs[k].series = id
+	if len(d.obs) > first {
+		slot, gen := d.names.resolve(hash, genValue)
+		for k := first; k < len(d.obs); k++ {
+			d.obs[k].series, d.obs[k].gen = slot, gen
+		}
 	}
 	return nil
 }
@@ -422,9 +426,9 @@ func skipField(b []byte, i int, tag uint64) (int, error) {
 	return 0, fmt.Errorf("unsupported wire type %d", tag&7)
 }
 
-// parseID parses a non-negative decimal series index, or returns -1.
+// parseID parses a non-negative decimal id, or returns -1.
 func parseID(b []byte) int64 {
-	if len(b) == 0 || len(b) > 10 {
+	if len(b) == 0 || len(b) > 18 {
 		return -1
 	}
 	var n int64
@@ -437,19 +441,73 @@ func parseID(b []byte) int64 {
 	return n
 }
 
+// seriesNames maps a delivered series' labels back to its slot and
+// generation (see shape). For shape B both come from the id label; for
+// shapes without one, the slot is found by the hash of the labels other
+// than genLabel, which are the same in every generation, and the
+// generation is read from genLabel.
+type seriesNames struct {
+	n        int
+	genLabel string
+	index    seriesIndex // nil: by id
+	parseGen func(n, i int, v []byte) int64
+}
+
+func newSeriesNames(n int, sh shape) (*seriesNames, error) {
+	nm := &seriesNames{n: n, genLabel: sh.genLabel, parseGen: sh.parseGen}
+	if !sh.byID {
+		var err error
+		if nm.index, err = newSeriesIndex(n, sh.labels, sh.genLabel); err != nil {
+			return nil, err
+		}
+	}
+	return nm, nil
+}
+
+// resolve returns the slot and generation of the series whose labels other
+// than genLabel hash to hash and whose genLabel is genValue, or -1, -1. A
+// nil seriesNames takes the slot from the id label, in generation 0.
+func (nm *seriesNames) resolve(hash uint64, genValue []byte) (slot, gen int64) {
+	switch {
+	case nm == nil:
+		if id := parseID(genValue); id >= 0 {
+			return id, 0
+		}
+	case nm.index == nil:
+		if id := parseID(genValue); id >= 0 {
+			return id % int64(nm.n), id / int64(nm.n)
+		}
+	default:
+		if i := nm.index.lookup(hash); i >= 0 {
+			if g := nm.parseGen(nm.n, int(i), genValue); g >= 0 {
+				return i, g
+			}
+		}
+	}
+	return -1, -1
+}
+
 // seriesIndex maps the hash of a series' labels to the series' index, for
 // shapes whose labels carry no id. The hash of a label set is the sum of its
 // labels' hashes, so it does not depend on their order on the wire.
 type seriesIndex map[uint64]int32
 
-// newSeriesIndex indexes series 0..n-1. It fails if two series hash alike.
-func newSeriesIndex(n int, labels func(i int) [][2]string) (seriesIndex, error) {
-	x := make(seriesIndex, n)
-	for i := range n {
-		var h uint64
-		for _, l := range labels(i) {
-			h += labelHash(l[0], l[1])
+// newSeriesIndex indexes series 0..n-1 by the hash of their labels other
+// than the one named skip. It fails if two series hash alike.
+func newSeriesIndex(n int, labels func(i int) [][2]string, skip string) (seriesIndex, error) {
+	hashes := make([]uint64, n)
+	const chunk = 1 << 14
+	inParallel((n+chunk-1)/chunk, func(c int) {
+		for i := c * chunk; i < min((c+1)*chunk, n); i++ {
+			for _, l := range labels(i) {
+				if l[0] != skip {
+					hashes[i] += labelHash(l[0], l[1])
+				}
+			}
 		}
+	})
+	x := make(seriesIndex, n)
+	for i, h := range hashes {
 		if j, dup := x[h]; dup {
 			return nil, fmt.Errorf("series index: series %d and %d have the same label hash", j, i)
 		}
@@ -484,29 +542,35 @@ func labelHash[T string | []byte](name, value T) uint64 {
 	return h ^ h>>31
 }
 
-// verifier keeps compact per-series bookkeeping of what was delivered:
-// contig[i] is the highest round r such that every round 0..r of series i was
+// verifier keeps compact per-slot bookkeeping of what was delivered:
+// contig[i] is the highest round r such that every round 0..r of slot i was
 // delivered (or skipped because the push was not acknowledged), lastTS[i] the
 // highest timestamp seen. Rounds that arrive ahead of a gap wait in pending,
-// which stays empty when delivery is in order.
+// which stays empty when delivery is in order. A sample counts for round r
+// of slot i only if it came in the series of the slot's generation in that
+// round, churn.gen(i, r); one of another generation is foreign (and
+// counted in wrongGen too). Memory is O(slots), however many series churn
+// creates.
 type verifier struct {
 	mu         sync.Mutex
 	n          int
 	base, step int64
-	index      seriesIndex // set before use for shapes without an id label
+	churn      churnSchedule
+	names      *seriesNames // how delivered labels name slot and generation; nil: by id
 	contig     []int64
 	lastTS     []int64
-	pending    map[[2]int64]struct{} // {series, round} delivered beyond contig+1
+	pending    map[[2]int64]struct{} // {slot, round} delivered beyond contig+1
 
-	unique     atomic.Int64 // distinct (series, round) pairs delivered
+	unique     atomic.Int64 // distinct (slot, round) pairs delivered
 	duplicates int64
 	outOfOrder int64
-	foreign    int64 // unknown series, or timestamps not of this run
+	foreign    int64 // unknown series, timestamps not of this run, wrong generation
+	wrongGen   int64 // a slot's series of another generation than the round's
 	badValue   int64
 }
 
-func newVerifier(n int, base, step int64) *verifier {
-	v := &verifier{n: n, base: base, step: step,
+func newVerifier(n int, base, step int64, churn churnSchedule) *verifier {
+	v := &verifier{n: n, base: base, step: step, churn: churn,
 		contig: make([]int64, n), lastTS: make([]int64, n), pending: map[[2]int64]struct{}{}}
 	for i := range v.contig {
 		v.contig[i] = -1
@@ -525,6 +589,11 @@ func (v *verifier) observe(obs []observation) {
 			continue
 		}
 		i, r := o.series, d/v.step
+		if o.gen != v.churn.gen(int(i), r) {
+			v.foreign++
+			v.wrongGen++
+			continue
+		}
 		if o.value != seriesValue(int(i), r) {
 			v.badValue++
 		}
@@ -583,7 +652,7 @@ func (v *verifier) mark(i, r int64, delivered bool) {
 func (v *verifier) uniqueDelivered() int64 { return v.unique.Load() }
 
 type verifyStats struct {
-	missing, outOfOrder, duplicates, foreign, badValue, unique int64
+	missing, outOfOrder, duplicates, foreign, wrongGen, badValue, unique int64
 }
 
 // stats counts, among rounds 0..expected(i)-1 of every series i, those that
@@ -592,7 +661,7 @@ func (v *verifier) stats(expected func(i int) int64) verifyStats {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	st := verifyStats{outOfOrder: v.outOfOrder, duplicates: v.duplicates,
-		foreign: v.foreign, badValue: v.badValue, unique: v.unique.Load()}
+		foreign: v.foreign, wrongGen: v.wrongGen, badValue: v.badValue, unique: v.unique.Load()}
 	for i := 0; i < v.n; i++ {
 		want := expected(i)
 		c := v.contig[i]
