@@ -10,7 +10,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/ferry
 TOOLS     := $(GO) tool -modfile=tools.mod
 
-.PHONY: all build run test test-integration test-faults test-powerloss bench bench-e2e lint fmt tidy-check fuzz clean print-version
+.PHONY: all build run test test-integration test-faults test-powerloss bench bench-e2e bench-churn lint fmt tidy-check fuzz clean print-version
 
 all: build
 
@@ -60,6 +60,10 @@ bench:
 # End-to-end load test: Ferry vs vmagent on the same load (see docs/benchmarks.md).
 bench-e2e: build
 	./cmd/ferry-load/bench-e2e.sh
+
+# An hour of series churn (see docs/benchmarks.md); CHURN_DURATION=3m for a short run.
+bench-churn: build
+	SCENARIO=churn ./cmd/ferry-load/bench-e2e.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

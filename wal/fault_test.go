@@ -387,12 +387,25 @@ func TestWALFault_CheckpointFsyncFails(t *testing.T) {
 // Power cuts at random moments under concurrent appends, rotations and
 // truncations, with sync: always: every append acknowledged before the
 // cut is read back after it, whatever part of the unsynced data the
-// filesystem kept.
+// filesystem kept. With churn, the series move on as rounds go and are
+// forgotten at once, so that truncation writes delta and full checkpoints.
 func TestWALPowerLoss_SyncAlways(t *testing.T) {
+	for _, churn := range []bool{false, true} {
+		t.Run(fmt.Sprintf("churn=%v", churn), func(t *testing.T) { powerLossRun(t, churn) })
+	}
+}
+
+func powerLossRun(t *testing.T, churn bool) {
 	mem := vfs.NewCrashableMem()
 	opts := DefaultOptions()
 	opts.SegmentSize = 4 * pageSize
 	opts.FS = mem
+	// first is the first series of round ts.
+	first := func(ts int64) int { return 0 }
+	if churn {
+		opts.SeriesGrace = 0
+		first = func(ts int64) int { return int(ts/40) * 5 }
+	}
 	w, err := Open("/data/wal", opts, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), nil, time.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -412,7 +425,7 @@ func TestWALPowerLoss_SyncAlways(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ts := int64(k + 1); ctx.Err() == nil; ts += writers {
-				if err := w.Append(batchOf(0, series, ts)); err != nil {
+				if err := w.Append(batchOf(first(ts), first(ts)+series, ts)); err != nil {
 					t.Errorf("append: %v", err)
 					return
 				}
@@ -460,6 +473,7 @@ func TestWALPowerLoss_SyncAlways(t *testing.T) {
 	w.Start()
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	const cuts = 20
+	longest := 0 // checkpoint chain
 	for cut := range cuts {
 		time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond) // a random moment, not a synchronisation
 		mu.Lock()
@@ -475,7 +489,7 @@ func TestWALPowerLoss_SyncAlways(t *testing.T) {
 		missing := 0
 		for _, ts := range want {
 			for i := range series {
-				if !seen[fmt.Sprint(i)][ts] {
+				if !seen[fmt.Sprint(first(ts)+i)][ts] {
 					missing++
 				}
 			}
@@ -484,6 +498,12 @@ func TestWALPowerLoss_SyncAlways(t *testing.T) {
 			t.Fatalf("power cut %d: %d acknowledged samples missing after restart", cut, missing)
 		}
 		t.Logf("power cut %d: %d unread acknowledged rounds of %d series all present", cut, len(want), series)
+		w.truncMu.Lock()
+		longest = max(longest, len(w.chain.members))
+		w.truncMu.Unlock()
+	}
+	if removed := testutil.ToFloat64(w.m.seriesRemoved); churn && (removed == 0 || longest < 2) {
+		t.Errorf("with churn, %v series forgotten and checkpoint chains of at most %d: the cuts did not meet delta checkpoints", removed, longest)
 	}
 	cancel()
 	wg.Wait()
