@@ -39,10 +39,10 @@ type fingerprint struct{ h, check uint64 }
 // leave more than half of the slabs unused, compact copies the live ones
 // into new slabs; the old ones are freed once no reader holds a slice.
 type seriesTable struct {
-	mu      sync.RWMutex
-	seed    maphash.Seed
-	index   fpIndex
-	byRef   []span // byRef[ref-base]; n == 0 for forgotten refs
+	mu    sync.RWMutex
+	seed  maphash.Seed
+	index fpIndex
+	byRef []span // byRef[ref-base]; n == 0 for forgotten refs
 	// seen[ref-base] is the newest segment with a record of the series
 	// (its samples or its Series record). It is written under the WAL's
 	// mu without t.mu, and read by truncation, which excludes writers.

@@ -50,16 +50,16 @@ type WAL struct {
 	gcMu sync.RWMutex
 
 	// mu serialises writes, rotation and the bookkeeping of positions.
-	mu     sync.Mutex
-	seg    *segmentWriter  // the head segment; replaced under segMu
-	head   Position        // just past the last record written
-	first  int             // oldest segment on disk
-	sizes  map[int]int64   // sizes of sealed segments
+	mu    sync.Mutex
+	seg   *segmentWriter // the head segment; replaced under segMu
+	head  Position       // just past the last record written
+	first int            // oldest segment on disk
+	sizes map[int]int64  // sizes of sealed segments
 	// sealedAt holds when each segment on disk, and each deleted one
 	// within Options.SeriesGrace, was sealed (for those replayed: when
 	// the log was opened).
 	sealedAt map[int]time.Time
-	cpSize int64           // bytes of the checkpoint chain
+	cpSize   int64 // bytes of the checkpoint chain
 	// refStart maps each segment on disk to the next ref when it began:
 	// every Series record in earlier segments has a smaller ref.
 	refStart map[int]Ref
