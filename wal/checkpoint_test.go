@@ -32,6 +32,27 @@ func checkpointSeries(t *testing.T, dir string, cp int) int {
 	return n
 }
 
+// smallSegments returns options with one-page segments, so that a few
+// rounds fill several.
+func smallSegments(grace time.Duration) Options {
+	opts := DefaultOptions()
+	opts.SegmentSize = pageSize
+	opts.SeriesGrace = grace
+	return opts
+}
+
+// openWithReader opens a WAL in dir with a reader "a" from its oldest
+// segment.
+func openWithReader(t *testing.T, dir string, opts Options) (*WAL, *Reader) {
+	t.Helper()
+	w := openTest(t, dir, opts)
+	r, err := w.NewReader("a", w.Oldest(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, r
+}
+
 // truncateRounds appends rounds of one sample to each of series [from, to),
 // then has a reader commit everything and truncates. It returns the
 // resulting checkpoint chain.
@@ -54,13 +75,8 @@ func truncateRounds(t *testing.T, w *WAL, r *Reader, from, to int, ts0 int64, ro
 
 func TestCheckpointChainHoldsOnlyNewSeries(t *testing.T) {
 	dir := t.TempDir()
-	opts := DefaultOptions()
-	opts.SegmentSize = pageSize
-	w := openTest(t, dir, opts)
-	r, err := w.NewReader("a", w.Oldest(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	opts := smallSegments(DefaultOptions().SeriesGrace)
+	w, r := openWithReader(t, dir, opts)
 
 	// 100 series: the first checkpoint is full.
 	chain := truncateRounds(t, w, r, 0, 100, 1, 40)
@@ -85,16 +101,12 @@ func TestCheckpointChainHoldsOnlyNewSeries(t *testing.T) {
 
 	// A restart reads the chain: a reader from the oldest segment knows
 	// every series, and truncation goes on extending the same chain.
-	w = openTest(t, dir, opts)
+	w, r = openWithReader(t, dir, opts)
 	defer w.Close()
+	defer r.Close()
 	if n := w.series.len(); n != 120 {
 		t.Fatalf("series after restart: %d, want 120", n)
 	}
-	r, err = w.NewReader("a", w.Oldest(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
 	if err := w.Append(batchOf(0, 130, 300)); err != nil {
 		t.Fatal(err)
 	}
@@ -134,15 +146,8 @@ func TestCheckpointChainHoldsOnlyNewSeries(t *testing.T) {
 
 func TestCheckpointChainRewrittenWhenMostlyForgotten(t *testing.T) {
 	dir := t.TempDir()
-	opts := DefaultOptions()
-	opts.SegmentSize = pageSize
-	opts.SeriesGrace = 0 // forget at once
-	w := openTest(t, dir, opts)
+	w, r := openWithReader(t, dir, smallSegments(0)) // forget at once
 	defer w.Close()
-	r, err := w.NewReader("a", w.Oldest(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer r.Close()
 	// Series churn: each step replaces 20 of 100 active series.
 	var chains [][]int
@@ -184,13 +189,8 @@ func TestCheckpointChainRewrittenWhenMostlyForgotten(t *testing.T) {
 
 func TestOpenRejectsChainWithMissingMember(t *testing.T) {
 	dir := t.TempDir()
-	opts := DefaultOptions()
-	opts.SegmentSize = pageSize
-	w := openTest(t, dir, opts)
-	r, err := w.NewReader("a", w.Oldest(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	opts := smallSegments(DefaultOptions().SeriesGrace)
+	w, r := openWithReader(t, dir, opts)
 	truncateRounds(t, w, r, 0, 50, 1, 100)
 	chain := truncateRounds(t, w, r, 0, 60, 200, 100)
 	r.Close()
@@ -210,9 +210,7 @@ func TestOpenRejectsChainWithMissingMember(t *testing.T) {
 // through truncation within SeriesGrace, and is forgotten after.
 func TestSeriesKeptWithinGrace(t *testing.T) {
 	dir := t.TempDir()
-	opts := DefaultOptions()
-	opts.SegmentSize = pageSize
-	opts.SeriesGrace = time.Minute
+	opts := smallSegments(time.Minute)
 	clock := time.Unix(1_700_000_000, 0)
 	w, err := Open(dir, opts, nil, nil, func() time.Time { return clock })
 	if err != nil {

@@ -606,14 +606,8 @@ func TestShapeARequests(t *testing.T) {
 		problems []string
 	)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		raw, err := snappy.Decode(nil, body)
-		var req prompb.WriteRequest
-		if err == nil {
-			err = req.Unmarshal(raw)
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+		req, ok := readWriteRequest(w, r)
+		if !ok {
 			return
 		}
 		mu.Lock()
@@ -959,14 +953,8 @@ func TestVerifyCatchesWrongGeneration(t *testing.T) {
 			rcvURL := "http://" + ln.Addr().String() + "/api/v1/write"
 			var tampered atomic.Bool
 			proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				body, _ := io.ReadAll(r.Body)
-				raw, err := snappy.Decode(nil, body)
-				var req prompb.WriteRequest
-				if err == nil {
-					err = req.Unmarshal(raw)
-				}
-				if err != nil {
-					http.Error(w, err.Error(), http.StatusBadRequest)
+				req, ok := readWriteRequest(w, r)
+				if !ok {
 					return
 				}
 				for _, s := range req.Timeseries {
@@ -984,7 +972,7 @@ func TestVerifyCatchesWrongGeneration(t *testing.T) {
 						s.Labels[gl].Value = sh.genValue(n, int(slot), gen-1)
 					}
 				}
-				raw, _ = req.Marshal()
+				raw, _ := req.Marshal()
 				resp, err := http.Post(rcvURL, "application/x-protobuf", bytes.NewReader(snappy.Encode(nil, raw)))
 				if err != nil {
 					http.Error(w, err.Error(), http.StatusBadGateway)
@@ -1158,4 +1146,20 @@ func TestRSSLogAndChart(t *testing.T) {
 	if err != nil || !strings.Contains(string(svg), "ferry-load itself") {
 		t.Errorf("svg: %v\n%.200s", err, svg)
 	}
+}
+
+// readWriteRequest decodes a Remote-Write 1.0 request, or answers 400 and
+// returns false.
+func readWriteRequest(w http.ResponseWriter, r *http.Request) (*prompb.WriteRequest, bool) {
+	body, _ := io.ReadAll(r.Body)
+	raw, err := snappy.Decode(nil, body)
+	var req prompb.WriteRequest
+	if err == nil {
+		err = req.Unmarshal(raw)
+	}
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	return &req, true
 }
