@@ -600,6 +600,7 @@ func walOptions(c WALConfig) (wal.Options, error) {
 	o.SegmentSize = int64(c.SegmentSize)
 	o.MaxSize = int64(c.MaxSize)
 	o.MinFree = int64(c.MinFreeDisk)
+	o.SeriesGrace = time.Duration(c.SeriesRetention)
 	o.WhenFull = wal.DropOldest
 	if c.WhenFull == "backpressure" {
 		o.WhenFull = wal.Backpressure

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferrymetrics/ferry/agent/scrape"
 	"github.com/ferrymetrics/ferry/downsample"
+	"github.com/ferrymetrics/ferry/wal"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/exporter-toolkit/web"
@@ -110,6 +111,10 @@ type WALConfig struct {
 	MinFreeDisk Bytes  `yaml:"min_free_disk"`
 	WhenFull    string `yaml:"when_full"` // drop_oldest | backpressure
 	Compression string `yaml:"compression"`
+	// SeriesRetention is how long a series stays in memory after its last
+	// sample's segment was sealed: longer than the slowest scrape interval,
+	// so that a series keeps its ref between samples.
+	SeriesRetention model.Duration `yaml:"series_retention"`
 }
 
 // Bytes is a size in bytes; YAML accepts plain integers and units
@@ -172,6 +177,8 @@ func DefaultConfig() Config {
 			MaxSize:      10 << 30,
 			WhenFull:     "drop_oldest",
 			Compression:  "none",
+
+			SeriesRetention: model.Duration(wal.DefaultOptions().SeriesGrace),
 		},
 		ShutdownTimeout: model.Duration(30 * time.Second),
 	}
@@ -439,6 +446,9 @@ func (c *Config) validate() []pathError {
 	}
 	if w.Compression != "none" && w.Compression != "snappy" && w.Compression != "zstd" {
 		add("wal.compression", "%q: must be none, snappy or zstd", w.Compression)
+	}
+	if w.SeriesRetention < 0 {
+		add("wal.series_retention", "%s: must not be negative", w.SeriesRetention)
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown_timeout", "must be positive")

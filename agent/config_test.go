@@ -114,6 +114,7 @@ var fullConfig = yamlDoc(
 	"  max_size: 10GiB",
 	"  when_full: backpressure",
 	"  compression: zstd",
+	"  series_retention: 10m",
 	"shutdown_timeout: 1m",
 	"remote_write:",
 	"  - name: mimir",
@@ -165,6 +166,7 @@ func TestParseConfigFull(t *testing.T) {
 	check("wal", cfg.WAL, WALConfig{
 		Sync: "interval", SyncInterval: model.Duration(250 * time.Millisecond),
 		SegmentSize: 32 << 20, MaxSize: 10 << 30, WhenFull: "backpressure", Compression: "zstd",
+		SeriesRetention: model.Duration(10 * time.Minute),
 	})
 	check("shutdown_timeout", cfg.ShutdownTimeout, model.Duration(time.Minute))
 
