@@ -101,14 +101,11 @@ type Compactor struct {
 	cancel    context.CancelFunc
 	mu        sync.Mutex // serialises commits with Stop
 	// idleMs is how long a series without samples keeps its state once
-	// its windows closed: two of the longest windows plus max_delay, and
-	// at least minIdle.
+	// its windows closed: two of the longest windows plus max_delay, so
+	// that a series sampled less often than its windows keeps its counter
+	// total between samples.
 	idleMs int64
 }
-
-// minIdle is the least time a silent series keeps its window state, so
-// that a series scraped slowly keeps its counter total between samples.
-const minIdle = 15 * time.Minute
 
 type metrics struct {
 	samples   prometheus.Counter
@@ -167,9 +164,8 @@ func New(cfg Config, policies []StoragePolicy, db *pebble.DB, w *wal.WAL, o Opti
 		c.logs = append(c.logs, l)
 		c.policies = append(c.policies, byRes[r])
 	}
-	c.idleMs = int64(minIdle / time.Millisecond)
 	if len(resolutions) > 0 {
-		c.idleMs = max(c.idleMs, 2*resolutions[len(resolutions)-1]+int64(time.Duration(cfg.MaxDelay)/time.Millisecond))
+		c.idleMs = 2*resolutions[len(resolutions)-1] + int64(time.Duration(cfg.MaxDelay)/time.Millisecond)
 	}
 	c.pending = make([][]pendingSample, len(c.logs))
 	c.types, c.newTypes = map[string]uint8{}, map[string]uint8{}

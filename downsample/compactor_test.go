@@ -994,3 +994,59 @@ func TestDepartedRollupSeriesReleasedAfterDelivery(t *testing.T) {
 	}
 	it.Close()
 }
+
+// A series that stopped keeps its window state until its windows closed and
+// two windows plus max_delay passed without a sample, and then leaves
+// memory and the state database; one that goes on keeps its state.
+func TestDepartedSeriesStateDropped(t *testing.T) {
+	e := newEnv(t)
+	e.clock.Store(10_000)
+	var pts []point
+	for i := range 10 {
+		pts = append(pts, point{"gone", 0, int64(i) * 1000, float64(i)}, point{"stays", 1, int64(i) * 1000, float64(i)})
+	}
+	e.append(pts)
+	c := e.compactor(Config{CommitInterval: model.Duration(time.Hour), MaxDelay: model.Duration(time.Second)}, policy(10*time.Second, time.Hour, true))
+	commit := func() {
+		t.Helper()
+		for drain(t, c, 8) > 0 {
+			if err := c.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit()
+	if n := c.series.len(); n != 2 {
+		t.Fatalf("%d series with state, want 2", n)
+	}
+	// 15 s on (less than two windows plus max_delay): both kept, though
+	// the stopped series' windows closed.
+	e.clock.Store(25_000)
+	e.append([]point{{"stays", 1, 25_000, 25}})
+	commit()
+	if n := c.series.len(); n != 2 {
+		t.Fatalf("within two windows: %d series with state, want 2", n)
+	}
+	// 30 s on: the stopped series goes, with its keys.
+	e.clock.Store(40_000)
+	e.append([]point{{"stays", 1, 40_000, 40}})
+	commit()
+	if n := c.series.len(); n != 1 {
+		t.Fatalf("after two windows: %d series with state, want 1", n)
+	}
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: prefixState, UpperBound: append(slices.Clone(prefixState), 0xff)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := 0
+	for it.First(); it.Valid(); it.Next() {
+		keys++
+	}
+	it.Close()
+	if keys != 1 {
+		t.Fatalf("%d window states in the state database, want 1", keys)
+	}
+}

@@ -69,8 +69,8 @@
 // What departed series hold is freed, so that churn does not grow memory:
 //
 //   - A WAL series' window state goes once its windows closed and it had no
-//     sample for two of the longest windows plus max_delay (at least 15
-//     minutes); if it comes back, its counter total starts again.
+//     sample for two of the longest windows plus max_delay; if it comes
+//     back, its counter total starts again.
 //   - A rollup series' labels leave memory once every open reader read its
 //     newest entry and two windows passed without a rollup of it
 //     (ferry_downsample_rollup_series_released_total). They stay under
