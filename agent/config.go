@@ -239,14 +239,15 @@ func LoadConfigFile(path string) (*Config, error) {
 		}
 	}
 	// Relative credential and certificate files are relative to the
-	// configuration file, as in Prometheus.
+	// configuration file, as in Prometheus, and so are those of azuread
+	// and google_iam, which Prometheus takes as they are.
 	for i := range cfg.RemoteWrite {
 		rw := &cfg.RemoteWrite[i]
-		rw.HTTPClientConfig.SetDirectory(dir)
+		rw.SetDirectory(dir)
 		// The files the endpoint's client reads, and the client itself,
 		// exactly as run builds it.
 		label := fmt.Sprintf("remote_write[%d] (%s)", i, rw.Name)
-		for _, f := range endpointFiles(rw.HTTPClientConfig) {
+		for _, f := range endpointFiles(rw) {
 			if err := readable(f[1]); err != nil {
 				errs = append(errs, ConfigError{File: path, Line: lines().find(fmt.Sprintf("remote_write.%d.%s", i, f[0])),
 					Msg: fmt.Sprintf("%s: %s: %v", label, f[0], err)})

@@ -503,6 +503,31 @@ func TestParseConfigErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "bad tenant",
+			yaml: yamlDoc(
+				"remote_write:",                            // 1
+				"  - name: a",                              // 2
+				"    url: http://a.example/api/v1/push",    // 3
+				"    headers: {x-scope-orgid: fixed}",      // 4
+				"    tenant:",                              // 5
+				"      label: __tenant",                    // 6
+				"      default: \"a\\nb\"",                 // 7
+				"  - name: b",                              // 8
+				"    url: http://b.example/api/v1/push",    // 9
+				"    tenant: {label: team, header: X Org}", // 10
+				"  - name: c",                              // 11
+				"    url: http://c.example/api/v1/push",    // 12
+				"    tenant: {header: X-Org}",              // 13
+			),
+			want: []wantErr{
+				{6, `remote_write[0] (a): tenant.label "__tenant": must be a label name, not starting with __`},
+				{7, `remote_write[0] (a): tenant.default "a\nb": a header value cannot hold control characters`},
+				{4, "remote_write[0] (a): headers set x-scope-orgid, the tenant header"},
+				{10, `remote_write[1] (b): tenant.header "X Org": not a valid HTTP header name`},
+				{13, `remote_write[2] (c): tenant.label "": must be a label name`},
+			},
+		},
+		{
 			name: "the same bad size twice",
 			yaml: yamlDoc(
 				"receiver:",

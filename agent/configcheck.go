@@ -226,8 +226,10 @@ func checkPort(port string) error {
 }
 
 // endpointFiles returns the files an endpoint's HTTP client reads, by
-// their YAML paths under the endpoint.
-func endpointFiles(hc config.HTTPClientConfig) [][2]string {
+// their YAML paths under the endpoint. sigv4 names none: its profile and
+// role_arn are looked up in AWS' own configuration.
+func endpointFiles(rw *RemoteWriteConfig) [][2]string {
+	hc := rw.HTTPClientConfig
 	var out [][2]string
 	add := func(path, file string) {
 		if file != "" {
@@ -253,6 +255,20 @@ func endpointFiles(hc config.HTTPClientConfig) [][2]string {
 	}
 	add("bearer_token_file", hc.BearerTokenFile)
 	tls("tls_config.", hc.TLSConfig)
+	if a := rw.AzureADConfig; a != nil {
+		// managed_identity, oauth (its client_secret is inline) and sdk
+		// read no file of their own.
+		if w := a.WorkloadIdentity; w != nil {
+			add("azuread.workload_identity.token_file_path", w.TokenFilePath)
+		}
+		if c := a.Certificate; c != nil {
+			add("azuread.certificate.certificate_path", c.CertificatePath)
+			add("azuread.certificate.certificate_key_path", c.CertificateKeyPath)
+		}
+	}
+	if g := rw.GoogleIAMConfig; g != nil {
+		add("google_iam.credentials_file", g.CredentialsFile)
+	}
 	return out
 }
 

@@ -2,13 +2,16 @@ package agent
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ferrymetrics/ferry/downsample"
 	"github.com/ferrymetrics/ferry/sender"
 	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/storage/remote/googleiam"
 )
 
 // RemoteWriteConfig is one endpoint: a Prometheus remote_write entry plus
@@ -29,6 +32,9 @@ type RemoteWriteConfig struct {
 	// StoragePolicy, if set, makes the endpoint receive rollups of this
 	// resolution instead of raw samples.
 	StoragePolicy *downsample.StoragePolicy `yaml:"storage_policy,omitempty"`
+	// Tenant, if set, sends each series under the tenant a label of it
+	// names, one request per tenant.
+	Tenant *TenantConfig `yaml:"tenant,omitempty"`
 
 	// ProtobufMessage picks the protocol: sender.MessageV1 (Remote-Write
 	// 1.0, the default) or sender.MessageV2 (Remote-Write 2.0, which falls
@@ -42,6 +48,15 @@ type RemoteWriteConfig struct {
 	MetadataConfig       MetadataConfig `yaml:"metadata_config,omitempty"`
 
 	HTTPClientConfig config.HTTPClientConfig `yaml:",inline"`
+	// Cloud authentication, as in Prometheus' remote_write (see auth.go):
+	// an endpoint uses at most one of these, basic_auth, authorization and
+	// oauth2.
+	SigV4Config     *SigV4Config      `yaml:"sigv4,omitempty"`
+	AzureADConfig   *AzureADConfig    `yaml:"azuread,omitempty"`
+	GoogleIAMConfig *googleiam.Config `yaml:"google_iam,omitempty"`
+	// RoundRobinDNS connects each new connection to one of the url host's
+	// addresses at random (see roundRobinDial).
+	RoundRobinDNS bool `yaml:"round_robin_dns,omitempty"`
 }
 
 // QueueConfig tunes batching, sharding and retries, with Prometheus' names
@@ -60,6 +75,11 @@ type QueueConfig struct {
 	MaxBackoff        model.Duration `yaml:"max_backoff,omitempty"`
 	// RetryOnRateLimit retries 429 answers; when false they drop the batch.
 	RetryOnRateLimit *bool `yaml:"retry_on_http_429,omitempty"`
+	// SampleAgeLimit, if set, drops samples older than this instead of
+	// sending them (counted with reason too_old), as Prometheus does: a
+	// receiver that refuses old samples with a 5xx would otherwise be
+	// retried forever after a long outage. 0 (the default) is no limit.
+	SampleAgeLimit model.Duration `yaml:"sample_age_limit,omitempty"`
 }
 
 // MetadataConfig is Prometheus' remote_write metadata_config. Ferry sends
@@ -72,6 +92,60 @@ type MetadataConfig struct {
 	Send              *bool          `yaml:"send,omitempty"`
 	SendInterval      model.Duration `yaml:"send_interval,omitempty"`
 	MaxSamplesPerSend int            `yaml:"max_samples_per_send,omitempty"`
+}
+
+// TenantConfig makes an endpoint multi-tenant, as Mimir, Cortex, Thanos
+// and Loki receivers are: each series is sent under the tenant its Label
+// names (after external_labels and write_relabel_configs), in Header; a
+// batch holding several tenants' series is sent as one request per tenant.
+type TenantConfig struct {
+	Label string `yaml:"label"`
+	// Header defaults to DefaultTenantHeader.
+	Header string `yaml:"header,omitempty"`
+	// Default is the tenant of series without Label; when empty they are
+	// sent without Header.
+	Default string `yaml:"default,omitempty"`
+	// DropLabel removes Label from the series sent.
+	DropLabel bool `yaml:"drop_label,omitempty"`
+}
+
+// DefaultTenantHeader is the header Mimir, Cortex and Loki read the tenant
+// from.
+const DefaultTenantHeader = "X-Scope-OrgID"
+
+// validate reports every problem with t, whose defaults are applied.
+func (t *TenantConfig) validate(headers map[string]string) []error {
+	var errs []error
+	if t.Label == "" || !model.UTF8Validation.IsValidLabelName(t.Label) || strings.HasPrefix(t.Label, "__") {
+		errs = append(errs, fmt.Errorf("tenant.label %q: must be a label name, not starting with __", t.Label))
+	}
+	if !validHeaderName(t.Header) {
+		errs = append(errs, fmt.Errorf("tenant.header %q: not a valid HTTP header name", t.Header))
+	}
+	if strings.ContainsFunc(t.Default, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+		errs = append(errs, fmt.Errorf("tenant.default %q: a header value cannot hold control characters", t.Default))
+	}
+	for h := range headers {
+		if strings.EqualFold(h, t.Header) {
+			errs = append(errs, fmt.Errorf("headers set %s, the tenant header: tenant sets it per series", h))
+		}
+	}
+	return errs
+}
+
+// validHeaderName reports whether s is an HTTP header name (an RFC 9110
+// token).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // Start positions for a new endpoint.
@@ -144,6 +218,9 @@ func (c *RemoteWriteConfig) applyDefaults() {
 		q.MaxBackoff = d.MaxBackoff
 	}
 	q.RetryOnRateLimit = orTrue(q.RetryOnRateLimit)
+	if c.Tenant != nil && c.Tenant.Header == "" {
+		c.Tenant.Header = DefaultTenantHeader
+	}
 }
 
 // orTrue returns b, or a pointer to true if b is unset.
@@ -155,9 +232,11 @@ func orTrue(b *bool) *bool {
 	return &t
 }
 
-// UnmarshalYAML starts from the HTTP client's defaults, as Prometheus does.
+// UnmarshalYAML starts from Prometheus 3's remote-write HTTP client
+// defaults: redirects followed, HTTP/2 off unless enable_http2 is true
+// (common's defaults, for scraping, turn it on).
 func (c *RemoteWriteConfig) UnmarshalYAML(unmarshal func(any) error) error {
-	*c = RemoteWriteConfig{HTTPClientConfig: config.DefaultHTTPClientConfig}
+	*c = RemoteWriteConfig{HTTPClientConfig: promconfig.DefaultRemoteWriteHTTPClientConfig}
 	type plain RemoteWriteConfig
 	return unmarshal((*plain)(c))
 }
@@ -207,6 +286,12 @@ func (c *RemoteWriteConfig) validate() []error {
 	if q.MinBackoff <= 0 || q.MaxBackoff < q.MinBackoff {
 		add("queue_config: min_backoff (%s) must be positive and at most max_backoff (%s)", q.MinBackoff, q.MaxBackoff)
 	}
+	if q.SampleAgeLimit < 0 {
+		add("queue_config.sample_age_limit (%s) must not be negative", q.SampleAgeLimit)
+	}
+	if c.Tenant != nil {
+		errs = append(errs, c.Tenant.validate(c.Headers)...)
+	}
 	if c.RemoteTimeout <= 0 {
 		add("remote_timeout must be positive")
 	}
@@ -219,6 +304,7 @@ func (c *RemoteWriteConfig) validate() []error {
 			add("write_relabel_configs[%d]: %w", i, err)
 		}
 	}
+	errs = append(errs, c.validateAuth()...)
 	if err := c.HTTPClientConfig.Validate(); err != nil {
 		add("%w", err)
 	}
@@ -228,6 +314,14 @@ func (c *RemoteWriteConfig) validate() []error {
 		}
 	}
 	return errs
+}
+
+// senderTenant is t as the sender takes it; nil if t is.
+func (t *TenantConfig) senderTenant() *sender.Tenant {
+	if t == nil {
+		return nil
+	}
+	return &sender.Tenant{Label: t.Label, Header: t.Header, Default: t.Default, DropLabel: t.DropLabel}
 }
 
 // checkpointKey names the endpoint's stored checkpoint: cursors of the WAL
@@ -243,7 +337,7 @@ func (c *RemoteWriteConfig) checkpointKey() string {
 // senderConfig is what the endpoint's sender needs of c, a loaded (and so
 // defaulted and valid) entry.
 func (c *RemoteWriteConfig) senderConfig(userAgent string) (sender.Config, error) {
-	client, err := config.NewClientFromConfig(c.HTTPClientConfig, "remote_write_"+c.Name, config.WithUserAgent(userAgent))
+	client, err := c.httpClient(userAgent)
 	if err != nil {
 		return sender.Config{}, fmt.Errorf("endpoint %q: build HTTP client: %w", c.Name, err)
 	}
@@ -275,6 +369,8 @@ func (c *RemoteWriteConfig) senderConfig(userAgent string) (sender.Config, error
 			MinBackoff:        time.Duration(q.MinBackoff),
 			MaxBackoff:        time.Duration(q.MaxBackoff),
 			RetryOnRateLimit:  *q.RetryOnRateLimit,
+			SampleAgeLimit:    time.Duration(q.SampleAgeLimit),
 		},
+		Tenant: c.Tenant.senderTenant(),
 	}, nil
 }

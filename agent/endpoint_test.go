@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -89,5 +91,60 @@ func TestRemoteWriteSenderConfig(t *testing.T) {
 	if rolled.CheckpointKey != "rolled@rollup:5m:60d" || rolled.Protocol != sender.RemoteWrite1 || rolled.StartAtHead ||
 		!rolled.Queue.RetryOnRateLimit {
 		t.Fatalf("rolled: %+v", rolled)
+	}
+}
+
+// sample_age_limit and tenant reach the sender; the tenant header
+// defaults to X-Scope-OrgID, and `ferry check config` (LoadConfigFile)
+// accepts both.
+func TestRemoteWriteSampleAgeLimitAndTenant(t *testing.T) {
+	data := yamlDoc(
+		"remote_write:",
+		"  - name: mimir",
+		"    url: http://127.0.0.1:9009/api/v1/push",
+		"    queue_config: {sample_age_limit: 2h}",
+		"    tenant:",
+		"      label: tenant",
+		"      default: anonymous",
+		"      drop_label: true",
+		"  - name: thanos",
+		"    url: http://127.0.0.1:19291/api/v1/receive",
+		"    tenant: {label: team, header: THANOS-TENANT}",
+		"  - name: plain",
+		"    url: http://127.0.0.1:9090/api/v1/write",
+	)
+	path := filepath.Join(t.TempDir(), "ferry.yml")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfigFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct {
+		age    time.Duration
+		tenant *sender.Tenant
+	}{
+		{2 * time.Hour, &sender.Tenant{Label: "tenant", Header: "X-Scope-OrgID", Default: "anonymous", DropLabel: true}},
+		{0, &sender.Tenant{Label: "team", Header: "THANOS-TENANT"}},
+		{0, nil},
+	} {
+		sc, err := cfg.RemoteWrite[i].senderConfig("ferry/test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sc.Queue.SampleAgeLimit != want.age {
+			t.Errorf("%s: sample age limit %s, want %s", sc.Name, sc.Queue.SampleAgeLimit, want.age)
+		}
+		if (sc.Tenant == nil) != (want.tenant == nil) || sc.Tenant != nil && *sc.Tenant != *want.tenant {
+			t.Errorf("%s: tenant %+v, want %+v", sc.Name, sc.Tenant, want.tenant)
+		}
+	}
+	// A negative limit cannot be written in YAML (durations have no
+	// sign), but is refused all the same.
+	rw := cfg.RemoteWrite[2]
+	rw.QueueConfig.SampleAgeLimit = -1
+	if errs := rw.validate(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "sample_age_limit") {
+		t.Errorf("negative sample_age_limit: %v", errs)
 	}
 }

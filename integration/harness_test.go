@@ -379,6 +379,9 @@ type pusher struct {
 	acked  map[string][]int64
 	ackedN int
 	status map[int]int
+	// extra, if set, gives series i labels besides __name__, id and job;
+	// their names must sort after "job".
+	extra func(i int) []prompb.Label
 }
 
 func newPusher(addr string, series int) *pusher {
@@ -405,6 +408,9 @@ func (p *pusher) pushSamples(tss []int64, from, to int) (int, http.Header) {
 			{Name: "id", Value: seriesID(i)},
 			{Name: "job", Value: "e2e"},
 		}}
+		if p.extra != nil {
+			ts.Labels = append(ts.Labels, p.extra(i)...)
+		}
 		for _, t := range tss {
 			ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: t, Value: float64(t)})
 		}

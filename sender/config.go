@@ -46,6 +46,25 @@ type Config struct {
 	SendMetadata       bool
 	MaxMetadataPerSend int
 	Queue              Queue
+	// Tenant, if set, sends each series under the tenant its labels name
+	// (see the package documentation).
+	Tenant *Tenant
+}
+
+// Tenant splits an endpoint's requests by tenant, as multi-tenant
+// receivers (Mimir, Cortex, Thanos, Loki) take them: one request per
+// tenant, naming it in a header.
+type Tenant struct {
+	// Label is the series label whose value names the series' tenant, as
+	// the series is sent (after external labels and write_relabel_configs).
+	Label string
+	// Header carries the tenant, e.g. X-Scope-OrgID.
+	Header string
+	// Default is the tenant of series without Label; when empty, such
+	// series are sent without Header.
+	Default string
+	// DropLabel removes Label from the series sent.
+	DropLabel bool
 }
 
 // Queue tunes batching, sharding and retries, with the meanings of
@@ -63,6 +82,10 @@ type Queue struct {
 	MinBackoff, MaxBackoff time.Duration
 	// RetryOnRateLimit retries 429 answers; when false they drop the batch.
 	RetryOnRateLimit bool
+	// SampleAgeLimit, if positive, drops samples, histograms and
+	// exemplars older than this (by the sender's clock) instead of sending
+	// them: checked when a request is built and before each retry.
+	SampleAgeLimit time.Duration
 }
 
 // Protocol is a Remote-Write version.
@@ -108,6 +131,12 @@ func (c *Config) check() error {
 	if q.Capacity < 1 || q.MinShards < 1 || q.MaxShards < q.MinShards || q.MaxSamplesPerSend < 1 ||
 		q.MinBackoff <= 0 || q.MaxBackoff < q.MinBackoff || c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("queue or timeout not set: %+v, timeout %s", q, c.Timeout))
+	}
+	if q.SampleAgeLimit < 0 {
+		errs = append(errs, fmt.Errorf("negative sample age limit %s", q.SampleAgeLimit))
+	}
+	if t := c.Tenant; t != nil && (t.Label == "" || t.Header == "") {
+		errs = append(errs, fmt.Errorf("tenant without label or header: %+v", *t))
 	}
 	return errors.Join(errs...)
 }

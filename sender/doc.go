@@ -17,8 +17,9 @@
 //
 // Every sample in the WAL reaches the endpoint at least once, unless the
 // endpoint refuses it for good (a 4xx other than 429), write_relabel_configs
-// drop it, or the WAL's disk cap deletes it before it was delivered; each of
-// those is counted in ferry_sender_samples_failed_total or
+// drop it, it is older than sample_age_limit when it would be sent, or the
+// WAL's disk cap deletes it before it was delivered; each of those is
+// counted in ferry_sender_samples_failed_total or
 // ferry_sender_samples_dropped_total and logged. "Samples" here are float
 // samples and native histograms; exemplars travel the same way, are
 // acknowledged and checkpointed the same way, and have counters of their
@@ -41,10 +42,10 @@
 // Items carry their series' labels in wire form (wal.Entry.Wire), which a
 // 1.0 request copies as it is and a 2.0 encoder reads its symbols from. An
 // endpoint that changes labels (external_labels, write_relabel_configs, a
-// drop rule) works out each series' labels once and keeps them, marshalled, in a memo keyed
-// by ref; the memo forgets series not seen for two rounds of lookups (a
-// round is at least four lookups per remembered series), so churned series
-// leave it.
+// drop rule) or splits requests by tenant works out each series' labels and
+// tenant once and keeps them, marshalled, in a memo keyed by ref; the memo
+// forgets series not seen for two rounds of lookups (a round is at least
+// four lookups per remembered series), so churned series leave it.
 //
 // # Protocols
 //
@@ -141,6 +142,42 @@
 // 4xx drops the batch. Dropped samples are counted and the endpoint's
 // message is logged (the first time in full, then at most every 10
 // seconds).
+//
+// # Old samples
+//
+// queue_config.sample_age_limit (0, the default, is no limit) keeps samples,
+// histograms and exemplars older than the limit, by the sender's clock,
+// from the endpoint: a shard checks its batch when it builds the request and
+// again before every retry, so a batch retried through a long outage sheds
+// what aged past the limit and sends the rest. What it sheds is counted in
+// ferry_sender_samples_dropped_total and ferry_sender_exemplars_dropped_total
+// with reason too_old, logged (at most every 10 seconds), and checkpointed
+// as delivered: a batch left empty is done. Without a limit, a receiver
+// that answers 5xx to samples it finds too old (Thanos does) is retried
+// forever.
+//
+// # Tenants
+//
+// An endpoint with a tenant label sends each series under the tenant the
+// label names, as its labels are sent (after external_labels and
+// write_relabel_configs), in the tenant header (X-Scope-OrgID by default);
+// a series without the label goes to the default tenant, or without the
+// header if there is none, and drop_label removes the label from what is
+// sent. A series whose tenant holds control characters cannot be sent in a
+// header: it is dropped, counted with reason tenant. A shard splits each
+// batch by tenant and sends one request per tenant, in turn, each retried,
+// split, refused or fallen back as above on its own: a 4xx for one tenant
+// fails only that tenant's items. Series keep their shard and their order;
+// the checkpoint passes an entry only once every tenant's request holding
+// its items was acknowledged. A tenant whose requests keep failing holds
+// up its shard (the other tenants' series on it included), not the other
+// shards, until its shard's queue is full: then reading waits, as for any
+// failing shard; sample_age_limit bounds how long. The endpoint counts as
+// failing while any tenant's request is being retried.
+// ferry_sender_tenant_samples_sent_total{tenant} counts the samples each
+// tenant acknowledged, for the first 100 tenants of the endpoint (by first
+// appearance); the others are counted together under tenant "_other".
+// Every other metric is the endpoint's, as without tenants.
 //
 // # Checkpoints
 //

@@ -20,7 +20,8 @@ const (
 	kindExemplar                  // an exemplar: t, v, ex
 )
 
-// item is one sample, native histogram or exemplar waiting in a shard.
+// item is one sample, native histogram or exemplar waiting in a shard. t
+// is the timestamp of any of them.
 type item struct {
 	wire []byte // the series' labels in wire form, shared: never modified
 	ref  uint64
@@ -30,6 +31,10 @@ type item struct {
 	rec  uint64 // sequence number of the WAL record it came from
 	x    *extra // a histogram's or an exemplar's data; nil for a float sample
 	kind itemKind
+	// tenant is the series' tenant's index in the sender's tenantTable,
+	// for an endpoint that splits requests by tenant. It fits in what
+	// would be padding.
+	tenant uint32
 }
 
 // extra is the part of a histogram or an exemplar that does not fit the
@@ -645,6 +650,31 @@ func histogramLenV1(h []byte) int {
 		off = end
 	}
 	return n
+}
+
+// histogramTimestampField is the timestamp of prometheus.Histogram and
+// io.prometheus.write.v2.Histogram, a varint.
+const histogramTimestampField = 15
+
+// histogramTimestamp returns the timestamp (ms) of the protobuf Histogram
+// message h, or 0 if it has none or does not parse.
+func histogramTimestamp(h []byte) int64 {
+	for off := 0; off < len(h); {
+		num, end, ok := nextField(h, off)
+		if !ok {
+			return 0
+		}
+		if num == histogramTimestampField {
+			tag, n := binary.Uvarint(h[off:])
+			if tag&7 != 0 {
+				return 0
+			}
+			v, _ := binary.Uvarint(h[off+n:])
+			return int64(v)
+		}
+		off = end
+	}
+	return 0
 }
 
 // appendHistogramV1 appends h less its start_timestamp field; it agrees

@@ -55,6 +55,14 @@ func (h *health) succeeded(now time.Time, sent int64) (time.Duration, bool) {
 	return d, true
 }
 
+// delivered records a successful send while the endpoint is still
+// failing (a request of another tenant is being retried).
+func (h *health) delivered(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastSuccess = now
+}
+
 // caughtUp ends a catch-up when nothing is left to send; it returns the
 // samples sent since recovery and how long that took, and true, once.
 func (h *health) caughtUp(now time.Time, sent int64) (int64, time.Duration, bool) {

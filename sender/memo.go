@@ -13,6 +13,9 @@ import (
 // by every endpoint, and a 1.0 request copies it as it is. Endpoints that
 // change labels (external labels, write_relabel_configs, drop rules) go
 // through a seriesMemo instead, which marshals each series' labels once per endpoint.
+// So do endpoints that split requests by tenant: the memo keeps each
+// series' tenant too, and its labels without the tenant label when the
+// endpoint drops it.
 
 // wireLabel reads the label at w[off:] of labels in wire form and returns
 // its name and value, views of w, and the offset of the next label.
@@ -29,15 +32,19 @@ func wireName(w []byte) string { return view(model.WireName(w)) }
 func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // seriesInfo is what an endpoint knows of a series it changes the labels
-// of: the labels it sends, in wire form. The shared droppedByRelabel and
-// droppedByRule stand for series it does not send.
+// of or finds the tenant of: the labels it sends, in wire form, and the
+// index of its tenant in the sender's tenantTable. The shared
+// droppedByRelabel, droppedByRule and droppedByTenant stand for series it
+// does not send.
 type seriesInfo struct {
-	wire []byte
+	wire   []byte
+	tenant uint32
 }
 
 var (
 	droppedByRelabel = &seriesInfo{} // by write relabeling
 	droppedByRule    = &seriesInfo{} // by a drop rule
+	droppedByTenant  = &seriesInfo{} // its tenant cannot be sent in a header
 )
 
 // seriesMemo maps refs to seriesInfo for the reading goroutine. It keeps

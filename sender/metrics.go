@@ -30,6 +30,7 @@ type Metrics struct {
 	fallbacks        *prometheus.CounterVec
 	protocol         *prometheus.GaugeVec
 	seriesForgotten  *prometheus.CounterVec
+	tenantSent       *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the sender metrics.
@@ -49,7 +50,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ferry_sender_samples_failed_total", Help: "Samples in batches the endpoint refused with a non-retryable 4xx; they are not sent again.",
 		}, ep),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ferry_sender_samples_dropped_total", Help: "Samples (floats and native histograms) not sent: reason disk_cap (WAL cap deleted them unread), retention (rollups past their retention before they were sent), relabel (write_relabel_configs), rule (a mapping rule with drop: true), unknown_series (series record lost to damage), config (native histograms with send_native_histograms: false).",
+			Name: "ferry_sender_samples_dropped_total", Help: "Samples (floats and native histograms) not sent: reason disk_cap (WAL cap deleted them unread), retention (rollups past their retention before they were sent), relabel (write_relabel_configs), rule (a mapping rule with drop: true), unknown_series (series record lost to damage), config (native histograms with send_native_histograms: false), too_old (older than queue_config.sample_age_limit when a request was built or retried), tenant (the series' tenant label holds characters a header cannot carry).",
 		}, []string{"endpoint", "reason"}),
 		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ferry_sender_batches_in_flight", Help: "Requests being sent or retried.",
@@ -89,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ferry_sender_exemplars_sent_total", Help: "Exemplars in requests the endpoint acknowledged with a 2xx.",
 		}, ep),
 		exemplarsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ferry_sender_exemplars_dropped_total", Help: "Exemplars not delivered: reason config (send_exemplars: false), relabel, rule, unknown_series, disk_cap (as for samples), no_sample (Remote-Write 2.0 request without a sample of their series), refused (the endpoint refused the request for good).",
+			Name: "ferry_sender_exemplars_dropped_total", Help: "Exemplars not delivered: reason config (send_exemplars: false), relabel, rule, unknown_series, disk_cap (as for samples), no_sample (Remote-Write 2.0 request without a sample of their series), refused (the endpoint refused the request for good), too_old and tenant (as for samples).",
 		}, []string{"endpoint", "reason"}),
 		metadataSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_sender_metadata_sent_total", Help: "Metadata in acknowledged requests: MetricMetadata entries (Remote-Write 1.0) or series carrying metadata (2.0).",
@@ -109,12 +110,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		seriesForgotten: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_sender_series_forgotten_total", Help: "Series whose relabelled labels an endpoint that changes labels stopped holding, because they were not sent for a round of lookups (departed series).",
 		}, ep),
+		tenantSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_tenant_samples_sent_total", Help: "Samples (floats and native histograms) an endpoint with a tenant label acknowledged with a 2xx, by tenant: the first 100 tenants of an endpoint under their name (\"\" for series sent without a tenant header), the others together under \"_other\".",
+		}, []string{"endpoint", "tenant"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.sent, m.sentBytes, m.retried, m.failed, m.dropped, m.inFlight, m.shards,
 			m.lagSeconds, m.lagBytes, m.lagEntries, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors,
 			m.lastSendError, m.exemplarsSent, m.exemplarsDropped, m.metadataSent, m.samplesPartial,
-			m.exemplarsPartial, m.fallbacks, m.protocol, m.seriesForgotten)
+			m.exemplarsPartial, m.fallbacks, m.protocol, m.seriesForgotten, m.tenantSent)
 	}
 	return m
 }
@@ -125,7 +129,7 @@ func (m *Metrics) forget(name string) {
 		m.sent, m.sentBytes, m.retried, m.failed, m.dropped, m.inFlight, m.shards, m.lagSeconds,
 		m.lagBytes, m.lagEntries, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors, m.lastSendError,
 		m.exemplarsSent, m.exemplarsDropped, m.metadataSent, m.samplesPartial, m.exemplarsPartial,
-		m.fallbacks, m.protocol, m.seriesForgotten,
+		m.fallbacks, m.protocol, m.seriesForgotten, m.tenantSent,
 	} {
 		v.DeletePartialMatch(prometheus.Labels{"endpoint": name})
 	}

@@ -50,10 +50,10 @@ type Sender struct {
 
 	sent, retried, failed, sentBytes                 prometheusCounter
 	droppedCap, droppedRelabel, droppedRule, unknown prometheusCounter
-	droppedRetention                                 prometheusCounter
+	droppedRetention, droppedOld, droppedTenant      prometheusCounter
 	droppedConfig, seriesForgotten                   prometheusCounter
 	exSent, exCap, exRelabel, exRule, exUnknown      prometheusCounter
-	exConfig, exNoSample, exRefused                  prometheusCounter
+	exConfig, exNoSample, exRefused, exOld, exTenant prometheusCounter
 	metaSent, samplesPartial, exPartial, fallbacks   prometheusCounter
 	inFlight, shardsGauge                            prometheusGauge
 
@@ -66,6 +66,8 @@ type Sender struct {
 	highestAcked   atomic.Int64 // ms
 	lastErrLog     atomic.Int64 // unix ns of the last logged send error
 	lastPartialLog atomic.Int64 // unix ns of the last logged partial write
+	lastOldLog     atomic.Int64 // unix ns of the last logged drop of too old samples
+	lastTenantLog  atomic.Int64 // unix ns of the last logged drop of series with an invalid tenant
 
 	readCtx    context.Context // ends: stop reading the WAL
 	stopRead   context.CancelFunc
@@ -83,8 +85,12 @@ type Sender struct {
 	wantShards atomic.Int32
 	memo       *seriesMemo
 	relabels   bool // external labels, write_relabel_configs or a drop rule apply
+	memoized   bool // series go through memo: relabels, or tenants apply
 	lb         *labels.Builder
 	route      [][]item
+
+	// tenants is set when the endpoint splits requests by tenant.
+	tenants *tenantTable
 
 	health         health
 	sentSamples    atomic.Int64 // samples and histograms acknowledged by the endpoint
@@ -152,6 +158,7 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 		droppedRule:      m.dropped.WithLabelValues(name, "rule"),
 		unknown:          m.dropped.WithLabelValues(name, "unknown_series"),
 		droppedConfig:    m.dropped.WithLabelValues(name, "config"),
+		droppedOld:       m.dropped.WithLabelValues(name, "too_old"),
 		seriesForgotten:  m.seriesForgotten.WithLabelValues(name),
 		exSent:           m.exemplarsSent.WithLabelValues(name),
 		exCap:            m.exemplarsDropped.WithLabelValues(name, "disk_cap"),
@@ -161,6 +168,7 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 		exConfig:         m.exemplarsDropped.WithLabelValues(name, "config"),
 		exNoSample:       m.exemplarsDropped.WithLabelValues(name, "no_sample"),
 		exRefused:        m.exemplarsDropped.WithLabelValues(name, "refused"),
+		exOld:            m.exemplarsDropped.WithLabelValues(name, "too_old"),
 		metaSent:         m.metadataSent.WithLabelValues(name),
 		samplesPartial:   m.samplesPartial.WithLabelValues(name),
 		exPartial:        m.exemplarsPartial.WithLabelValues(name),
@@ -177,6 +185,12 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 	}
 	s.setVersion(cfg.Protocol)
 	s.relabels = len(cfg.WriteRelabelConfigs) > 0 || o.Drop != nil || !cfg.ExternalLabels.IsEmpty()
+	if cfg.Tenant != nil {
+		s.tenants = newTenantTable(m.tenantSent, name)
+		s.droppedTenant = m.dropped.WithLabelValues(name, "tenant")
+		s.exTenant = m.exemplarsDropped.WithLabelValues(name, "tenant")
+	}
+	s.memoized = s.relabels || s.tenants != nil
 	r, err := log.Open(name, start, s.onDrop)
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %q: open WAL reader: %w", name, err)
@@ -282,7 +296,8 @@ func (s *Sender) dispatch(entry Entry) bool {
 		s.route[i] = s.route[i][:0]
 	}
 	seq := s.track.next()
-	count, dropped, ruleDropped, configDropped := 0, 0, 0, 0
+	var drops admitDrops
+	count, configDropped := 0, 0
 	add := func(it item) {
 		k := shardOf(it.ref, n)
 		s.route[k] = append(s.route[k], it)
@@ -292,18 +307,18 @@ func (s *Sender) dispatch(entry Entry) bool {
 		if !e.Known(i) {
 			continue // unknown series, counted below
 		}
-		if !s.relabels {
+		if !s.memoized {
 			add(item{kind: kindSample, wire: e.Wire[i], ref: uint64(smp.Ref), t: smp.T, v: smp.V, st: smp.ST, rec: seq})
 			continue
 		}
 		if i%prefetchAhead == 0 {
 			s.memo.prefetch(e.Samples[i:min(i+prefetchAhead, len(e.Samples))])
 		}
-		wire, ok := s.admit(uint64(smp.Ref), e.Wire[i], &dropped, &ruleDropped)
+		wire, tenant, ok := s.admit(uint64(smp.Ref), e.Wire[i], &drops)
 		if !ok {
 			continue
 		}
-		add(item{kind: kindSample, wire: wire, ref: uint64(smp.Ref), t: smp.T, v: smp.V, st: smp.ST, rec: seq})
+		add(item{kind: kindSample, wire: wire, tenant: tenant, ref: uint64(smp.Ref), t: smp.T, v: smp.V, st: smp.ST, rec: seq})
 	}
 	for _, h := range e.Histograms {
 		if len(h.Wire) == 0 {
@@ -313,12 +328,13 @@ func (s *Sender) dispatch(entry Entry) bool {
 			configDropped++
 			continue
 		}
-		wire, ok := s.admit(uint64(h.Ref), h.Wire, &dropped, &ruleDropped)
+		wire, tenant, ok := s.admit(uint64(h.Ref), h.Wire, &drops)
 		if !ok {
 			continue
 		}
 		// The entry's data is only valid until the next read.
-		add(item{kind: kindHistogram, wire: wire, ref: uint64(h.Ref), x: &extra{hist: bytes.Clone(h.Data)}, rec: seq})
+		add(item{kind: kindHistogram, wire: wire, tenant: tenant, ref: uint64(h.Ref), t: histogramTimestamp(h.Data),
+			x: &extra{hist: bytes.Clone(h.Data)}, rec: seq})
 	}
 	for _, x := range e.Exemplars {
 		if len(x.Wire) == 0 {
@@ -328,26 +344,32 @@ func (s *Sender) dispatch(entry Entry) bool {
 			configDropped++
 			continue
 		}
-		wire, ok := s.admit(uint64(x.Ref), x.Wire, &dropped, &ruleDropped)
+		wire, tenant, ok := s.admit(uint64(x.Ref), x.Wire, &drops)
 		if !ok {
 			continue
 		}
-		add(item{kind: kindExemplar, wire: wire, ref: uint64(x.Ref), t: x.T, v: x.V, x: &extra{ex: x.Exemplar}, rec: seq})
+		add(item{kind: kindExemplar, wire: wire, tenant: tenant, ref: uint64(x.Ref), t: x.T, v: x.V, x: &extra{ex: x.Exemplar}, rec: seq})
 	}
 	// An entry holds one kind of data: its losses are counted as samples
 	// or as exemplars.
 	exemplars := len(e.Exemplars) > 0
 	unknownC, relabelC, ruleC, configC, capC := s.unknown, s.droppedRelabel, s.droppedRule, s.droppedConfig, s.droppedCap
+	tenantC := s.droppedTenant
 	if exemplars {
 		unknownC, relabelC, ruleC, configC, capC = s.exUnknown, s.exRelabel, s.exRule, s.exConfig, s.exCap
+		tenantC = s.exTenant
 	}
 	for _, c := range []struct {
 		c prometheusCounter
 		n int
-	}{{unknownC, e.Unknown}, {relabelC, dropped}, {ruleC, ruleDropped}, {configC, configDropped}} {
+	}{{unknownC, e.Unknown}, {relabelC, drops.relabel}, {ruleC, drops.rule}, {configC, configDropped}, {tenantC, drops.tenant}} {
 		if c.n > 0 {
 			c.c.Add(float64(c.n))
 		}
+	}
+	if drops.tenant > 0 && s.shouldLog(&s.lastTenantLog) {
+		s.logger.Warn("Dropped series whose tenant cannot be sent in a header (it holds control characters); they are counted",
+			zap.Int("items", drops.tenant), zap.String("label", s.cfg.Tenant.Label))
 	}
 	if n := s.track.add(entry.End, count, exemplars); n > 0 {
 		capC.Add(float64(n))
@@ -358,7 +380,7 @@ func (s *Sender) dispatch(entry Entry) bool {
 		s.logger.Error("WAL disk cap dropped samples this endpoint had read but not sent",
 			zap.Int("items", n), zap.Bool("exemplars", exemplars), zap.String("record_end", s.log.Describe(entry.End)))
 	}
-	if s.relabels {
+	if s.memoized {
 		if n := s.memo.age(); n > 0 {
 			s.seriesForgotten.Add(float64(n))
 		}
@@ -371,32 +393,40 @@ func (s *Sender) dispatch(entry Entry) bool {
 	return true
 }
 
-// admit returns the labels, in wire form, that the endpoint sends series
-// ref with: the log's own (wire) when the endpoint changes no labels, else
-// what external labels, write_relabel_configs and drop rules make of them,
-// computed once per series. A series they drop is counted in dropped
-// (relabelling) or ruleDropped.
-func (s *Sender) admit(ref uint64, wire []byte, dropped, ruleDropped *int) ([]byte, bool) {
-	if !s.relabels {
-		return wire, true
+// admitDrops counts the items admit keeps from the endpoint, by reason.
+type admitDrops struct{ relabel, rule, tenant int }
+
+// admit returns what the endpoint sends series ref as: its labels in wire
+// form (the log's own, wire, when the endpoint changes no labels, else
+// what external labels, write_relabel_configs, drop rules and a dropped
+// tenant label make of them) and its tenant, computed once per series; or
+// false for a series it does not send, counted in drops.
+func (s *Sender) admit(ref uint64, wire []byte, drops *admitDrops) (sent []byte, tenant uint32, ok bool) {
+	if !s.memoized {
+		return wire, 0, true
 	}
 	si := s.memo.get(ref)
 	if si == nil {
-		si = s.describe(wal.LabelsOfWire(wire))
+		si = s.describe(wire)
 		s.memo.put(ref, si)
 	}
 	switch si {
 	case droppedByRelabel:
-		*dropped++
-		return nil, false
+		drops.relabel++
+		return nil, 0, false
 	case droppedByRule:
-		*ruleDropped++
-		return nil, false
+		drops.rule++
+		return nil, 0, false
+	case droppedByTenant:
+		drops.tenant++
+		return nil, 0, false
 	}
-	return si.wire, true
+	return si.wire, si.tenant, true
 }
 
-func (s *Sender) describe(ls labels.Labels) *seriesInfo {
+// describe works out what the endpoint sends a series with labels wire as.
+func (s *Sender) describe(wire []byte) *seriesInfo {
+	ls := wal.LabelsOfWire(wire)
 	if s.o.Drop != nil && s.o.Drop(ls) {
 		return droppedByRule
 	}
@@ -409,10 +439,30 @@ func (s *Sender) describe(ls labels.Labels) *seriesInfo {
 	if !relabel.ProcessBuilder(s.lb, s.cfg.WriteRelabelConfigs...) {
 		return droppedByRelabel
 	}
+	si := &seriesInfo{wire: wire}
+	changed := s.relabels
+	if tc := s.cfg.Tenant; tc != nil {
+		name := s.lb.Get(tc.Label)
+		if name == "" {
+			name = tc.Default
+		}
+		if !validTenant(name) {
+			return droppedByTenant
+		}
+		si.tenant = s.tenants.intern(name)
+		if tc.DropLabel && s.lb.Get(tc.Label) != "" {
+			s.lb.Del(tc.Label)
+			changed = true
+		}
+	}
+	if !changed {
+		return si // the log's own labels, shared
+	}
 	if ls = s.lb.Labels(); ls.IsEmpty() {
 		return droppedByRelabel
 	}
-	return &seriesInfo{wire: wal.WireOf(ls)}
+	si.wire = wal.WireOf(ls)
+	return si
 }
 
 // currentVersion returns the protocol requests are encoded in.

@@ -68,12 +68,20 @@ type receiver struct {
 	lsets     map[string]labels.Labels // the last labels each series id arrived with
 	// unwritten is what the Written headers said was not written.
 	unwritten int
+	// tenantHeader, if set, names the header whose value (the tenant) is
+	// recorded in tenants for every series of an accepted request, and
+	// passed to tenantStatus, which, if set, answers for a tenant
+	// (0 = accept).
+	tenantHeader string
+	tenantStatus func(tenant string) int
+	tenants      map[string]map[string]int // series id → tenant → samples accepted
+	tenant       string                    // of the request being served
 }
 
 func newReceiver(t testing.TB, status func(n int) int) *receiver {
 	r := &receiver{t: t, status: status, got: map[string][]int64{}, versions: map[string]int{},
 		starts: map[string][]int64{}, hists: map[string]int{}, exemplars: map[string][]labels.Labels{},
-		meta: map[string]wal.Metadata{}, lsets: map[string]labels.Labels{}}
+		meta: map[string]wal.Metadata{}, lsets: map[string]labels.Labels{}, tenants: map[string]map[string]int{}}
 	r.cond = sync.NewCond(&r.mu)
 	r.srv = httptest.NewServer(r)
 	t.Cleanup(r.srv.Close)
@@ -91,6 +99,14 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(st)
 		fmt.Fprintf(w, "status %d for request %d", st, n)
 		return
+	}
+	r.tenant = req.Header.Get(r.tenantHeader)
+	if r.tenantStatus != nil {
+		if st := r.tenantStatus(r.tenant); st != 0 {
+			w.WriteHeader(st)
+			fmt.Fprintf(w, "status %d for tenant %q", st, r.tenant)
+			return
+		}
 	}
 	v2 := req.Header.Get("Content-Type") == "application/x-protobuf;proto="+MessageV2 && !r.blind
 	if v2 && r.v1Only {
@@ -137,6 +153,7 @@ func (r *receiver) accept1(w http.ResponseWriter, raw []byte) bool {
 			r.got[id] = append(r.got[id], s.Timestamp)
 			r.total++
 		}
+		r.noteTenant(id, len(ts.Samples)+len(ts.Histograms))
 		r.hists[id] += len(ts.Histograms)
 		r.total += len(ts.Histograms)
 		for _, x := range ts.Exemplars {
@@ -182,6 +199,7 @@ func (r *receiver) accept2(w http.ResponseWriter, req *http.Request, raw []byte)
 			r.got[id] = append(r.got[id], s.Timestamp)
 			r.starts[id] = append(r.starts[id], s.StartTimestamp)
 		}
+		r.noteTenant(id, len(ts.Samples)+len(ts.Histograms))
 		r.hists[id] += len(ts.Histograms)
 		for _, x := range ts.Exemplars {
 			ex, err := x.ToExemplar(&sb, wr.Symbols)
@@ -206,6 +224,18 @@ func (r *receiver) accept2(w http.ResponseWriter, req *http.Request, raw []byte)
 	h.Set("X-Prometheus-Remote-Write-Histograms-Written", fmt.Sprint(wh))
 	h.Set("X-Prometheus-Remote-Write-Exemplars-Written", fmt.Sprint(wx))
 	return true
+}
+
+// noteTenant records that n samples of series id arrived for the tenant of
+// the request being served. r.mu is held.
+func (r *receiver) noteTenant(id string, n int) {
+	if r.tenantHeader == "" {
+		return
+	}
+	if r.tenants[id] == nil {
+		r.tenants[id] = map[string]int{}
+	}
+	r.tenants[id][r.tenant] += n
 }
 
 // newDownReceiver returns a receiver that answers status while down is set,
@@ -284,6 +314,8 @@ type env struct {
 	exemplars bool
 	// logger, if set, is the senders' logger.
 	logger *zap.Logger
+	// now, if set, is the senders' clock.
+	now func() time.Time
 }
 
 func newEnv(t *testing.T) *env {
@@ -361,7 +393,7 @@ func (e *env) sender(name, u string, mod func(*Config)) *Sender {
 	}
 	s, err := New(cfg, WALLog{e.w}, Options{
 		Logger: logger, Metrics: e.m,
-		Checkpoints: PebbleCheckpoints{DB: e.db}, CheckpointInterval: 5 * time.Millisecond,
+		Checkpoints: PebbleCheckpoints{DB: e.db}, CheckpointInterval: 5 * time.Millisecond, Now: e.now,
 	})
 	if err != nil {
 		e.t.Fatal(err)

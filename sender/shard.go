@@ -41,6 +41,12 @@ type shard struct {
 	fails  atomic.Int64 // consecutive failed attempts
 	// refusedLogged counts refusals, to log the first in full.
 	refusedLogged atomic.Int64
+	// For splitByTenant.
+	byTenant     []item
+	tenantCounts []int32
+	tenantGroups []tenantGroup
+	// tooOld holds the items dropTooOld takes out of a batch.
+	tooOld []item
 }
 
 func (s *Sender) startShards(n int) {
@@ -338,11 +344,72 @@ func (sh *shard) run() {
 // send delivers one batch: retried with backoff on 5xx, 429 and network
 // errors; dropped and counted on any other 4xx (415 to a 2.0 request falls
 // back to 1.0). It returns without acknowledging only when sendCtx ends.
+// An endpoint with tenants is sent one request per tenant, in turn.
 func (sh *shard) send(batch []item) {
 	s := sh.s
 	s.inFlight.Add(1)
 	defer s.inFlight.Add(-1)
-	sh.deliver(batch)
+	if s.tenants == nil {
+		sh.deliver(batch, nil)
+		return
+	}
+	for _, g := range sh.splitByTenant(batch) {
+		if !sh.deliver(g.items, g.tenant) {
+			return
+		}
+	}
+}
+
+// dropTooOld removes from batch, in place and keeping the order of the
+// rest, the items older than the queue's SampleAgeLimit, acknowledges,
+// counts and logs them, and returns what is left and how many it removed.
+func (sh *shard) dropTooOld(batch []item) ([]item, int) {
+	s := sh.s
+	limit := s.cfg.Queue.SampleAgeLimit
+	if limit <= 0 || len(batch) == 0 {
+		return batch, 0
+	}
+	cutoff := s.o.Now().Add(-limit).UnixMilli()
+	old := sh.tooOld[:0]
+	k := 0
+	for i := range batch {
+		if batch[i].t < cutoff {
+			old = append(old, batch[i])
+			continue
+		}
+		if k != i {
+			batch[k] = batch[i]
+		}
+		k++
+	}
+	if len(old) == 0 {
+		return batch, 0
+	}
+	clear(batch[k:])
+	samples, exemplars, oldest := 0, 0, old[0].t
+	for i := range old {
+		if old[i].kind == kindExemplar {
+			exemplars++
+		} else {
+			samples++
+		}
+		oldest = min(oldest, old[i].t)
+	}
+	s.track.ackItems(old)
+	clear(old)
+	sh.tooOld = old[:0]
+	if samples > 0 {
+		s.droppedOld.Add(float64(samples))
+	}
+	if exemplars > 0 {
+		s.exOld.Add(float64(exemplars))
+	}
+	if s.shouldLog(&s.lastOldLog) {
+		s.logger.Warn("Dropped samples older than queue_config.sample_age_limit instead of sending them; they are counted (reason too_old)",
+			zap.Int("samples", samples), zap.Int("exemplars", exemplars), zap.Duration("sample_age_limit", limit),
+			zap.Time("oldest", time.UnixMilli(oldest)))
+	}
+	return batch[:k], len(old)
 }
 
 // splittable reports whether a refusal may be caused by some of a batch's
@@ -385,20 +452,35 @@ func unreachable(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-func (sh *shard) deliver(batch []item) bool {
+func (sh *shard) deliver(batch []item, tn *tenant) bool {
 	s := sh.s
 	q := s.cfg.Queue
-	enc := sh.enc.encode(batch, s.currentVersion())
+	var enc encoded
+	fresh := false // enc holds batch as it is
 	backoff := q.MinBackoff
+	// retrying is set while a request of tenant tn failed and is being
+	// retried: the endpoint does not recover while any is.
+	retrying := false
+	defer func() {
+		if retrying {
+			s.tenants.retrying.Add(-1)
+		}
+	}()
 	for {
-		// Items the disk cap wrote off (and counted) are not sent.
+		// Items the disk cap wrote off (and counted) are not sent, nor
+		// those older than sample_age_limit, checked before every attempt.
 		if rest, k := s.track.dropRetired(batch); k > 0 {
-			if batch = rest; len(batch) == 0 {
-				return true
-			}
-			enc = sh.enc.encode(batch, s.currentVersion())
-		} else if v := s.currentVersion(); v != enc.version {
-			enc = sh.enc.encode(batch, v) // another shard fell back to 1.0
+			batch, fresh = rest, false
+		}
+		if rest, k := sh.dropTooOld(batch); k > 0 {
+			batch, fresh = rest, false
+		}
+		if len(batch) == 0 {
+			return true
+		}
+		// A fallback to 1.0, by this shard or another, changes the version.
+		if v := s.currentVersion(); !fresh || v != enc.version {
+			enc, fresh = sh.enc.encode(batch, v), true
 		}
 		if enc.samples+enc.histograms+enc.exemplars == 0 {
 			// Only exemplars a 2.0 request cannot carry: nothing to send.
@@ -407,7 +489,7 @@ func (sh *shard) deliver(batch []item) bool {
 			return true
 		}
 		start := time.Now()
-		resp, err := s.post(s.sendCtx, enc)
+		resp, err := s.post(s.sendCtx, enc, tn)
 		elapsed := time.Since(start)
 		sh.busy.Add(int64(elapsed))
 		if s.sendCtx.Err() != nil {
@@ -421,8 +503,7 @@ func (sh *shard) deliver(batch []item) bool {
 		case err == nil && enc.version == RemoteWrite2 &&
 			(status == http.StatusUnsupportedMediaType || (status/100 == 2 && !resp.written.confirmed)):
 			observe("fallback")
-			s.fallBack(status)
-			enc = sh.enc.encode(batch, RemoteWrite1)
+			s.fallBack(status) // the next attempt encodes batch in 1.0
 		case err == nil && status/100 == 2:
 			observe("success")
 			sh.fails.Store(0)
@@ -431,8 +512,20 @@ func (sh *shard) deliver(batch []item) bool {
 			s.metaSent.Add(float64(enc.metadata))
 			s.sentBytes.Add(float64(len(enc.body)))
 			s.sentBytesTotal.Add(int64(len(enc.body)))
+			if tn != nil {
+				tn.sent.Add(float64(enc.samples + enc.histograms))
+			}
 			n := int64(enc.samples + enc.histograms)
-			if down, ok := s.health.succeeded(s.o.Now(), s.sentSamples.Add(n)-n); ok {
+			sentBefore := s.sentSamples.Add(n) - n
+			if retrying {
+				retrying = false
+				s.tenants.retrying.Add(-1)
+			}
+			if tn != nil && s.tenants.retrying.Load() > 0 {
+				// Another tenant's request is still failing: the endpoint
+				// has not recovered.
+				s.health.delivered(s.o.Now())
+			} else if down, ok := s.health.succeeded(s.o.Now(), sentBefore); ok {
 				c := s.Checkpoint()
 				s.logger.Info("Endpoint recovered", zap.Duration("failing_for", down.Round(time.Millisecond)),
 					zap.Int64("backlog", s.log.Lag(c)), zap.String("backlog_unit", s.log.LagUnit().String()),
@@ -452,6 +545,13 @@ func (sh *shard) deliver(batch []item) bool {
 			reason := err
 			if reason == nil {
 				reason = fmt.Errorf("HTTP %d: %s", status, resp.msg)
+			}
+			if tn != nil {
+				reason = fmt.Errorf("tenant %q: %w", tn.name, reason)
+				if !retrying {
+					retrying = true
+					s.tenants.retrying.Add(1)
+				}
 			}
 			switch {
 			case s.health.failed(s.o.Now(), reason.Error()):
@@ -487,16 +587,19 @@ func (sh *shard) deliver(batch []item) bool {
 				mid := splitPoint(batch)
 				// The halves re-encode into the shard's buffers: enc is
 				// not used again.
-				return sh.deliver(batch[:mid]) && sh.deliver(batch[mid:])
+				return sh.deliver(batch[:mid], tn) && sh.deliver(batch[mid:], tn)
 			}
 			s.failed.Add(float64(enc.samples + enc.histograms))
 			s.failedTotal.Add(int64(enc.samples + enc.histograms))
 			s.exRefused.Add(float64(enc.exemplars))
 			if sh.refusedLogged.Add(1) == 1 || s.shouldLog(&s.lastErrLog) {
-				s.logger.Error("Endpoint refused samples for good; they are dropped and counted, the stream goes on",
-					zap.Int("status", status), zap.String("message", resp.msg), zap.Int("samples", enc.samples+enc.histograms),
+				fields := []zap.Field{zap.Int("status", status), zap.String("message", resp.msg), zap.Int("samples", enc.samples+enc.histograms),
 					zap.Int("exemplars", enc.exemplars), zap.Stringer("protocol", enc.version),
-					zap.String("series", wal.LabelsOfWire(batch[0].wire).String()), zap.Int64("timestamp", batch[0].t))
+					zap.String("series", wal.LabelsOfWire(batch[0].wire).String()), zap.Int64("timestamp", batch[0].t)}
+				if tn != nil {
+					fields = append(fields, zap.String("tenant", tn.name))
+				}
+				s.logger.Error("Endpoint refused samples for good; they are dropped and counted, the stream goes on", fields...)
 			}
 			sh.settle(enc)
 			sh.acknowledge(batch)
@@ -607,8 +710,8 @@ type response struct {
 	written    written
 }
 
-// post sends one request.
-func (s *Sender) post(ctx context.Context, enc encoded) (response, error) {
+// post sends one request, to tenant tn if not nil.
+func (s *Sender) post(ctx context.Context, enc encoded, tn *tenant) (response, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(enc.body))
@@ -627,6 +730,9 @@ func (s *Sender) post(ctx context.Context, enc encoded) (response, error) {
 		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
 	}
 	req.Header.Set("User-Agent", s.o.UserAgent)
+	if tn != nil && tn.name != "" {
+		req.Header.Set(s.cfg.Tenant.Header, tn.name)
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return response{}, err

@@ -135,6 +135,14 @@ func TestCheckConfig(t *testing.T) {
 			},
 		},
 		{
+			name:     "two authentication methods: one line naming the endpoint",
+			file:     "testdata/two-auth.yml",
+			wantCode: 1,
+			wantStderr: []string{
+				`^testdata/two-auth\.yml:5: remote_write\[0\] \(amp\): sigv4 cannot be used with authorization: an endpoint authenticates with at most one of basic_auth, authorization, oauth2, sigv4, azuread or google_iam$`,
+			},
+		},
+		{
 			name:       "missing file",
 			file:       "missing.yml",
 			wantCode:   1,
