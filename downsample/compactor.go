@@ -38,10 +38,14 @@ type output struct {
 	id   uint64
 }
 
+// defaultAggs holds the one-aggregation lists of series that get their
+// type's default, shared (never modified).
+var defaultAggs = map[string][]string{"last": {"last"}, "counter": {"counter"}}
+
 // route is what one resolution does with one series.
 type route struct {
 	aggs []string  // aggregations to emit
-	outs []*output // per aggregation
+	outs []output  // per aggregation; pending samples point into it
 }
 
 // membership places a series in a rollup rule's group.
@@ -467,9 +471,12 @@ func (c *Compactor) route(st *seriesState, ls labels.Labels) {
 				}
 			}
 		}
-		rt := route{aggs: aggs, outs: make([]*output, len(aggs))}
+		if len(aggs) == 1 && aggs[0] == def {
+			aggs = defaultAggs[def] // shared by most series
+		}
+		rt := route{aggs: aggs, outs: make([]output, len(aggs))}
 		for i, a := range aggs {
-			rt.outs[i] = &output{wire: st.wire}
+			rt.outs[i] = output{wire: st.wire}
 			if a != def {
 				rt.outs[i].wire = wal.WireOf(labels.NewBuilder(ls).Set(model.MetricNameLabel, name+":"+a).Labels())
 			}
@@ -593,7 +600,7 @@ func samePolicy(s string, p StoragePolicy) bool {
 func (c *Compactor) emit(st *seriesState, ri int, cw closed) {
 	rt := &st.routes[ri]
 	for i, a := range rt.aggs {
-		c.pending[ri] = append(c.pending[ri], pendingSample{t: cw.LastT, v: cw.value(a), out: rt.outs[i]})
+		c.pending[ri] = append(c.pending[ri], pendingSample{t: cw.LastT, v: cw.value(a), out: &rt.outs[i]})
 	}
 }
 
