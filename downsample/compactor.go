@@ -44,8 +44,8 @@ var defaultAggs = map[string][]string{"last": {"last"}, "counter": {"counter"}}
 
 // route is what one resolution does with one series.
 type route struct {
-	aggs []string  // aggregations to emit
-	outs []output  // per aggregation; pending samples point into it
+	aggs []string // aggregations to emit
+	outs []output // per aggregation; pending samples point into it
 }
 
 // membership places a series in a rollup rule's group.
