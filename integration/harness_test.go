@@ -159,14 +159,20 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// has reports whether every acknowledged sample arrived.
+// missing returns how many acknowledged samples have not arrived.
 func (s *sink) missing(acked map[string][]int64) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return missingSamples(s.got, acked)
+}
+
+// missingSamples returns how many of the acknowledged timestamps, per series
+// id, are not among those that arrived.
+func missingSamples(got, acked map[string][]int64) int {
 	miss := 0
 	for id, tss := range acked {
 		have := map[int64]bool{}
-		for _, t := range s.got[id] {
+		for _, t := range got[id] {
 			have[t] = true
 		}
 		for _, t := range tss {

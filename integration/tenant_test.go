@@ -163,19 +163,7 @@ func (s *tenantSink) received() int {
 func (s *tenantSink) missing(acked map[string][]int64) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	miss := 0
-	for id, tss := range acked {
-		have := map[int64]bool{}
-		for _, t := range s.got[id] {
-			have[t] = true
-		}
-		for _, t := range tss {
-			if !have[t] {
-				miss++
-			}
-		}
-	}
-	return miss
+	return missingSamples(s.got, acked)
 }
 
 // waitDelivered waits, woken by each accepted request, until every
