@@ -937,6 +937,18 @@ func TestDepartedRollupSeriesReleasedAfterDelivery(t *testing.T) {
 	if n := testutil.ToFloat64(c.m.released.WithLabelValues((10 * time.Second).String())); n != float64(len(gone)) {
 		t.Fatalf("released counter %v, want %d", n, len(gone))
 	}
+	// Their labels moved out of what start-up loads.
+	for _, id := range gone {
+		if _, closer, err := e.db.Get(seriesKey(l.res, id)); err == nil {
+			closer.Close()
+			t.Fatalf("released rollup series %d still under ds/series/", id)
+		}
+		if _, closer, err := e.db.Get(releasedSeriesKey(l.res, id)); err != nil {
+			t.Fatalf("released rollup series %d not under ds/rseries/: %v", id, err)
+		} else {
+			closer.Close()
+		}
+	}
 
 	// A new endpoint backfilling from the oldest entry gets every label.
 	r2, err := l.Open("r2", l.Oldest(), nil)
@@ -980,7 +992,7 @@ func TestDepartedRollupSeriesReleasedAfterDelivery(t *testing.T) {
 		t.Fatalf("retention freed %d series, want at least %d: %v", freed, len(gone), err)
 	}
 	for _, id := range gone {
-		if _, closer, err := e.db.Get(seriesKey(l.res, id)); err == nil {
+		if _, closer, err := e.db.Get(releasedSeriesKey(l.res, id)); err == nil {
 			closer.Close()
 			t.Fatalf("released rollup series %d still in the state database after retention", id)
 		}

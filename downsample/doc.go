@@ -73,10 +73,11 @@
 //     back, its counter total starts again.
 //   - A rollup series' labels leave memory once every open reader read its
 //     newest entry and two windows passed without a rollup of it
-//     (ferry_downsample_rollup_series_released_total). They stay under
-//     ds/series/, marked under ds/released/, for a reader that reads the
-//     entries again (an endpoint backfilling, or resuming from an older
-//     checkpoint).
+//     (ferry_downsample_rollup_series_released_total). Their labels move
+//     from ds/series/ to ds/rseries/, listed by newest entry under
+//     ds/released/, so that a start loads only the series held in memory,
+//     and a reader that reads the entries again (an endpoint backfilling,
+//     or resuming from an older checkpoint) reads them from there.
 //   - Retention deletes a rollup series' labels from the state database
 //     once it deleted every entry that used it
 //     (ferry_downsample_rollup_series_freed_total).

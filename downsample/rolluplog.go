@@ -32,9 +32,11 @@ import (
 //	ds/series/<res ms u64>/<id u64>        labels of a rollup series (a tsdb/record Series record)
 //	ds/log/<res ms u64>/<seq u64>          rollup samples: maxT i64, then a tsdb/record Samples record
 //	ds/group/<res ms u64>/<output labels>  state of a rollup rule's group
+//	ds/rseries/<res ms u64>/<id u64>       labels of a rollup series released from
+//	                                       memory (moved from ds/series/)
 //	ds/released/<res ms u64>/<seq u64>/<id u64>
-//	                                       a rollup series released from memory whose
-//	                                       newest entry is seq (empty value)
+//	                                       that series, whose newest entry is seq
+//	                                       (empty value; retention deletes by seq)
 //
 // A commit writes state, new rollup series, the closed windows of each
 // resolution as log entries of at most maxEntrySamples samples, and the WAL
@@ -48,6 +50,7 @@ var (
 	prefixLabels  = []byte("ds/labels/")
 	prefixType    = []byte("ds/type/")
 	prefixRelease = []byte("ds/released/")
+	prefixRSeries = []byte("ds/rseries/")
 	errLogClosed  = fmt.Errorf("downsample: rollup log closed: %w", sender.ErrSourceClosed)
 	discardLogger = slog.New(slog.DiscardHandler)
 	recordDecoder = record.NewDecoder(nil, discardLogger)
@@ -61,6 +64,10 @@ func logKey(res int64, seq uint64) []byte {
 
 func releasedKey(res int64, seq, id uint64) []byte {
 	return u64(u64(u64(append([]byte(nil), prefixRelease...), uint64(res)), seq), id)
+}
+
+func releasedSeriesKey(res int64, id uint64) []byte {
+	return u64(u64(append([]byte(nil), prefixRSeries...), uint64(res)), id)
 }
 
 func seriesKey(res int64, id uint64) []byte {
@@ -109,32 +116,14 @@ func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
 	l.highest.Store(math.MinInt64)
 	ch := make(chan struct{})
 	l.notify.Store(&ch)
-	// Series released from memory stay on disk only, for readers that
-	// read their entries again.
-	released := map[uint64]bool{}
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: releasedKey(res, 0, 0), UpperBound: releasedKey(res, math.MaxUint64, math.MaxUint64)})
-	if err != nil {
-		return nil, err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		released[binary.BigEndian.Uint64(k[len(k)-8:])] = true
-	}
-	if err := it.Close(); err != nil {
-		return nil, err
-	}
 	// Interned series.
 	lo := seriesKey(res, 0)
-	it, err = db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: seriesKey(res, math.MaxUint64)})
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: seriesKey(res, math.MaxUint64)})
 	if err != nil {
 		return nil, err
 	}
 	var buf []record.RefSeries
 	for it.First(); it.Valid(); it.Next() {
-		if k := it.Key(); released[binary.BigEndian.Uint64(k[len(k)-8:])] {
-			l.nextID = max(l.nextID, binary.BigEndian.Uint64(k[len(k)-8:])+1)
-			continue
-		}
 		if buf, err = recordDecoder.Series(it.Value(), buf[:0]); err != nil || len(buf) != 1 {
 			_ = it.Close()
 			return nil, fmt.Errorf("downsample: decode rollup series %x: %v", it.Key(), err)
@@ -145,6 +134,18 @@ func openRollupLog(db *pebble.DB, res, retention int64) (*rollupLog, error) {
 		h := xxhash.Sum64(w)
 		l.ids[h] = append(l.ids[h], id)
 		l.nextID = max(l.nextID, id+1)
+	}
+	if err := it.Close(); err != nil {
+		return nil, err
+	}
+	// Released series keep their ids until retention frees them: new ids
+	// start above them.
+	it, err = db.NewIter(&pebble.IterOptions{LowerBound: releasedSeriesKey(res, 0), UpperBound: releasedSeriesKey(res, math.MaxUint64)})
+	if err != nil {
+		return nil, err
+	}
+	if it.Last() {
+		l.nextID = max(l.nextID, binary.BigEndian.Uint64(it.Key()[len(it.Key())-8:])+1)
 	}
 	if err := it.Close(); err != nil {
 		return nil, err
@@ -384,14 +385,15 @@ func (l *rollupLog) sweep() (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	var gone []uint64
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
-		freed = append(freed, binary.BigEndian.Uint64(k[len(k)-8:]))
+		gone = append(gone, binary.BigEndian.Uint64(k[len(k)-8:]))
 	}
 	if err := it.Close(); err != nil {
 		return 0, err
 	}
-	if len(freed) == 0 {
+	if len(freed)+len(gone) == 0 {
 		return 0, nil
 	}
 	// Not synced: a key that comes back after a crash is loaded and freed
@@ -403,6 +405,12 @@ func (l *rollupLog) sweep() (int, error) {
 			return len(freed), err
 		}
 	}
+	for _, id := range gone {
+		if err := b.Delete(releasedSeriesKey(l.res, id), nil); err != nil {
+			return len(freed), err
+		}
+	}
+	freed = append(freed, gone...)
 	if err := b.DeleteRange(lo, hi, nil); err != nil {
 		return len(freed), err
 	}
@@ -430,27 +438,35 @@ func (l *rollupLog) release() (int, error) {
 	for r := range l.readers {
 		read = min(read, r.pos.Load())
 	}
-	var gone []uint64
-	var seqs []uint64
+	type released struct {
+		id, seq uint64
+		wire    []byte
+	}
+	var gone []released
 	for id, u := range l.last {
 		if u.seq < read && u.t < horizon {
-			gone = append(gone, id)
-			seqs = append(seqs, u.seq)
+			gone = append(gone, released{id: id, seq: u.seq, wire: l.wire[id]})
 		}
 	}
-	for _, id := range gone {
-		l.dropLocked(id)
+	for _, g := range gone {
+		l.dropLocked(g.id)
 	}
 	l.mu.Unlock()
 	if len(gone) == 0 {
 		return 0, nil
 	}
-	// Not synced: a marker lost to a crash leaves the series to be loaded
-	// at start and released again.
+	// The labels move to ds/rseries/, so that start-up loads only the
+	// series held in memory. Not synced, and in one batch: after a crash
+	// the series is either still under ds/series/ (loaded, and released
+	// again) or released.
 	b := l.db.NewBatch()
 	defer b.Close()
-	for i, id := range gone {
-		if err := b.Set(releasedKey(l.res, seqs[i], id), nil, nil); err != nil {
+	var enc record.Encoder
+	var v []byte
+	for _, g := range gone {
+		v = enc.Series([]record.RefSeries{{Ref: wal.Ref(g.id), Labels: wal.LabelsOfWire(g.wire)}}, v[:0])
+		if err := errors.Join(b.Set(releasedSeriesKey(l.res, g.id), v, nil), b.Delete(seriesKey(l.res, g.id), nil),
+			b.Set(releasedKey(l.res, g.seq, g.id), nil, nil)); err != nil {
 			return len(gone), err
 		}
 	}
@@ -462,7 +478,10 @@ func (l *rollupLog) release() (int, error) {
 
 // stored reads the labels of rollup series id from the state database.
 func (l *rollupLog) stored(id uint64) ([]byte, bool) {
-	v, closer, err := l.db.Get(seriesKey(l.res, id))
+	v, closer, err := l.db.Get(releasedSeriesKey(l.res, id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		v, closer, err = l.db.Get(seriesKey(l.res, id))
+	}
 	if err != nil {
 		return nil, false
 	}
