@@ -187,17 +187,25 @@ func missingSamples(got, acked map[string][]int64) int {
 // waitDelivered waits until every acknowledged sample arrived.
 func (s *sink) waitDelivered(acked map[string][]int64, within time.Duration) {
 	s.t.Helper()
+	waitNoneMissing(s.t, s.notify, func() int { return s.missing(acked) }, within, "sink "+s.addr)
+}
+
+// waitNoneMissing waits, woken by notify (each accepted request) or every
+// 100 ms (a request that only re-sent what had arrived), until missing
+// returns 0, and fails the test naming what after within.
+func waitNoneMissing(t testing.TB, notify <-chan struct{}, missing func() int, within time.Duration, what string) {
+	t.Helper()
 	deadline := time.After(within)
 	for {
-		miss := s.missing(acked)
+		miss := missing()
 		if miss == 0 {
 			return
 		}
 		select {
-		case <-s.notify:
+		case <-notify:
 		case <-time.After(100 * time.Millisecond):
 		case <-deadline:
-			s.t.Fatalf("sink %s: %d acknowledged samples never arrived", s.addr, miss)
+			t.Fatalf("%s: %d acknowledged samples never arrived", what, miss)
 		}
 	}
 }

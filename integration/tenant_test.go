@@ -170,19 +170,7 @@ func (s *tenantSink) missing(acked map[string][]int64) int {
 // acknowledged sample arrived.
 func (s *tenantSink) waitDelivered(name string, acked map[string][]int64, within time.Duration) {
 	s.t.Helper()
-	deadline := time.After(within)
-	for {
-		miss := s.missing(acked)
-		if miss == 0 {
-			return
-		}
-		select {
-		case <-s.notify:
-		case <-time.After(100 * time.Millisecond): // a request that only re-sent what had arrived
-		case <-deadline:
-			s.t.Fatalf("FERRY BUG: endpoint %s: %d acknowledged samples never arrived", name, miss)
-		}
-	}
+	waitNoneMissing(s.t, s.notify, func() int { return s.missing(acked) }, within, "FERRY BUG: endpoint "+name)
 }
 
 // check asserts that nothing arrived under the wrong tenant or with the

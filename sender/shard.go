@@ -275,16 +275,7 @@ func (sh *shard) groupBySeries(batch []item) []item {
 	if runs == len(counts) {
 		return batch // every series in one run already
 	}
-	off := int32(0)
-	for g, c := range counts {
-		counts[g] = off
-		off += c
-	}
-	out := sh.spare[:0]
-	if cap(out) < len(batch) {
-		out = make([]item, len(batch), cap(batch))
-	}
-	out = out[:len(batch)]
+	out := groupSlots(counts, sh.spare, batch)
 	for i := range batch {
 		g := groups[i]
 		out[counts[g]] = batch[i]
@@ -762,4 +753,19 @@ func retryAfter(h string, now time.Time) time.Duration {
 		d = t.Sub(now)
 	}
 	return min(max(d, 0), 5*time.Minute)
+}
+
+// groupSlots prepares a counting sort of batch into groups: it turns
+// counts (items per group) into each group's first index, and returns
+// spare, or a new slice, sized to hold batch.
+func groupSlots(counts []int32, spare, batch []item) []item {
+	off := int32(0)
+	for g, c := range counts {
+		counts[g] = off
+		off += c
+	}
+	if cap(spare) < len(batch) {
+		spare = make([]item, len(batch), cap(batch))
+	}
+	return spare[:len(batch)]
 }

@@ -122,16 +122,7 @@ func (sh *shard) splitByTenant(batch []item) []tenantGroup {
 		}
 		counts[g]++
 	}
-	off := int32(0)
-	for g, c := range counts {
-		counts[g] = off
-		off += c
-	}
-	out := sh.byTenant[:0]
-	if cap(out) < len(batch) {
-		out = make([]item, len(batch), cap(batch))
-	}
-	out = out[:len(batch)]
+	out := groupSlots(counts, sh.byTenant, batch)
 	for i := range batch {
 		g, _ := sh.idx.put(uint64(batch[i].tenant), 0)
 		out[counts[g]] = batch[i]
