@@ -169,11 +169,32 @@
 // split, refused or fallen back as above on its own: a 4xx for one tenant
 // fails only that tenant's items. Series keep their shard and their order;
 // the checkpoint passes an entry only once every tenant's request holding
-// its items was acknowledged. A tenant whose requests keep failing holds
-// up its shard (the other tenants' series on it included), not the other
-// shards, until its shard's queue is full: then reading waits, as for any
-// failing shard; sample_age_limit bounds how long. The endpoint counts as
-// failing while any tenant's request is being retried.
+// its items was acknowledged.
+//
+// A tenant whose requests fail while the others' are delivered does not
+// hold the others up. A shard tries a tenant whose first attempt failed
+// again after the batch's other tenants; if it fails again and some
+// request was delivered in between, the tenant is set aside
+// (ferry_sender_tenants_catching_up, ferry_sender_tenant_catch_ups_total,
+// logged): the reading goroutine stops routing its items to the shards,
+// and a catch-up of its own first sends what the shards held of it, then
+// reads the log again from where the skipping began and sends the
+// tenant's items, retried in place, until it reaches the reading
+// goroutine; then the tenant goes back to the shards. Each series' items
+// go out in log order throughout: a series is on one shard, which hands
+// its items over in order, and the catch-up reads the log again only once
+// no shard holds anything older than where the skipping began. The
+// skipped items stay in their records' counts, so the
+// checkpoint waits for them, a restart sends them again, and the disk cap
+// counts them as any undelivered sample. When every tenant fails, none is
+// set aside (the endpoint is down, and one re-reading of the backlog per
+// tenant would only slow its recovery); at most 8 are set aside at once,
+// and while any is, reading pauses once a million records wait for
+// acknowledgement (about 32 MiB). Past those bounds, and for the halves of
+// a batch split after a 400, a failing tenant holds up its shard, and once
+// the shard's queue is full, reading; sample_age_limit bounds how long.
+// The endpoint counts as failing while any tenant's request is being
+// retried, a tenant set aside's included.
 // ferry_sender_tenant_samples_sent_total{tenant} counts the samples each
 // tenant acknowledged, for the first 100 tenants of the endpoint (by first
 // appearance); the others are counted together under tenant "_other".

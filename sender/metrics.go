@@ -31,6 +31,8 @@ type Metrics struct {
 	protocol         *prometheus.GaugeVec
 	seriesForgotten  *prometheus.CounterVec
 	tenantSent       *prometheus.CounterVec
+	tenantsCatching  *prometheus.GaugeVec
+	tenantCatchUps   *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the sender metrics.
@@ -113,12 +115,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		tenantSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_sender_tenant_samples_sent_total", Help: "Samples (floats and native histograms) an endpoint with a tenant label acknowledged with a 2xx, by tenant: the first 100 tenants of an endpoint under their name (\"\" for series sent without a tenant header), the others together under \"_other\".",
 		}, []string{"endpoint", "tenant"}),
+		tenantsCatching: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_sender_tenants_catching_up", Help: "Tenants of the endpoint set aside because their requests failed while other tenants' succeeded: the shards skip them, and each is re-read from the WAL and retried on its own until it catches up.",
+		}, ep),
+		tenantCatchUps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_sender_tenant_catch_ups_total", Help: "Times a failing tenant of the endpoint was set aside to catch up on its own.",
+		}, ep),
 	}
 	if reg != nil {
 		reg.MustRegister(m.sent, m.sentBytes, m.retried, m.failed, m.dropped, m.inFlight, m.shards,
 			m.lagSeconds, m.lagBytes, m.lagEntries, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors,
 			m.lastSendError, m.exemplarsSent, m.exemplarsDropped, m.metadataSent, m.samplesPartial,
-			m.exemplarsPartial, m.fallbacks, m.protocol, m.seriesForgotten, m.tenantSent)
+			m.exemplarsPartial, m.fallbacks, m.protocol, m.seriesForgotten, m.tenantSent, m.tenantsCatching, m.tenantCatchUps)
 	}
 	return m
 }
@@ -129,7 +137,7 @@ func (m *Metrics) forget(name string) {
 		m.sent, m.sentBytes, m.retried, m.failed, m.dropped, m.inFlight, m.shards, m.lagSeconds,
 		m.lagBytes, m.lagEntries, m.cpSegment, m.cpOffset, m.highestSent, m.duration, m.cpSaveErrors, m.lastSendError,
 		m.exemplarsSent, m.exemplarsDropped, m.metadataSent, m.samplesPartial, m.exemplarsPartial,
-		m.fallbacks, m.protocol, m.seriesForgotten, m.tenantSent,
+		m.fallbacks, m.protocol, m.seriesForgotten, m.tenantSent, m.tenantsCatching, m.tenantCatchUps,
 	} {
 		v.DeletePartialMatch(prometheus.Labels{"endpoint": name})
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,11 +84,26 @@ type Sender struct {
 	// Owned by the reading goroutine.
 	shards     []*shard
 	wantShards atomic.Int32
-	memo       *seriesMemo
+	res        resolver
 	relabels   bool // external labels, write_relabel_configs or a drop rule apply
-	memoized   bool // series go through memo: relabels, or tenants apply
-	lb         *labels.Builder
+	memoized   bool // series go through res: relabels, or tenants apply
 	route      [][]item
+	// enqueued is one past the last record whose items are all queued in
+	// the shards.
+	enqueued atomic.Uint64
+
+	// asideMu guards the tenants set aside, and makes routing a record
+	// and moving mainEnd past it one step.
+	asideMu  sync.Mutex
+	aside    []uint32   // the tenants set aside
+	catchUps []*catchUp // theirs
+	mainEnd  Cursor     // the end of the last record routed
+	// catchingUp counts the tenants set aside; catchUpsRunning their
+	// goroutines.
+	catchingUp      atomic.Int32
+	catchUpsRunning sync.WaitGroup
+	catchingGauge   prometheusGauge
+	catchUpsTotal   prometheusCounter
 
 	// tenants is set when the endpoint splits requests by tenant.
 	tenants *tenantTable
@@ -175,7 +191,7 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 		fallbacks:        m.fallbacks.WithLabelValues(name),
 		inFlight:         m.inFlight.WithLabelValues(name), shardsGauge: m.shards.WithLabelValues(name),
 		readerDone: make(chan struct{}), loopDone: make(chan struct{}),
-		lb: labels.NewBuilder(labels.EmptyLabels()), memo: newSeriesMemo(),
+		res: newResolver(),
 	}
 	s.seg, _ = log.(segmented)
 	s.highestAcked.Store(math.MinInt64)
@@ -189,6 +205,8 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 		s.tenants = newTenantTable(m.tenantSent, name)
 		s.droppedTenant = m.dropped.WithLabelValues(name, "tenant")
 		s.exTenant = m.exemplarsDropped.WithLabelValues(name, "tenant")
+		s.catchingGauge = m.tenantsCatching.WithLabelValues(name)
+		s.catchUpsTotal = m.tenantCatchUps.WithLabelValues(name)
 	}
 	s.memoized = s.relabels || s.tenants != nil
 	r, err := log.Open(name, start, s.onDrop)
@@ -197,6 +215,7 @@ func New(cfg Config, log Log, o Options) (*Sender, error) {
 	}
 	s.reader = r
 	s.track = newTracker(r.Cursor())
+	s.mainEnd = r.Cursor()
 	if s.seg != nil {
 		p := s.seg.position(r.Cursor())
 		m.cpSegment.WithLabelValues(name).Set(float64(p.Segment))
@@ -259,6 +278,9 @@ func (s *Sender) readLoop() {
 				return
 			}
 		}
+		if !s.holdForCatchUps(s.readCtx) {
+			return
+		}
 		e, err := s.reader.Next(s.readCtx)
 		if err != nil {
 			if s.readCtx.Err() != nil || errors.Is(err, ErrSourceClosed) {
@@ -284,7 +306,8 @@ func (s *Sender) readLoop() {
 }
 
 // dispatch routes one record's samples, histograms or exemplars to the
-// shards; false if stopping.
+// shards; false if stopping. The items of tenants set aside are counted in
+// the record but not routed: their catch-ups send them.
 func (s *Sender) dispatch(entry Entry) bool {
 	e := entry.Data
 	n := len(s.shards)
@@ -295,26 +318,84 @@ func (s *Sender) dispatch(entry Entry) bool {
 	for i := range s.route {
 		s.route[i] = s.route[i][:0]
 	}
-	seq := s.track.next()
 	var drops admitDrops
-	count, configDropped := 0, 0
-	add := func(it item) {
+	count := 0
+	// Routing, registering the record and moving mainEnd happen as one
+	// step for the catch-ups, which read only records routed before.
+	s.asideMu.Lock()
+	seq := s.track.next()
+	aside := s.aside
+	s.collect(e, seq, &s.res, &drops, func(it item) {
+		count++
+		if len(aside) > 0 && slices.Contains(aside, it.tenant) {
+			return
+		}
 		k := shardOf(it.ref, n)
 		s.route[k] = append(s.route[k], it)
-		count++
+	})
+	// An entry holds one kind of data: its losses are counted as samples
+	// or as exemplars.
+	exemplars := len(e.Exemplars) > 0
+	writtenOff := s.track.add(entry.End, count, exemplars)
+	s.mainEnd = entry.End
+	s.asideMu.Unlock()
+	unknownC, relabelC, ruleC, configC, capC := s.unknown, s.droppedRelabel, s.droppedRule, s.droppedConfig, s.droppedCap
+	tenantC := s.droppedTenant
+	if exemplars {
+		unknownC, relabelC, ruleC, configC, capC = s.exUnknown, s.exRelabel, s.exRule, s.exConfig, s.exCap
+		tenantC = s.exTenant
 	}
+	for _, c := range []struct {
+		c prometheusCounter
+		n int
+	}{{unknownC, e.Unknown}, {relabelC, drops.relabel}, {ruleC, drops.rule}, {configC, drops.config}, {tenantC, drops.tenant}} {
+		if c.n > 0 {
+			c.c.Add(float64(c.n))
+		}
+	}
+	if drops.tenant > 0 && s.shouldLog(&s.lastTenantLog) {
+		s.logger.Warn("Dropped series whose tenant cannot be sent in a header (it holds control characters); they are counted",
+			zap.Int("items", drops.tenant), zap.String("label", s.cfg.Tenant.Label))
+	}
+	if writtenOff > 0 {
+		capC.Add(float64(writtenOff))
+		if !exemplars {
+			s.capTotal.Add(int64(writtenOff))
+			s.lastCapDrop.Store(s.o.Now().UnixNano())
+		}
+		s.logger.Error("WAL disk cap dropped samples this endpoint had read but not sent",
+			zap.Int("items", writtenOff), zap.Bool("exemplars", exemplars), zap.String("record_end", s.log.Describe(entry.End)))
+	}
+	if s.memoized {
+		if n := s.res.memo.age(); n > 0 {
+			s.seriesForgotten.Add(float64(n))
+		}
+	}
+	for k, items := range s.route {
+		if len(items) > 0 && !s.shards[k].enqueue(s.readCtx, items) {
+			return false
+		}
+	}
+	s.enqueued.Store(seq + 1)
+	return true
+}
+
+// collect passes to add, in log order, the entry's samples, histograms and
+// exemplars that the endpoint sends, as items of record seq, and counts in
+// drops those it keeps from the endpoint; r resolves series.
+func (s *Sender) collect(e *wal.Entry, seq uint64, r *resolver, drops *admitDrops, add func(item)) {
 	for i, smp := range e.Samples {
 		if !e.Known(i) {
-			continue // unknown series, counted below
+			continue // unknown series, counted by the caller
 		}
 		if !s.memoized {
 			add(item{kind: kindSample, wire: e.Wire[i], ref: uint64(smp.Ref), t: smp.T, v: smp.V, st: smp.ST, rec: seq})
 			continue
 		}
 		if i%prefetchAhead == 0 {
-			s.memo.prefetch(e.Samples[i:min(i+prefetchAhead, len(e.Samples))])
+			r.memo.prefetch(e.Samples[i:min(i+prefetchAhead, len(e.Samples))])
 		}
-		wire, tenant, ok := s.admit(uint64(smp.Ref), e.Wire[i], &drops)
+		wire, tenant, ok := s.admit(r, uint64(smp.Ref), e.Wire[i], drops)
 		if !ok {
 			continue
 		}
@@ -325,10 +406,10 @@ func (s *Sender) dispatch(entry Entry) bool {
 			continue
 		}
 		if !s.cfg.SendHistograms {
-			configDropped++
+			drops.config++
 			continue
 		}
-		wire, tenant, ok := s.admit(uint64(h.Ref), h.Wire, &drops)
+		wire, tenant, ok := s.admit(r, uint64(h.Ref), h.Wire, drops)
 		if !ok {
 			continue
 		}
@@ -341,74 +422,44 @@ func (s *Sender) dispatch(entry Entry) bool {
 			continue
 		}
 		if !s.cfg.SendExemplars {
-			configDropped++
+			drops.config++
 			continue
 		}
-		wire, tenant, ok := s.admit(uint64(x.Ref), x.Wire, &drops)
+		wire, tenant, ok := s.admit(r, uint64(x.Ref), x.Wire, drops)
 		if !ok {
 			continue
 		}
 		add(item{kind: kindExemplar, wire: wire, tenant: tenant, ref: uint64(x.Ref), t: x.T, v: x.V, x: &extra{ex: x.Exemplar}, rec: seq})
 	}
-	// An entry holds one kind of data: its losses are counted as samples
-	// or as exemplars.
-	exemplars := len(e.Exemplars) > 0
-	unknownC, relabelC, ruleC, configC, capC := s.unknown, s.droppedRelabel, s.droppedRule, s.droppedConfig, s.droppedCap
-	tenantC := s.droppedTenant
-	if exemplars {
-		unknownC, relabelC, ruleC, configC, capC = s.exUnknown, s.exRelabel, s.exRule, s.exConfig, s.exCap
-		tenantC = s.exTenant
-	}
-	for _, c := range []struct {
-		c prometheusCounter
-		n int
-	}{{unknownC, e.Unknown}, {relabelC, drops.relabel}, {ruleC, drops.rule}, {configC, configDropped}, {tenantC, drops.tenant}} {
-		if c.n > 0 {
-			c.c.Add(float64(c.n))
-		}
-	}
-	if drops.tenant > 0 && s.shouldLog(&s.lastTenantLog) {
-		s.logger.Warn("Dropped series whose tenant cannot be sent in a header (it holds control characters); they are counted",
-			zap.Int("items", drops.tenant), zap.String("label", s.cfg.Tenant.Label))
-	}
-	if n := s.track.add(entry.End, count, exemplars); n > 0 {
-		capC.Add(float64(n))
-		if !exemplars {
-			s.capTotal.Add(int64(n))
-			s.lastCapDrop.Store(s.o.Now().UnixNano())
-		}
-		s.logger.Error("WAL disk cap dropped samples this endpoint had read but not sent",
-			zap.Int("items", n), zap.Bool("exemplars", exemplars), zap.String("record_end", s.log.Describe(entry.End)))
-	}
-	if s.memoized {
-		if n := s.memo.age(); n > 0 {
-			s.seriesForgotten.Add(float64(n))
-		}
-	}
-	for k, items := range s.route {
-		if len(items) > 0 && !s.shards[k].enqueue(s.readCtx, items) {
-			return false
-		}
-	}
-	return true
 }
 
-// admitDrops counts the items admit keeps from the endpoint, by reason.
-type admitDrops struct{ relabel, rule, tenant int }
+// admitDrops counts the items collect keeps from the endpoint, by reason.
+type admitDrops struct{ relabel, rule, tenant, config int }
+
+// resolver remembers what the endpoint sends each series as. Each
+// goroutine that reads the log has its own.
+type resolver struct {
+	memo *seriesMemo
+	lb   *labels.Builder
+}
+
+func newResolver() resolver {
+	return resolver{memo: newSeriesMemo(), lb: labels.NewBuilder(labels.EmptyLabels())}
+}
 
 // admit returns what the endpoint sends series ref as: its labels in wire
 // form (the log's own, wire, when the endpoint changes no labels, else
 // what external labels, write_relabel_configs, drop rules and a dropped
 // tenant label make of them) and its tenant, computed once per series; or
 // false for a series it does not send, counted in drops.
-func (s *Sender) admit(ref uint64, wire []byte, drops *admitDrops) (sent []byte, tenant uint32, ok bool) {
+func (s *Sender) admit(r *resolver, ref uint64, wire []byte, drops *admitDrops) (sent []byte, tenant uint32, ok bool) {
 	if !s.memoized {
 		return wire, 0, true
 	}
-	si := s.memo.get(ref)
+	si := r.memo.get(ref)
 	if si == nil {
-		si = s.describe(wire)
-		s.memo.put(ref, si)
+		si = s.describe(r.lb, wire)
+		r.memo.put(ref, si)
 	}
 	switch si {
 	case droppedByRelabel:
@@ -424,25 +475,26 @@ func (s *Sender) admit(ref uint64, wire []byte, drops *admitDrops) (sent []byte,
 	return si.wire, si.tenant, true
 }
 
-// describe works out what the endpoint sends a series with labels wire as.
-func (s *Sender) describe(wire []byte) *seriesInfo {
+// describe works out, with lb, what the endpoint sends a series with
+// labels wire as.
+func (s *Sender) describe(lb *labels.Builder, wire []byte) *seriesInfo {
 	ls := wal.LabelsOfWire(wire)
 	if s.o.Drop != nil && s.o.Drop(ls) {
 		return droppedByRule
 	}
-	s.lb.Reset(ls)
+	lb.Reset(ls)
 	s.cfg.ExternalLabels.Range(func(l labels.Label) {
-		if s.lb.Get(l.Name) == "" {
-			s.lb.Set(l.Name, l.Value)
+		if lb.Get(l.Name) == "" {
+			lb.Set(l.Name, l.Value)
 		}
 	})
-	if !relabel.ProcessBuilder(s.lb, s.cfg.WriteRelabelConfigs...) {
+	if !relabel.ProcessBuilder(lb, s.cfg.WriteRelabelConfigs...) {
 		return droppedByRelabel
 	}
 	si := &seriesInfo{wire: wire}
 	changed := s.relabels
 	if tc := s.cfg.Tenant; tc != nil {
-		name := s.lb.Get(tc.Label)
+		name := lb.Get(tc.Label)
 		if name == "" {
 			name = tc.Default
 		}
@@ -450,15 +502,15 @@ func (s *Sender) describe(wire []byte) *seriesInfo {
 			return droppedByTenant
 		}
 		si.tenant = s.tenants.intern(name)
-		if tc.DropLabel && s.lb.Get(tc.Label) != "" {
-			s.lb.Del(tc.Label)
+		if tc.DropLabel && lb.Get(tc.Label) != "" {
+			lb.Del(tc.Label)
 			changed = true
 		}
 	}
 	if !changed {
 		return si // the log's own labels, shared
 	}
-	if ls = s.lb.Labels(); ls.IsEmpty() {
+	if ls = lb.Labels(); ls.IsEmpty() {
 		return droppedByRelabel
 	}
 	si.wire = wal.WireOf(ls)
@@ -592,6 +644,7 @@ func (s *Sender) Stop(ctx context.Context) error {
 		s.stopSend()
 		<-drained
 		<-s.loopDone
+		s.catchUpsRunning.Wait()
 		c, _ := s.track.position()
 		if err = s.o.Checkpoints.Save(s.cfg.CheckpointKey, c); err == nil {
 			s.reader.Commit(c)
@@ -603,8 +656,12 @@ func (s *Sender) Stop(ctx context.Context) error {
 	return err
 }
 
-// failing reports whether a shard's last send failed and is being retried.
+// failing reports whether a shard's last send, or a tenant's, failed and
+// is being retried.
 func (s *Sender) failing() bool {
+	if s.tenants != nil && s.tenants.retrying.Load() > 0 {
+		return true
+	}
 	s.shardsMu.Lock()
 	defer s.shardsMu.Unlock()
 	for _, sh := range s.shardsView {

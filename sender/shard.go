@@ -47,12 +47,20 @@ type shard struct {
 	tenantGroups []tenantGroup
 	// tooOld holds the items dropTooOld takes out of a batch.
 	tooOld []item
+	// tries holds send's attempt state of each tenant group.
+	tries []tenantTry
+	// takenMin is the lowest record sequence number in the batch being
+	// sent, MaxUint64 between batches (guarded by mu).
+	takenMin uint64
+	// catchUp is set on the shard a tenant's catch-up sends with.
+	catchUp *catchUp
 }
 
 func (s *Sender) startShards(n int) {
 	s.shards = make([]*shard, n)
 	for i := range s.shards {
-		sh := &shard{s: s, datac: make(chan struct{}, 1), roomc: make(chan struct{}, 1), done: make(chan struct{})}
+		sh := &shard{s: s, datac: make(chan struct{}, 1), roomc: make(chan struct{}, 1), done: make(chan struct{}),
+			takenMin: math.MaxUint64}
 		sh.enc.meta = s.meta
 		sh.enc.maxMetadata = s.cfg.MaxMetadataPerSend
 		s.shards[i] = sh
@@ -193,6 +201,7 @@ func (sh *shard) take(max int, force bool) []item {
 	}
 	batch := append(sh.batch[:0], live[:n]...)
 	rest := live[n:]
+	sh.takenMin = live[0].rec // the queue is in record order
 	if sh.queuedExemplars > 0 {
 		for i := range batch {
 			if batch[i].kind == kindExemplar {
@@ -335,19 +344,76 @@ func (sh *shard) run() {
 // send delivers one batch: retried with backoff on 5xx, 429 and network
 // errors; dropped and counted on any other 4xx (415 to a 2.0 request falls
 // back to 1.0). It returns without acknowledging only when sendCtx ends.
-// An endpoint with tenants is sent one request per tenant, in turn.
+//
+// An endpoint with tenants is sent one request per tenant, in turn. A
+// tenant whose first attempt fails is tried again after the others: if
+// it fails again while others were delivered, the trouble is its own, and
+// it is set aside (see catchUp) rather than holding up the shard.
 func (sh *shard) send(batch []item) {
 	s := sh.s
 	s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
+	defer func() {
+		s.inFlight.Add(-1)
+		sh.mu.Lock()
+		sh.takenMin = math.MaxUint64
+		sh.mu.Unlock()
+	}()
 	if s.tenants == nil {
-		sh.deliver(batch, nil)
+		sh.deliver(batch, nil, nil)
 		return
 	}
-	for _, g := range sh.splitByTenant(batch) {
-		if !sh.deliver(g.items, g.tenant) {
+	groups := sh.splitByTenant(batch)
+	tries := sh.tries[:0]
+	for range groups {
+		tries = append(tries, tenantTry{failedAt: -1, deferrable: true})
+	}
+	sh.tries = tries
+	defer func() {
+		for i := range tries {
+			tries[i].settle(s)
+		}
+		clear(tries)
+	}()
+	for i, g := range groups {
+		if sh.deliver(g.items, g.tenant, &tries[i]) == stopped {
 			return
 		}
+	}
+	for i, g := range groups {
+		if tries[i].deferred != nil {
+			tries[i].deferrable = false
+			if sh.deliver(tries[i].deferred, g.tenant, &tries[i]) == stopped {
+				return
+			}
+		}
+	}
+}
+
+// outcome is how deliver ended.
+type outcome int
+
+const (
+	done     outcome = iota // acknowledged, refused for good, dropped or handed over
+	stopped                 // sendCtx ended
+	deferred                // a deferrable attempt failed; try it again later
+)
+
+// tenantTry is what deliver keeps of a tenant group's attempts, across a
+// deferral.
+type tenantTry struct {
+	// failedAt is s.tenants.delivered when the group first failed, -1
+	// before.
+	failedAt   int64
+	retrying   bool   // counted in s.tenants.retrying
+	deferrable bool   // a first failure returns deferred
+	deferred   []item // what is left of the group, once deferred
+}
+
+// settle takes a finished group out of s.tenants.retrying.
+func (tt *tenantTry) settle(s *Sender) {
+	if tt.retrying {
+		tt.retrying = false
+		s.tenants.retrying.Add(-1)
 	}
 }
 
@@ -443,20 +509,20 @@ func unreachable(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-func (sh *shard) deliver(batch []item, tn *tenant) bool {
+// deliver sends batch, to tenant tn if not nil, until it is done; try, if
+// not nil, is the tenant group's attempt state (see send).
+func (sh *shard) deliver(batch []item, tn *tenant, try *tenantTry) outcome {
 	s := sh.s
 	q := s.cfg.Queue
 	var enc encoded
 	fresh := false // enc holds batch as it is
 	backoff := q.MinBackoff
-	// retrying is set while a request of tenant tn failed and is being
-	// retried: the endpoint does not recover while any is.
-	retrying := false
-	defer func() {
-		if retrying {
-			s.tenants.retrying.Add(-1)
-		}
-	}()
+	if try == nil {
+		// try.retrying is set while a request of tenant tn failed and is
+		// being retried: the endpoint does not recover while any is.
+		try = &tenantTry{failedAt: -1}
+		defer try.settle(s)
+	}
 	for {
 		// Items the disk cap wrote off (and counted) are not sent, nor
 		// those older than sample_age_limit, checked before every attempt.
@@ -467,7 +533,14 @@ func (sh *shard) deliver(batch []item, tn *tenant) bool {
 			batch, fresh = rest, false
 		}
 		if len(batch) == 0 {
-			return true
+			return done
+		}
+		if tn != nil && sh.catchUp == nil {
+			if cu := tn.catchUp.Load(); cu != nil {
+				// Set aside: its catch-up sends what the shards held.
+				cu.handOver(batch)
+				return done
+			}
 		}
 		// A fallback to 1.0, by this shard or another, changes the version.
 		if v := s.currentVersion(); !fresh || v != enc.version {
@@ -477,14 +550,14 @@ func (sh *shard) deliver(batch []item, tn *tenant) bool {
 			// Only exemplars a 2.0 request cannot carry: nothing to send.
 			sh.settle(enc)
 			sh.acknowledge(batch)
-			return true
+			return done
 		}
 		start := time.Now()
 		resp, err := s.post(s.sendCtx, enc, tn)
 		elapsed := time.Since(start)
 		sh.busy.Add(int64(elapsed))
 		if s.sendCtx.Err() != nil {
-			return false
+			return stopped
 		}
 		status := resp.status
 		observe := func(outcome string) {
@@ -508,9 +581,9 @@ func (sh *shard) deliver(batch []item, tn *tenant) bool {
 			}
 			n := int64(enc.samples + enc.histograms)
 			sentBefore := s.sentSamples.Add(n) - n
-			if retrying {
-				retrying = false
-				s.tenants.retrying.Add(-1)
+			try.settle(s)
+			if tn != nil {
+				s.tenants.delivered.Add(1)
 			}
 			if tn != nil && s.tenants.retrying.Load() > 0 {
 				// Another tenant's request is still failing: the endpoint
@@ -527,7 +600,7 @@ func (sh *shard) deliver(batch []item, tn *tenant) bool {
 			}
 			sh.settle(enc)
 			sh.acknowledge(batch)
-			return true
+			return done
 		case err != nil || status/100 == 5 || (status == http.StatusTooManyRequests && q.RetryOnRateLimit):
 			observe("retry")
 			s.o.Metrics.lastSendError.WithLabelValues(s.cfg.Name).Set(float64(s.o.Now().Unix()))
@@ -539,8 +612,8 @@ func (sh *shard) deliver(batch []item, tn *tenant) bool {
 			}
 			if tn != nil {
 				reason = fmt.Errorf("tenant %q: %w", tn.name, reason)
-				if !retrying {
-					retrying = true
+				if !try.retrying {
+					try.retrying = true
 					s.tenants.retrying.Add(1)
 				}
 			}
@@ -553,6 +626,23 @@ func (sh *shard) deliver(batch []item, tn *tenant) bool {
 			case s.shouldLog(&s.lastErrLog):
 				s.logger.Warn("Endpoint still failing; retrying",
 					zap.Error(reason), zap.Duration("backoff", max(backoff, resp.retryAfter)))
+			}
+			if tn != nil {
+				if d := s.tenants.delivered.Load(); try.failedAt < 0 {
+					try.failedAt = d
+					if try.deferrable {
+						try.deferred = batch
+						return deferred
+					}
+				} else if d > try.failedAt && sh.catchUp == nil {
+					// Failed again while other tenants were delivered:
+					// the trouble is this tenant's, and it need not hold
+					// up the others.
+					if cu := s.setAside(tn); cu != nil {
+						cu.handOver(batch)
+						return done
+					}
+				}
 			}
 			wait := backoff
 			switch {
@@ -567,7 +657,7 @@ func (sh *shard) deliver(batch []item, tn *tenant) bool {
 			select {
 			case <-time.After(wait):
 			case <-s.sendCtx.Done():
-				return false
+				return stopped
 			}
 			backoff = min(2*backoff, q.MaxBackoff)
 		default:
@@ -578,7 +668,10 @@ func (sh *shard) deliver(batch []item, tn *tenant) bool {
 				mid := splitPoint(batch)
 				// The halves re-encode into the shard's buffers: enc is
 				// not used again.
-				return sh.deliver(batch[:mid], tn) && sh.deliver(batch[mid:], tn)
+				if sh.deliver(batch[:mid], tn, nil) == stopped {
+					return stopped
+				}
+				return sh.deliver(batch[mid:], tn, nil)
 			}
 			s.failed.Add(float64(enc.samples + enc.histograms))
 			s.failedTotal.Add(int64(enc.samples + enc.histograms))
@@ -594,7 +687,7 @@ func (sh *shard) deliver(batch []item, tn *tenant) bool {
 			}
 			sh.settle(enc)
 			sh.acknowledge(batch)
-			return true
+			return done
 		}
 	}
 }

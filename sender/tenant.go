@@ -19,7 +19,10 @@ const otherTenant = "_other"
 // tenant is one tenant of an endpoint that splits its requests by tenant.
 type tenant struct {
 	name string // "" sends no tenant header
+	id   uint32 // its index in the tenantTable
 	sent prometheusCounter
+	// catchUp is set while the tenant is set aside.
+	catchUp atomic.Pointer[catchUp]
 }
 
 // tenantTable interns the tenants of an endpoint: items carry a tenant's
@@ -36,6 +39,10 @@ type tenantTable struct {
 	// retrying counts the requests of any tenant that failed and are
 	// being retried.
 	retrying atomic.Int32
+	// delivered counts the requests of any tenant the endpoint
+	// acknowledged: a request that failed twice with others delivered
+	// between is its tenant's own trouble.
+	delivered atomic.Int64
 }
 
 func newTenantTable(vec *prometheus.CounterVec, endpoint string) *tenantTable {
@@ -50,7 +57,7 @@ func (t *tenantTable) intern(name string) uint32 {
 		return id
 	}
 	name = strings.Clone(name) // not a view of a series' labels
-	tn := &tenant{name: name}
+	tn := &tenant{name: name, id: uint32(len(t.list))}
 	if len(t.list) < maxTenantSeries {
 		tn.sent = t.vec.WithLabelValues(t.endpoint, name)
 	} else {

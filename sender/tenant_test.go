@@ -7,8 +7,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
+	"github.com/ferrymetrics/ferry/wal"
 	wm "github.com/ferrymetrics/ferry/wal/model"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
@@ -131,37 +133,10 @@ func TestTenantSplit(t *testing.T) {
 	}
 }
 
-// seriesOnShard returns n series m{id, tenant} of the tenant whose refs
-// put them on shard k of shards. It creates series until it has them
-// (those on other shards get no samples); next numbers the ids.
-func (e *env) seriesOnShard(tenant string, k, shards, n int, next *int) []labels.Labels {
-	e.t.Helper()
-	var out []labels.Labels
-	for len(out) < n {
-		ls := labels.FromStrings("__name__", "m", "id", fmt.Sprint(*next), "tenant", tenant)
-		*next++
-		ref, err := e.w.Resolve(ls)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		if shardOf(uint64(ref), shards) == k {
-			out = append(out, ls)
-		}
-	}
-	return out
-}
-
-// A tenant whose requests fail with 503 holds up its own shard only: a
-// tenant whose series are on the other shard gets every sample meanwhile.
-// The endpoint stays failing (the other tenant's successes do not make it
-// recover), the checkpoint waits for the failing tenant, and once it
-// accepts it gets everything, each series in order.
-func TestTenantFailureHoldsUpOnlyItsShard(t *testing.T) {
-	const perTenant, rounds = 5, 20
-	core, logs := observer.New(zap.InfoLevel)
-	e := &env{t: t, dir: t.TempDir(), logger: zap.New(core)}
-	e.open()
-	defer e.close()
+// failingTenant returns a receiver that splits by X-Scope-OrgID and
+// answers 503 to tenant "a" while the returned flag is set, as it is at
+// first.
+func failingTenant(t *testing.T) (*receiver, *atomic.Bool) {
 	var aDown atomic.Bool
 	aDown.Store(true)
 	r := newReceiver(t, func(int) int { return 0 })
@@ -172,49 +147,134 @@ func TestTenantFailureHoldsUpOnlyItsShard(t *testing.T) {
 		}
 		return 0
 	}
-	s := e.sender("a", r.srv.URL, func(c *Config) {
+	return r, &aDown
+}
+
+// abc puts series i under tenant a, b or c in turn.
+func abc(i int) string { return []string{"a", "b", "c"}[i%3] }
+
+// A tenant whose requests fail while the others' are delivered is set
+// aside. The others, on the same shards, get every sample meanwhile, far
+// more than the shards' queues hold. The endpoint stays failing and the
+// checkpoint waits for the tenant. Once it accepts, its catch-up delivers
+// everything, each series in order, and it rejoins the shards, which
+// then carry it again.
+func TestFailingTenantIsSetAside(t *testing.T) {
+	const series, rounds = 18, 120 // 6 series per tenant
+	for _, shards := range []int{1, 3} {
+		t.Run(fmt.Sprintf("shards=%d", shards), func(t *testing.T) {
+			core, logs := observer.New(zap.InfoLevel)
+			e := &env{t: t, dir: t.TempDir(), logger: zap.New(core)}
+			e.open()
+			defer e.close()
+			r, aDown := failingTenant(t)
+			s := e.sender("ep", r.srv.URL, func(c *Config) {
+				c.Queue.MinShards, c.Queue.MaxShards = shards, shards
+				c.Queue.Capacity, c.Queue.MaxSamplesPerSend = 60, 30
+				c.Tenant = &Tenant{Label: "tenant", Header: "X-Scope-OrgID"}
+			})
+			ls := tenantSeries(series, abc)
+			start := e.head()
+			e.appendSeries(ls, 1, rounds/2)
+			r.waitTotal(2 * series / 3 * rounds / 2) // all of b's and c's
+			catching := func() float64 { return testutil.ToFloat64(e.m.tenantsCatching.WithLabelValues("ep")) }
+			waitFor(t, func() bool { return catching() == 1 })
+			// Appended while a is set aside: the shards skip its samples.
+			e.appendSeries(ls, rounds/2+1, rounds)
+			r.waitTotal(2 * series / 3 * rounds)
+			r.mu.Lock()
+			for _, l := range ls {
+				if got := r.tenants[l.Get("id")]; l.Get("tenant") == "a" && len(got) > 0 {
+					t.Errorf("series %s of the failing tenant arrived: %v", l, got)
+				}
+			}
+			r.mu.Unlock()
+			if st := s.Status(); st.State == StateHealthy || !strings.Contains(st.LastError, `tenant "a"`) {
+				t.Errorf("status while tenant a fails: %s, last error %q; want not healthy, naming tenant a", st.State, st.LastError)
+			}
+			if n := logs.FilterMessage("Endpoint recovered").Len(); n > 0 {
+				t.Errorf("endpoint logged it recovered %d times while tenant a was failing", n)
+			}
+			if c := s.Checkpoint(); start.Less(c) {
+				t.Errorf("checkpoint moved to %v past records tenant a has not acknowledged", s.log.Describe(c))
+			}
+			aDown.Store(false)
+			r.waitTotal(series * rounds)
+			waitFor(t, func() bool { return catching() == 0 })
+			// Back in the shards.
+			e.appendSeries(ls, rounds+1, rounds+10)
+			r.waitTotal(series * (rounds + 10))
+			waitFor(t, func() bool { return s.Checkpoint() == e.head() && s.Status().State == StateHealthy })
+			stop(t, s)
+			r.checkComplete(series, rounds+10)
+			for name := range 3 {
+				want := float64(series / 3 * (rounds + 10))
+				if got := testutil.ToFloat64(e.m.tenantSent.WithLabelValues("ep", abc(name))); got != want {
+					t.Errorf("tenant %s: %v samples counted, want %v (each once)", abc(name), got, want)
+				}
+			}
+			if n := testutil.ToFloat64(e.m.tenantCatchUps.WithLabelValues("ep")); n != 1 {
+				t.Errorf("ferry_sender_tenant_catch_ups_total = %v, want 1", n)
+			}
+			for _, msg := range []string{"Endpoint recovered", "Tenant caught up; its samples go through the shards again"} {
+				if n := logs.FilterMessage(msg).Len(); n != 1 {
+					t.Errorf("%q logged %d times, want once", msg, n)
+				}
+			}
+		})
+	}
+}
+
+// When every tenant fails, none is set aside: the endpoint is down, and
+// re-reading the log once per tenant would only multiply the work of
+// catching up.
+func TestDownEndpointSetsNoTenantAside(t *testing.T) {
+	const series, rounds = 9, 40
+	e := newEnv(t)
+	defer e.close()
+	r, down := newDownReceiver(t, http.StatusServiceUnavailable)
+	r.tenantHeader = "X-Scope-OrgID"
+	s := e.sender("ep", r.srv.URL, func(c *Config) {
 		c.Queue.MinShards, c.Queue.MaxShards = 2, 2
+		c.Queue.Capacity, c.Queue.MaxSamplesPerSend = 30, 15
 		c.Tenant = &Tenant{Label: "tenant", Header: "X-Scope-OrgID"}
 	})
-	next := 0
-	a := e.seriesOnShard("a", 0, 2, perTenant, &next)
-	b := e.seriesOnShard("b", 1, 2, perTenant, &next)
-	start := e.head()
-	// Each record holds both tenants' samples. Tenant a fails first...
-	e.appendSeries(slices.Concat(a, b), 1, 1)
-	waitFor(t, func() bool { return testutil.ToFloat64(e.m.retried.WithLabelValues("a")) > 0 })
-	// ...then b goes on receiving.
-	e.appendSeries(slices.Concat(a, b), 2, rounds)
-	r.waitTotal(perTenant * rounds) // all of b's
-	r.mu.Lock()
-	for _, ls := range a {
-		if got := r.tenants[ls.Get("id")]; len(got) > 0 {
-			t.Errorf("series %s of the failing tenant arrived: %v", ls, got)
-		}
-	}
-	r.mu.Unlock()
-	if st := s.Status(); st.State == StateHealthy || !strings.Contains(st.LastError, `tenant "a"`) {
-		t.Errorf("status while tenant a fails: %s, last error %q; want not healthy, naming tenant a", st.State, st.LastError)
-	}
-	if n := logs.FilterMessage("Endpoint recovered").Len(); n > 0 {
-		t.Errorf("endpoint logged it recovered %d times while tenant a was failing", n)
-	}
-	if c := s.Checkpoint(); start.Less(c) {
-		t.Errorf("checkpoint moved to %v past records tenant a has not acknowledged", s.log.Describe(c))
-	}
-	aDown.Store(false)
-	r.waitTotal(2 * perTenant * rounds)
-	waitFor(t, func() bool { return s.Checkpoint() == e.head() && s.Status().State == StateHealthy })
+	e.appendSeries(tenantSeries(series, abc), 1, rounds)
+	waitFor(t, func() bool { return testutil.ToFloat64(e.m.retried.WithLabelValues("ep")) > 100 })
+	down.Store(false)
+	r.waitTotal(series * rounds)
+	waitFor(t, func() bool { return s.Checkpoint() == e.head() })
 	stop(t, s)
-	r.checkComplete(2*perTenant, rounds)
-	if n := logs.FilterMessage("Endpoint recovered").Len(); n != 1 {
-		t.Errorf("endpoint logged it recovered %d times, want once", n)
+	r.checkComplete(series, rounds)
+	if n := testutil.ToFloat64(e.m.tenantCatchUps.WithLabelValues("ep")); n != 0 {
+		t.Errorf("ferry_sender_tenant_catch_ups_total = %v while the whole endpoint was down, want 0", n)
 	}
-	for name, want := range map[string]float64{"a": perTenant * rounds, "b": perTenant * rounds} {
-		if got := testutil.ToFloat64(e.m.tenantSent.WithLabelValues("a", name)); got != want {
-			t.Errorf("tenant %s: %v samples counted, want %v", name, got, want)
-		}
+}
+
+// A sender stopped while a tenant is set aside keeps its checkpoint before
+// the tenant's undelivered samples: after a restart, the tenant gets them
+// all, and the others lose nothing.
+func TestRestartWhileTenantSetAside(t *testing.T) {
+	const series, rounds = 9, 60
+	e := newEnv(t)
+	r, aDown := failingTenant(t)
+	cfg := func(c *Config) {
+		c.Queue.MinShards, c.Queue.MaxShards = 1, 1
+		c.Queue.Capacity, c.Queue.MaxSamplesPerSend = 30, 15
+		c.Tenant = &Tenant{Label: "tenant", Header: "X-Scope-OrgID"}
 	}
+	s := e.sender("ep", r.srv.URL, cfg)
+	e.appendSeries(tenantSeries(series, abc), 1, rounds)
+	r.waitTotal(2 * series / 3 * rounds)
+	waitFor(t, func() bool { return testutil.ToFloat64(e.m.tenantsCatching.WithLabelValues("ep")) == 1 })
+	e.reopen(s, time.Millisecond)
+	defer e.close()
+	aDown.Store(false)
+	s = e.sender("ep", r.srv.URL, cfg)
+	e.appendSeries(tenantSeries(series, abc), rounds+1, rounds+5)
+	waitFor(t, func() bool { return s.Checkpoint() == e.head() })
+	stop(t, s)
+	r.checkComplete(series, rounds+5)
 }
 
 // A 4xx for one tenant's request fails only that tenant's samples.
@@ -353,5 +413,65 @@ func TestSplitByTenant(t *testing.T) {
 func TestItemSizeWithTenant(t *testing.T) {
 	if got := unsafe.Sizeof(item{}); unsafe.Sizeof(uintptr(0)) == 8 && got != 80 {
 		t.Errorf("item is %d bytes, want 80", got)
+	}
+}
+
+// The disk cap deletes segments holding samples of a tenant set aside:
+// they are counted once, as any undelivered sample, and the rest arrives.
+// Delivered plus counted is exactly what was appended.
+func TestDiskCapWhileTenantSetAside(t *testing.T) {
+	const series = 9
+	e := &env{t: t, dir: t.TempDir(), walOpts: func(o *wal.Options) {
+		o.Sync = wal.SyncInterval
+		o.SegmentSize = 32 << 10
+		o.MaxSize = 128 << 10
+		o.MaintenanceInterval = 5 * time.Millisecond
+	}}
+	e.open()
+	r, aDown := failingTenant(t)
+	// Every tenant fails while the disk cap drops: a request delivered
+	// while its segment is dropped would be both delivered and counted.
+	var allDown atomic.Bool
+	r.status = func(int) int {
+		if allDown.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	}
+	cfg := func(c *Config) {
+		c.Queue.MinShards, c.Queue.MaxShards = 2, 2
+		c.Tenant = &Tenant{Label: "tenant", Header: "X-Scope-OrgID"}
+	}
+	s := e.sender("ep", r.srv.URL, cfg)
+	e.w.Start()
+	dropped := func() int { return int(testutil.ToFloat64(e.m.dropped.WithLabelValues("ep", "disk_cap"))) }
+	ls := tenantSeries(series, abc)
+	e.appendSeries(ls, 1, 10)
+	waitFor(t, func() bool { return testutil.ToFloat64(e.m.tenantsCatching.WithLabelValues("ep")) == 1 })
+	r.waitTotal(2 * series / 3 * 10)
+	allDown.Store(true)
+	e.appendSeries(ls, 11, 3000)
+	waitFor(t, func() bool { return dropped() > 0 && e.w.Size() <= 128<<10 })
+	before := dropped()
+	if got := testutil.ToFloat64(e.m.tenantsCatching.WithLabelValues("ep")); got != 1 {
+		t.Fatalf("%v tenants catching up when the disk cap dropped, want 1", got)
+	}
+	// Restarted with room, so that no drop races a delivery.
+	e.walOpts = func(o *wal.Options) { o.Sync = wal.SyncInterval; o.SegmentSize = 32 << 10 }
+	e.reopen(s, time.Millisecond)
+	defer e.close()
+	aDown.Store(false)
+	allDown.Store(false)
+	s = e.sender("ep", r.srv.URL, cfg)
+	e.w.Start()
+	e.appendSeries(ls, 3001, 3010)
+	appended := series * 3010
+	waitFor(t, func() bool { return distinct(r)+before+dropped() == appended })
+	stop(t, s)
+	if got := distinct(r) + before + dropped(); got != appended {
+		t.Fatalf("%d delivered + %d + %d counted as dropped, want %d appended", distinct(r), before, dropped(), appended)
+	}
+	if before < series*100 {
+		t.Fatalf("only %d samples dropped: the test did not exercise the disk cap", before)
 	}
 }

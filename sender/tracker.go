@@ -1,6 +1,9 @@
 package sender
 
-import "sync"
+import (
+	"sort"
+	"sync"
+)
 
 // tracker finds the checkpoint: the end of the longest prefix of the log's
 // entries ("records") whose every sample was acknowledged (or deliberately
@@ -140,4 +143,17 @@ func (t *tracker) pending() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.recs) - t.head
+}
+
+// seqOf returns the sequence number of the record ending at end, if it is
+// still tracked (not yet retired).
+func (t *tracker) seqOf(end Cursor) (uint64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	live := t.recs[t.head:]
+	i := sort.Search(len(live), func(i int) bool { return !live[i].end.Less(end) })
+	if i == len(live) || live[i].end != end {
+		return 0, false
+	}
+	return t.base + uint64(i), true
 }
