@@ -257,7 +257,8 @@ func newFerry(t testing.TB, walYAML string, endpoints ...string) *ferry {
 }
 
 // writeConfig writes the config; endpoints are "name=url" or
-// "name=url|extra yaml lines".
+// "name=url|extra yaml lines" (which replace the default queue_config if
+// they hold one).
 func (f *ferry) writeConfig(walYAML string, endpoints ...string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen_address: %s\ndata_dir: %s\nshutdown_timeout: 2s\n", f.addr, filepath.Join(f.dir, "data"))
@@ -268,7 +269,10 @@ func (f *ferry) writeConfig(walYAML string, endpoints ...string) {
 	for _, ep := range endpoints {
 		name, rest, _ := strings.Cut(ep, "=")
 		u, extra, _ := strings.Cut(rest, "|")
-		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n    queue_config: {max_samples_per_send: 500, batch_send_deadline: 50ms, min_backoff: 10ms, max_backoff: 200ms}\n", name, u)
+		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n", name, u)
+		if !strings.Contains(extra, "queue_config:") {
+			b.WriteString("    queue_config: {max_samples_per_send: 500, batch_send_deadline: 50ms, min_backoff: 10ms, max_backoff: 200ms}\n")
+		}
 		if extra != "" {
 			b.WriteString(indent(extra, "    ") + "\n")
 		}
