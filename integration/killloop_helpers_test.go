@@ -58,13 +58,13 @@ type ackedLoad struct {
 
 // startAckedLoad starts the load; an answer other than 2xx, 5xx or 429,
 // or no acknowledgment for two minutes, fails t. The test's cleanup
-// aborts it.
+// stops it, also when the test failed before stopping it.
 func startAckedLoad(t *testing.T, p *pusher, base, step int64, batch int) *ackedLoad {
 	l := &ackedLoad{done: make(chan struct{})}
 	rounds, stopRounds := context.WithCancel(context.Background())
 	hard, abort := context.WithCancel(context.Background())
 	l.stopRounds, l.abort = stopRounds, abort
-	t.Cleanup(func() { abort(); <-l.done })
+	t.Cleanup(func() { stopRounds(); abort(); <-l.done })
 	go func() {
 		defer close(l.done)
 		for ts := base; rounds.Err() == nil; ts += step {
